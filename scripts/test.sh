@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up .venv (first run only) and run the checks: ruff, then the test suite.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+cd "$FMRECON_ROOT"
+ruff check src tests benchmarks
+ruff format --check src tests benchmarks
+python -m pytest -q -n 2 "$@"

@@ -1,0 +1,1 @@
+"""Readers for the real file formats, slice datasets, splits and simulation."""

@@ -1,0 +1,92 @@
+"""Coil sensitivities: SENSE expand/reduce, root-sum-of-squares, ACS region.
+
+Shapes: multi-coil k-space and sensitivity maps are complex (..., C, H, W);
+coil-combined images are complex (..., H, W). ``H`` is the readout (fully
+sampled) axis, ``W`` the phase-encode axis that masks act on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fmrecon.physics.fft import fft2c, ifft2c
+
+
+def sens_expand(image: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
+    """E: coil-combined image (..., H, W) -> multi-coil k-space (..., C, H, W)."""
+    return fft2c(image.unsqueeze(-3) * sens)
+
+
+def sens_reduce(kspace: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
+    """R = E^H: multi-coil k-space (..., C, H, W) -> image (..., H, W)."""
+    return (ifft2c(kspace) * sens.conj()).sum(dim=-3)
+
+
+def rss(x, dim: int = -3):
+    """Root-sum-of-squares of complex or real coil images along ``dim``."""
+    if isinstance(x, torch.Tensor):
+        return torch.sqrt((x.abs() ** 2).sum(dim=dim))
+    return np.sqrt((np.abs(x) ** 2).sum(axis=dim))
+
+
+def num_low_frequencies(mask) -> int:
+    """Number of contiguous sampled phase-encode lines around the k-space
+    centre (index ``W // 2``) of a mask broadcastable to (..., H, W).
+
+    A line counts as sampled when every readout sample of it is sampled in
+    every leading index (so a 2-D radial mask yields its fully sampled block's
+    width only where that block spans the whole readout; use ``acs_region``
+    for blocks). Returns 0 when the centre line is not sampled.
+    """
+    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+    m = m.bool()
+    lines = m.reshape(-1, m.shape[-2], m.shape[-1]).all(dim=0).all(dim=0)
+    w = lines.shape[0]
+    c = w // 2
+    if not bool(lines[c]):
+        return 0
+    left = c
+    while left > 0 and bool(lines[left - 1]):
+        left -= 1
+    right = c
+    while right < w - 1 and bool(lines[right + 1]):
+        right += 1
+    return right - left + 1
+
+
+def acs_region(mask) -> tuple[slice, slice]:
+    """The fully sampled centre block of a mask (..., H, W), as (row, column)
+    slices: the largest rectangle around the centre that every leading index
+    samples completely. Works for line masks (the whole readout by the ACS
+    lines) and for 2-D masks with a square ACS block (CMRxRecon 2024 radial).
+    """
+    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+    m = m.bool().reshape(-1, m.shape[-2], m.shape[-1]).all(dim=0)
+    h, w = m.shape
+    ch, cw = h // 2, w // 2
+    if not bool(m[ch, cw]):
+        return slice(ch, ch), slice(cw, cw)
+    # grow columns along the centre row, then rows as long as all columns hold
+    left = cw
+    while left > 0 and bool(m[ch, left - 1]):
+        left -= 1
+    right = cw + 1
+    while right < w and bool(m[ch, right]):
+        right += 1
+    top = ch
+    while top > 0 and bool(m[top - 1, left:right].all()):
+        top -= 1
+    bottom = ch + 1
+    while bottom < h and bool(m[bottom, left:right].all()):
+        bottom += 1
+    return slice(top, bottom), slice(left, right)
+
+
+def extract_acs(kspace: torch.Tensor, mask) -> torch.Tensor:
+    """Zero every k-space sample outside the ACS block of ``mask``
+    (the input of ESPIRiT-style or learned sensitivity estimation)."""
+    rows, cols = acs_region(mask)
+    out = torch.zeros_like(kspace)
+    out[..., rows, cols] = kspace[..., rows, cols]
+    return out
