@@ -17,13 +17,16 @@ fi
 stamp="$VENV/.fmrecon-installed"
 want="$(cat "$FMRECON_ROOT/pyproject.toml" "$FMRECON_ROOT/scripts/bootstrap.sh" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "[fmrecon] installing dependencies into $VENV" >&2
-  "$VENV/bin/python" -m pip install -q --upgrade pip
+  echo "[fmrecon] installing dependencies into $VENV (log: $VENV/install.log)" >&2
+  log="$VENV/install.log"
+  : > "$log"
+  pipi() { "$VENV/bin/python" -m pip install "$@" >>"$log" 2>&1 || { tail -n 30 "$log" >&2; exit 1; }; }
+  pipi --upgrade pip
   if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
     # shellcheck disable=SC2086
-    "$VENV/bin/python" -m pip install -q ${FMRECON_TORCH:-torch==2.13.0}
+    pipi ${FMRECON_TORCH:-torch==2.13.0}
   fi
-  "$VENV/bin/python" -m pip install -q -e "$FMRECON_ROOT[dev]"
+  pipi -e "$FMRECON_ROOT[dev]"
   if "$VENV/bin/python" -c "import torchvision" >/dev/null 2>&1; then
     echo "[fmrecon] torchvision is installed in $VENV; it breaks lightning/torchmetrics on CPU torch: pip uninstall torchvision" >&2
     exit 1

@@ -51,7 +51,9 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
                 f"{path}: MATLAB v5 .mat file; fmrecon reads v7.3 (HDF5) files as "
                 "CMRxRecon ships them (re-save with `save(..., '-v7.3')`)"
             ) from None
-        reason = "truncated or corrupt HDF5 file" if _is_hdf5_signature(path) else "not an HDF5 file"
+        reason = (
+            "truncated or corrupt HDF5 file" if _is_hdf5_signature(path) else "not an HDF5 file"
+        )
         raise DataError(f"{path}: {reason} ({_short(err)})") from None
 
 
@@ -162,28 +164,34 @@ def _matlab_header() -> bytes:
 def write_mat73(path: str | os.PathLike, arrays: dict[str, np.ndarray], compression=None) -> None:
     """Write ``arrays`` (given in MATLAB axis order) as a MATLAB v7.3 file,
     atomically. Complex arrays become single- or double-precision compound
-    ``real``/``imag`` datasets; booleans become ``logical`` (uint8)."""
+    ``real``/``imag`` datasets; booleans become ``logical`` (uint8). With
+    ``compression`` (e.g. "gzip"), arrays are chunked per 2-D multi-coil
+    slice (the last three HDF5 axes) so readers still read one slice."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", userblock_size=512) as f:
             for key, arr in arrays.items():
                 arr = np.asarray(arr)
                 stored = np.ascontiguousarray(arr.transpose(tuple(range(arr.ndim))[::-1]))
+                opts = {}
+                if compression is not None and stored.ndim > 0:
+                    chunk = (1,) * max(stored.ndim - 3, 0) + stored.shape[-3:]
+                    opts = {"compression": compression, "chunks": chunk}
                 if np.iscomplexobj(stored):
                     base = np.float32 if stored.dtype == np.complex64 else np.float64
                     cdt = np.dtype([("real", base), ("imag", base)])
                     data = np.empty(stored.shape, dtype=cdt)
                     data["real"] = stored.real
                     data["imag"] = stored.imag
-                    ds = f.create_dataset(key, data=data, compression=compression)
+                    ds = f.create_dataset(key, data=data, **opts)
                     ds.attrs["MATLAB_class"] = np.bytes_(_MATLAB_CLASS[np.dtype(base)])
                 elif stored.dtype == np.bool_:
-                    ds = f.create_dataset(key, data=stored.astype(np.uint8), compression=compression)
+                    ds = f.create_dataset(key, data=stored.astype(np.uint8), **opts)
                     ds.attrs["MATLAB_class"] = np.bytes_("logical")
                     ds.attrs["MATLAB_int_decode"] = np.int32(1)
                 else:
                     if stored.dtype not in _MATLAB_CLASS:
                         stored = stored.astype(np.float64)
-                    ds = f.create_dataset(key, data=stored, compression=compression)
+                    ds = f.create_dataset(key, data=stored, **opts)
                     ds.attrs["MATLAB_class"] = np.bytes_(_MATLAB_CLASS[stored.dtype])
         with open(tmp, "r+b") as fh:
             fh.write(_matlab_header())

@@ -30,6 +30,12 @@ def rss(x, dim: int = -3):
     return np.sqrt((np.abs(x) ** 2).sum(axis=dim))
 
 
+def _as_bool_tensor(mask) -> torch.Tensor:
+    if isinstance(mask, torch.Tensor):
+        return mask.bool()
+    return torch.from_numpy(np.array(mask, dtype=bool))
+
+
 def num_low_frequencies(mask) -> int:
     """Number of contiguous sampled phase-encode lines around the k-space
     centre (index ``W // 2``) of a mask broadcastable to (..., H, W).
@@ -39,8 +45,7 @@ def num_low_frequencies(mask) -> int:
     width only where that block spans the whole readout; use ``acs_region``
     for blocks). Returns 0 when the centre line is not sampled.
     """
-    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
-    m = m.bool()
+    m = _as_bool_tensor(mask)
     lines = m.reshape(-1, m.shape[-2], m.shape[-1]).all(dim=0).all(dim=0)
     w = lines.shape[0]
     c = w // 2
@@ -61,8 +66,8 @@ def acs_region(mask) -> tuple[slice, slice]:
     samples completely. Works for line masks (the whole readout by the ACS
     lines) and for 2-D masks with a square ACS block (CMRxRecon 2024 radial).
     """
-    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
-    m = m.bool().reshape(-1, m.shape[-2], m.shape[-1]).all(dim=0)
+    m = _as_bool_tensor(mask)
+    m = m.reshape(-1, m.shape[-2], m.shape[-1]).all(dim=0)
     h, w = m.shape
     ch, cw = h // 2, w // 2
     if not bool(m[ch, cw]):

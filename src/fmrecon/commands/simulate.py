@@ -1,0 +1,179 @@
+"""``fmrecon simulate``: write synthetic multi-coil data in the real file formats
+(CMRxRecon 2023 cine, fastMRI brain) plus ``simulation.json`` with the
+parameters, so the readers, training and evaluation can run end to end
+without the real data sets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from fmrecon import __version__
+from fmrecon.data import simulate as sim
+from fmrecon.data.h5io import atomic_path
+from fmrecon.errors import ConfigError
+
+HELP = "write synthetic multi-coil data (CMRxRecon 2023 cine, fastMRI brain)"
+
+FORMATS = ("cmrxrecon", "fastmri", "both")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument(
+        "--format",
+        default="both",
+        metavar="FMT",
+        help="cmrxrecon (cine in MultiCoil/Cine/TrainingSet), fastmri (brain h5 in "
+        "multicoil_val) or both (default)",
+    )
+    parser.add_argument(
+        "--subjects",
+        type=int,
+        metavar="N",
+        help=f"cardiac subjects / brain volumes (default {sim.CARDIAC_SUBJECTS} / "
+        f"{sim.BRAIN_VOLUMES})",
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="k-space matrix: cardiac (kx, ky), default "
+        f"{sim.CARDIAC_SIZE[0]} {sim.CARDIAC_SIZE[1]}; brain (H incl. 2x readout "
+        f"oversampling, W), default {sim.BRAIN_SIZE[0]} {sim.BRAIN_SIZE[1]}",
+    )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        metavar="Z",
+        help=f"short-axis slices / brain slices (default {sim.CARDIAC_SLICES} / "
+        f"{sim.BRAIN_SLICES})",
+    )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=sim.CARDIAC_FRAMES,
+        metavar="T",
+        help=f"cardiac frames (default {sim.CARDIAC_FRAMES})",
+    )
+    parser.add_argument(
+        "--coils",
+        type=int,
+        metavar="C",
+        help=f"receive coils (default {sim.CARDIAC_COILS} cardiac / {sim.BRAIN_COILS} brain)",
+    )
+    parser.add_argument(
+        "--accelerations",
+        type=int,
+        nargs="+",
+        default=list(sim.ACCELERATIONS),
+        metavar="R",
+        help="CMRxRecon AccFactor folders (official mask files) to write (default 4 8 10)",
+    )
+    parser.add_argument(
+        "--undersampled",
+        action="store_true",
+        help="also write the undersampled k-space (kspace_subRR) beside each mask file, "
+        "as in the challenge's AccFactor folders (inputs for `fmrecon reconstruct`)",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=sim.NOISE,
+        metavar="SIGMA",
+        help="k-space noise std relative to the blood / white-matter image magnitude "
+        f"(default {sim.NOISE})",
+    )
+    parser.add_argument(
+        "--no-lax", action="store_true", help="write cine_sax.mat only (no cine_lax.mat)"
+    )
+
+
+def _pick(value, default):
+    return default if value is None else value
+
+
+def run(args: argparse.Namespace) -> int:
+    fmt = str(args.format).lower()
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got '{args.format}'")
+    if args.subjects is not None and args.subjects < 1:
+        raise ConfigError(f"--subjects must be >= 1, got {args.subjects}")
+    if args.noise < 0:
+        raise ConfigError(f"--noise must be >= 0, got {args.noise}")
+    for name in ("slices", "frames", "coils"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {value}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+
+    start = time.perf_counter()
+    nbytes = 0
+
+    def report(path: Path) -> None:
+        nonlocal nbytes
+        size = path.stat().st_size
+        nbytes += size
+        print(f"wrote {path} ({size / 1e6:.1f} MB)", flush=True)
+
+    record: dict = {
+        "fmrecon_version": __version__,
+        "seed": args.seed,
+        "image_scale": sim.IMAGE_SCALE,
+        "noise": args.noise,
+        "formats": {},
+    }
+    summary = []
+    if fmt in ("cmrxrecon", "both"):
+        params = {
+            "n_subjects": _pick(args.subjects, sim.CARDIAC_SUBJECTS),
+            "size": list(_pick(args.size, sim.CARDIAC_SIZE)),
+            "n_slices": _pick(args.slices, sim.CARDIAC_SLICES),
+            "n_frames": args.frames,
+            "n_coils": _pick(args.coils, sim.CARDIAC_COILS),
+            "accelerations": list(args.accelerations),
+            "lax": not args.no_lax,
+            "undersampled": args.undersampled,
+        }
+        paths = sim.simulate_cmrxrecon(
+            out, seed=args.seed, noise=args.noise, progress=report, **params
+        )
+        record["formats"]["cmrxrecon"] = {
+            **params,
+            "lax_views": sim.LAX_VIEWS if params["lax"] else 0,
+            "root": "MultiCoil/Cine/TrainingSet",
+            "files": [p.relative_to(out).as_posix() for p in paths],
+        }
+        summary.append(f"{params['n_subjects']} cardiac subjects ({len(paths)} files)")
+    if fmt in ("fastmri", "both"):
+        params = {
+            "n_volumes": _pick(args.subjects, sim.BRAIN_VOLUMES),
+            "size": list(_pick(args.size, sim.BRAIN_SIZE)),
+            "n_slices": _pick(args.slices, sim.BRAIN_SLICES),
+            "n_coils": _pick(args.coils, sim.BRAIN_COILS),
+        }
+        paths = sim.simulate_fastmri_brain(
+            out, seed=args.seed, noise=args.noise, progress=report, **params
+        )
+        record["formats"]["fastmri"] = {
+            **params,
+            "root": "multicoil_val",
+            "files": [p.relative_to(out).as_posix() for p in paths],
+        }
+        summary.append(f"{params['n_volumes']} brain volumes ({len(paths)} files)")
+
+    meta = out / "simulation.json"
+    with atomic_path(meta) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    elapsed = time.perf_counter() - start
+    print(
+        f"simulated {' and '.join(summary)}: {nbytes / 1e6:.1f} MB in {elapsed:.1f} s "
+        f"under {out} (parameters in {meta.name})"
+    )
+    return 0

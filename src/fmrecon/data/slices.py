@@ -1,0 +1,246 @@
+"""A slice dataset over CMRxRecon and fastMRI files: one item per
+(file, frame, slice), reading only that slice from disk.
+
+Each item is a :class:`Sample`: masked k-space (coil, H, W) complex64, the
+mask (1, H, W) bool, the reference image (RSS of the fully sampled slice,
+or fastMRI's stored ``reconstruction_rss``), the scaling value ``max_value``
+(the data range for metrics and the SSIM loss) and metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fmrecon.data import cmrxrecon, fastmri
+from fmrecon.data.h5io import check_finite, open_h5
+from fmrecon.data.volumes import VolumeInfo
+from fmrecon.errors import ConfigError, DataError
+from fmrecon.physics.coils import num_low_frequencies, rss
+from fmrecon.physics.fft import ifft2c
+from fmrecon.physics.masks import MaskFunc
+
+_READERS = {"cmrxrecon": cmrxrecon, "fastmri": fastmri}
+
+
+@dataclass
+class Sample:
+    """One slice, or a batch of them (see :func:`collate`).
+
+    kspace: (C, H, W) complex64, already masked; mask: (1, H, W) bool;
+    target: (h, w) float32, empty (0, 0) when the file has no ground truth.
+    """
+
+    kspace: torch.Tensor
+    mask: torch.Tensor
+    target: torch.Tensor
+    max_value: torch.Tensor  # scalar float32
+    num_low_frequencies: torch.Tensor  # scalar int64
+    fname: str = ""
+    slice: int = 0
+    frame: int = 0
+    subject: str = ""
+    modality: str = ""
+    acceleration: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+
+def collate(samples: Sequence[Sample]) -> Sample:
+    """Stack samples of equal size into a batch: tensors gain a leading
+    batch axis, metadata become lists."""
+    first = samples[0]
+    for s in samples[1:]:
+        if s.kspace.shape != first.kspace.shape or s.target.shape != first.target.shape:
+            raise DataError(
+                f"cannot batch {s.fname} {tuple(s.kspace.shape)} with {first.fname} "
+                f"{tuple(first.kspace.shape)}: use batch size 1 or crop/pad to one size"
+            )
+    return Sample(
+        kspace=torch.stack([s.kspace for s in samples]),
+        mask=torch.stack([s.mask for s in samples]),
+        target=torch.stack([s.target for s in samples]),
+        max_value=torch.stack([s.max_value for s in samples]),
+        num_low_frequencies=torch.stack([s.num_low_frequencies for s in samples]),
+        fname=[s.fname for s in samples],
+        slice=[s.slice for s in samples],
+        frame=[s.frame for s in samples],
+        subject=[s.subject for s in samples],
+        modality=[s.modality for s in samples],
+        acceleration=[s.acceleration for s in samples],
+        meta=[s.meta for s in samples],
+    )
+
+
+def fastmri_seed(fname: str) -> tuple[int, ...]:
+    """fastMRI's validation transforms seed a file's mask with
+    ``tuple(map(ord, fname))`` of the file name, so every slice of a file
+    gets the same mask, and the same one as in fastMRI-based work."""
+    return tuple(map(ord, fname))
+
+
+class SliceDataset(Dataset):
+    """Items over ``volumes`` (from :func:`fmrecon.data.volumes.discover`).
+
+    Masks for fully sampled files come from ``mask_func`` (seeded per
+    ``mask_seed``: ``"file"`` = fastMRI's per-file seed, an int = that seed
+    for every file, ``"random"`` = a fresh draw per item, for training) or,
+    with ``official_masks=True``, from the challenge's mask files for
+    ``mask_func.acceleration``. Already undersampled files (``kspace_subXX``)
+    always use their own mask file and have no target.
+
+    ``items``: ``"all"`` (every frame and slice) or a callable
+    ``(info) -> list[(frame, slice)]`` (e.g. the CMRxRecon ranking subset).
+    """
+
+    def __init__(
+        self,
+        volumes: Sequence[VolumeInfo],
+        mask_func: MaskFunc | None = None,
+        mask_seed: str | int = "file",
+        official_masks: bool = False,
+        items="all",
+        max_open_files: int = 32,
+    ):
+        if not volumes:
+            raise DataError("no k-space files to build a dataset from")
+        if isinstance(mask_seed, str) and mask_seed not in ("file", "random"):
+            raise ConfigError(f"mask_seed must be 'file', 'random' or an int, got '{mask_seed}'")
+        needs_mask = any(v.fully_sampled for v in volumes)
+        if needs_mask and mask_func is None:
+            raise ConfigError("fully sampled files need a mask: pass mask_func")
+        self.volumes = list(volumes)
+        self.mask_func = mask_func
+        self.mask_seed = mask_seed
+        self.official_masks = official_masks
+        self.max_open_files = max_open_files
+        self.index: list[tuple[int, int, int]] = []
+        for i, v in enumerate(self.volumes):
+            pairs = (
+                [(t, z) for t in range(v.n_frames) for z in range(v.n_slices)]
+                if items == "all"
+                else items(v)
+            )
+            self.index.extend((i, t, z) for t, z in pairs)
+        self._handles: OrderedDict = OrderedDict()
+        self._pid = os.getpid()
+        self._masks: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    # h5py handles are not fork-safe: each worker process opens its own
+    def _file(self, i: int):
+        if self._pid != os.getpid():
+            self._handles = OrderedDict()
+            self._pid = os.getpid()
+        f = self._handles.get(i)
+        if f is None:
+            f = open_h5(self.volumes[i].path)
+            self._handles[i] = f
+            if len(self._handles) > self.max_open_files:
+                _, old = self._handles.popitem(last=False)
+                old.close()
+        else:
+            self._handles.move_to_end(i)
+        return f
+
+    def close(self) -> None:
+        for f in self._handles.values():
+            f.close()
+        self._handles.clear()
+
+    def volume_mask(self, i: int) -> np.ndarray:
+        """The mask of volume ``i`` for every frame: bool (T, H, W)."""
+        if i in self._masks:
+            return self._masks[i]
+        v = self.volumes[i]
+        h, w = v.shape
+        if not v.fully_sampled:
+            mask = _as_frames(cmrxrecon.read_mask(_sub_mask_path(v)), v)
+        elif self.official_masks:
+            acc = int(round(self.mask_func.acceleration))
+            pattern = getattr(self.mask_func, "official_pattern", "Uniform")
+            path = cmrxrecon.official_mask_path(v.path, acc, pattern)
+            mask = _as_frames(cmrxrecon.read_mask(path), v)
+        else:
+            if self.mask_seed == "file":
+                seed = fastmri_seed(v.path.name)
+            elif self.mask_seed == "random":
+                seed = None
+            else:
+                seed = int(self.mask_seed)
+            mask = self.mask_func((v.n_frames, h, w), seed=seed)
+            if v.acq_limits is not None:
+                # fastMRI zeroes the mask outside the encoded phase-encode range
+                start, end = v.acq_limits
+                mask = mask.copy()
+                mask[..., :start] = False
+                mask[..., end:] = False
+        if self.mask_seed != "random" or not v.fully_sampled or self.official_masks:
+            self._masks[i] = mask
+        return mask
+
+    def __getitem__(self, idx: int) -> Sample:
+        i, t, z = self.index[idx]
+        v = self.volumes[i]
+        f = self._file(i)
+        reader = _READERS[v.format]
+        kspace = check_finite(reader.read_kspace(f, v, t, z), f"{v.path} frame {t} slice {z}")
+        mask = self.volume_mask(i)[t]
+        if v.fully_sampled:
+            if v.format == "fastmri" and v.target_key is not None:
+                target = reader.read_target(f, v, z)
+            else:
+                target = rss(ifft2c(kspace)).astype(np.float32)
+            masked = kspace * mask
+            max_value = v.max_value if v.max_value is not None else float(target.max())
+        else:
+            target = np.zeros((0, 0), dtype=np.float32)
+            masked = kspace
+            max_value = 0.0
+        return Sample(
+            kspace=torch.from_numpy(np.ascontiguousarray(masked, dtype=np.complex64)),
+            mask=torch.from_numpy(np.array(mask, dtype=bool))[None],
+            target=torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)),
+            max_value=torch.tensor(max_value, dtype=torch.float32),
+            num_low_frequencies=torch.tensor(num_low_frequencies(mask), dtype=torch.int64),
+            fname=v.path.name,
+            slice=z,
+            frame=t,
+            subject=v.subject,
+            modality=v.modality,
+            acceleration=float(
+                v.acceleration
+                if v.acceleration is not None
+                else (self.mask_func.acceleration if self.mask_func is not None else 1.0)
+            ),
+            meta={"path": str(v.path), "format": v.format},
+        )
+
+
+def _sub_mask_path(v: VolumeInfo):
+    """``AccFactor04/P001/cine_sax.mat`` -> ``AccFactor04/P001/cine_sax_mask.mat``."""
+    path = v.path.with_name(f"{v.path.stem}_mask.mat")
+    if not path.exists():
+        raise DataError(f"{v.path}: undersampled file without its mask file {path.name}")
+    return path
+
+
+def _as_frames(mask: np.ndarray, v: VolumeInfo) -> np.ndarray:
+    """A mask file (kx, ky) or (t, kx, ky) as (T, H, W) for volume ``v``."""
+    h, w = v.shape
+    if mask.shape[-2:] != (h, w):
+        raise DataError(
+            f"{v.path}: mask shape {mask.shape[-2:]} does not match k-space (kx, ky) = {(h, w)}"
+        )
+    if mask.ndim == 2:
+        return np.broadcast_to(mask, (v.n_frames, h, w))
+    if mask.shape[0] != v.n_frames:
+        raise DataError(f"{v.path}: k-t mask has {mask.shape[0]} frames, k-space {v.n_frames}")
+    return mask

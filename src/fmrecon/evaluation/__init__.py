@@ -1,0 +1,1 @@
+"""Evaluation: metrics per file in the fastMRI or CMRxRecon convention, tables."""

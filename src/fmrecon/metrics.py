@@ -1,0 +1,284 @@
+"""Image-quality metrics (SSIM, PSNR, NMSE) in the fastMRI and CMRxRecon conventions.
+
+Images are real magnitude arrays; everything is computed in float64.
+Internal volume orders: fastMRI ``(S, H, W)`` (slice, rows, cols); CMRxRecon
+``(T, Z, H, W)`` (frame/weighting, slice, kx = readout, ky).
+
+fastMRI (``fastmri/evaluate.py``): NMSE and PSNR per volume, SSIM per slice and
+averaged, data range = maximum of the target *volume*, both arrays centre-cropped
+to ``(W_target, W_target)`` first.
+
+CMRxRecon (official challenge scoring): every 2-D image is divided by its own max,
+then SSIM/PSNR with data range 1 and NMSE; ranking uses only the central 2 slices,
+the first 3 frames (all weightings for mapping) and a centre crop of
+``round(kx/3) x round(ky/2)`` (``run4Ranking.m``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from fmrecon.errors import DataError
+
+METRIC_NAMES = ("ssim", "psnr", "nmse")
+
+# skimage structural_similarity defaults, used by both conventions: 7x7 uniform
+# window, K1 = 0.01, K2 = 0.03, sample covariance (N / (N - 1)).
+SSIM_WIN_SIZE = 7
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _as_real(x, name: str = "image") -> np.ndarray:
+    """Return ``x`` as a float64 array; complex input is refused (take ``abs`` first)."""
+    arr = np.asarray(x)
+    if np.iscomplexobj(arr):
+        raise DataError(f"{name} is complex; metrics expect real magnitude images (use abs)")
+    return arr.astype(np.float64, copy=False)
+
+
+def _check_finite(x: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{name} holds non-finite values (NaN or Inf)")
+
+
+def _check_ssim_size(shape: tuple[int, ...], name: str) -> None:
+    if min(shape[-2:]) < SSIM_WIN_SIZE:
+        raise DataError(
+            f"{name} images of size {shape[-2]}x{shape[-1]} are smaller than the "
+            f"{SSIM_WIN_SIZE}x{SSIM_WIN_SIZE} SSIM window"
+        )
+
+
+def round_half_away(x: float) -> int:
+    """MATLAB ``round``: halves go away from zero (Python's ``round`` goes to even)."""
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+# ----------------------------------------------------------------------------- fastMRI
+
+
+def mse(gt, pred) -> float:
+    """Mean squared error over all elements."""
+    gt, pred = _as_real(gt, "target"), _as_real(pred, "recon")
+    return float(np.mean((gt - pred) ** 2))
+
+
+def nmse(gt, pred) -> float:
+    """``||gt - pred||^2 / ||gt||^2`` over the whole array (fastMRI ``nmse``).
+
+    An all-zero ``gt`` gives 0 when ``pred`` is also zero, else ``inf``.
+    """
+    gt, pred = _as_real(gt, "target"), _as_real(pred, "recon")
+    num = float(np.sum((gt - pred) ** 2))
+    den = float(np.sum(gt**2))
+    if den == 0.0:
+        return 0.0 if num == 0.0 else math.inf
+    return num / den
+
+
+def psnr(gt, pred, maxval: float | None = None) -> float:
+    """PSNR with ``data_range = maxval`` (default ``gt.max()`` of the whole array).
+
+    fastMRI ``psnr``: skimage ``peak_signal_noise_ratio``, i.e.
+    ``10 log10(maxval^2 / mse)``; identical inputs give ``inf``.
+    """
+    gt, pred = _as_real(gt, "target"), _as_real(pred, "recon")
+    maxval = float(gt.max()) if maxval is None else float(maxval)
+    with np.errstate(divide="ignore"):
+        return float(peak_signal_noise_ratio(gt, pred, data_range=maxval))
+
+
+def ssim(gt, pred, maxval: float | None = None) -> float:
+    """Mean over slices of skimage SSIM with ``data_range = maxval`` (fastMRI ``ssim``).
+
+    ``gt``, ``pred``: (S, H, W) or a single (H, W) image. ``maxval`` defaults to the
+    max of the whole ``gt`` volume, not of each slice.
+    """
+    gt, pred = _as_real(gt, "target"), _as_real(pred, "recon")
+    if gt.ndim == 2:
+        gt, pred = gt[None], pred[None]
+    if gt.ndim != 3 or gt.shape != pred.shape:
+        raise DataError(
+            f"ssim needs two (S, H, W) arrays of the same shape, got {gt.shape} and {pred.shape}"
+        )
+    _check_ssim_size(gt.shape, "ssim")
+    maxval = float(gt.max()) if maxval is None else float(maxval)
+    vals = [
+        structural_similarity(g, p, data_range=maxval, win_size=SSIM_WIN_SIZE)
+        for g, p in zip(gt, pred, strict=True)
+    ]
+    return float(np.mean(vals))
+
+
+def center_crop(x, shape: tuple[int, int]) -> np.ndarray:
+    """Crop the last two axes of ``x`` (..., H, W) to ``shape = (h, w)``.
+
+    fastMRI ``center_crop``: start ``(H - h) // 2`` (and ``(W - w) // 2``).
+    """
+    arr = np.asarray(x)
+    h, w = int(shape[0]), int(shape[1])
+    H, W = arr.shape[-2], arr.shape[-1]
+    if not (0 < h <= H and 0 < w <= W):
+        raise ValueError(f"cannot centre-crop an image of size {H}x{W} to {h}x{w}")
+    r0, c0 = (H - h) // 2, (W - w) // 2
+    return arr[..., r0 : r0 + h, c0 : c0 + w]
+
+
+def fastmri_volume_metrics(target, recon) -> dict[str, float]:
+    """fastMRI metrics of one volume: ``dict(ssim=, psnr=, nmse=)``.
+
+    ``target``: (S, H, W), ``recon``: (S, H', W'). Both are centre-cropped to
+    ``(W, W)`` with ``W = target.shape[-1]`` as ``fastmri/evaluate.py`` does (320x320 on
+    the public data); where an array is smaller than that, the crop size is clipped to
+    the smaller size so both arrays end up the same shape. Data range = target volume max.
+    """
+    target, recon = _as_real(target, "target"), _as_real(recon, "recon")
+    if target.ndim != 3 or recon.ndim != 3:
+        raise DataError(
+            f"fastMRI volumes must be (slices, H, W), got target {target.shape} "
+            f"and recon {recon.shape}"
+        )
+    if target.shape[0] != recon.shape[0]:
+        raise DataError(
+            f"slice counts differ: target has {target.shape[0]}, recon has {recon.shape[0]}"
+        )
+    _check_finite(target, "target")
+    _check_finite(recon, "recon")
+    side = target.shape[-1]
+    # evaluate.py: center_crop(target, (W, W)), then center_crop(recon, (W, W)).
+    crop = (
+        min(side, target.shape[-2], recon.shape[-2]),
+        min(side, target.shape[-1], recon.shape[-1]),
+    )
+    target, recon = center_crop(target, crop), center_crop(recon, crop)
+    maxval = float(target.max())
+    if maxval <= 0.0:
+        raise DataError("target volume is all zero (or negative); PSNR/SSIM are undefined")
+    _check_ssim_size(target.shape, "fastMRI")
+    return {
+        "ssim": ssim(target, recon, maxval),
+        "psnr": psnr(target, recon, maxval),
+        "nmse": nmse(target, recon),
+    }
+
+
+# ----------------------------------------------------------------------------- CMRxRecon
+
+
+def is_mapping_modality(modality: str) -> bool:
+    """True for T1map, T2map and any other modality whose name contains "map"."""
+    return "map" in modality.lower()
+
+
+def ranking_indices(nz: int, nt: int, modality: str) -> tuple[list[int], list[int]]:
+    """0-based (slice_indices, frame_indices) kept for CMRxRecon ranking.
+
+    ``run4Ranking.m``: slices ``(round(sz/2)-1):round(sz/2)`` (1-based, MATLAB round =
+    half away from zero), all slices when ``sz < 3``; frames ``1:3`` (all if fewer),
+    all weightings for mapping.
+    """
+    nz, nt = int(nz), int(nt)
+    if nz < 1 or nt < 1:
+        raise ValueError(f"need at least one slice and one frame, got nz={nz}, nt={nt}")
+    if nz < 3:
+        slices = list(range(nz))
+    else:
+        centre = round_half_away(nz / 2)  # 1-based index of the second kept slice
+        slices = [centre - 2, centre - 1]  # 1-based (centre-1, centre) -> 0-based
+    frames = list(range(nt)) if is_mapping_modality(modality) else list(range(min(3, nt)))
+    return slices, frames
+
+
+def cmrxrecon_crop(x, shape: tuple[int, int]) -> np.ndarray:
+    """Crop the last two axes of ``x`` (..., H, W) to ``shape = (h, w)``.
+
+    ESPIRiT ``crop.m`` used by ``run4Ranking.m``: 1-based indices
+    ``floor(s/2)+1+ceil(-c/2) : floor(s/2)+ceil(c/2)``, i.e. 0-based start
+    ``floor(s/2) - floor(c/2)``. Differs from fastMRI's ``(s - c) // 2`` by one when
+    ``s`` is even and ``c`` is odd.
+    """
+    arr = np.asarray(x)
+    h, w = int(shape[0]), int(shape[1])
+    H, W = arr.shape[-2], arr.shape[-1]
+    if not (0 < h <= H and 0 < w <= W):
+        raise ValueError(f"cannot crop an image of size {H}x{W} to {h}x{w}")
+    r0, c0 = H // 2 - h // 2, W // 2 - w // 2
+    return arr[..., r0 : r0 + h, c0 : c0 + w]
+
+
+def ranking_crop_size(H: int, W: int) -> tuple[int, int]:
+    """Ranking crop ``(round(kx/3), round(ky/2))`` with MATLAB rounding (``run4Ranking.m``)."""
+    return round_half_away(H / 3), round_half_away(W / 2)
+
+
+def ranking_reduce(volume, modality: str) -> np.ndarray:
+    """Reduce a (T, Z, H, W) volume to what CMRxRecon ranks: (T', Z', h, w).
+
+    Keeps :func:`ranking_indices` slices/frames and crops to :func:`ranking_crop_size`
+    with :func:`cmrxrecon_crop`.
+    """
+    arr = np.asarray(volume)
+    if arr.ndim != 4:
+        raise DataError(f"CMRxRecon volumes must be (T, Z, H, W), got shape {arr.shape}")
+    nt, nz, H, W = arr.shape
+    slices, frames = ranking_indices(nz, nt, modality)
+    arr = arr[frames][:, slices]
+    return cmrxrecon_crop(arr, ranking_crop_size(H, W))
+
+
+def _normalise_by_max(x: np.ndarray) -> np.ndarray:
+    # Official scoring divides each 2-D image by its own max; guard an all-zero image.
+    m = float(x.max())
+    return x / m if m != 0.0 else x
+
+
+def cmrxrecon_image_metrics(gt, pred) -> dict[str, float]:
+    """CMRxRecon metrics of one 2-D (H, W) image pair: ``dict(ssim=, psnr=, nmse=)``.
+
+    Each image is divided by its own max, then skimage SSIM (7x7, data_range 1),
+    PSNR (data_range 1) and NMSE, as in the challenge's ``Evaluation.py``.
+    """
+    gt, pred = _as_real(gt, "target"), _as_real(pred, "recon")
+    if gt.ndim != 2 or gt.shape != pred.shape:
+        raise DataError(f"need two 2-D images of the same shape, got {gt.shape} and {pred.shape}")
+    _check_finite(gt, "target")
+    _check_finite(pred, "recon")
+    _check_ssim_size(gt.shape, "CMRxRecon")
+    gt, pred = _normalise_by_max(gt), _normalise_by_max(pred)
+    return {
+        "ssim": float(structural_similarity(gt, pred, data_range=1.0, win_size=SSIM_WIN_SIZE)),
+        "psnr": psnr(gt, pred, maxval=1.0),
+        "nmse": nmse(gt, pred),
+    }
+
+
+def cmrxrecon_volume_metrics(target, recon, modality: str, reduce: bool = True) -> dict[str, float]:
+    """CMRxRecon metrics of one file: mean over its 2-D images of the per-image metrics.
+
+    ``target``, ``recon``: (T, Z, H, W) magnitude. With ``reduce`` both are first passed
+    through :func:`ranking_reduce` (central slices, first frames, ranking crop). The
+    mean over files is left to the caller.
+    """
+    target, recon = _as_real(target, "target"), _as_real(recon, "recon")
+    if target.ndim != 4 or target.shape != recon.shape:
+        raise DataError(
+            f"CMRxRecon target and recon must both be (T, Z, H, W) of the same shape, "
+            f"got {target.shape} and {recon.shape}"
+        )
+    if target.size == 0:
+        raise DataError(f"CMRxRecon volume of shape {target.shape} is empty")
+    _check_finite(target, "target")
+    _check_finite(recon, "recon")
+    if reduce:
+        target, recon = ranking_reduce(target, modality), ranking_reduce(recon, modality)
+    per_image = [
+        cmrxrecon_image_metrics(target[t, z], recon[t, z])
+        for t in range(target.shape[0])
+        for z in range(target.shape[1])
+    ]
+    return {k: float(np.mean([m[k] for m in per_image])) for k in METRIC_NAMES}

@@ -1,0 +1,16 @@
+"""The zero-filled baseline: inverse FFT of the masked k-space, RSS over coils."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fmrecon.physics.coils import rss
+from fmrecon.physics.fft import ifft2c
+
+
+class ZeroFilled(nn.Module):
+    """(B, C, H, W) complex masked k-space, (B, 1, H, W) mask -> (B, H, W) RSS image."""
+
+    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return rss(ifft2c(masked_kspace), dim=-3)

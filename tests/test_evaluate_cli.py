@@ -1,0 +1,237 @@
+"""`fmrecon evaluate --model zero-filled` end to end on real-format files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import random_kspace, write_cmrx, write_fastmri
+from fmrecon.cli import main
+from fmrecon.metrics import cmrxrecon_crop, cmrxrecon_image_metrics, fastmri_volume_metrics
+from fmrecon.physics.coils import rss
+from fmrecon.physics.fft import ifft2c
+from fmrecon.physics.masks import create_mask
+
+
+def _smooth_kspace(shape_matlab, seed):
+    """k-space of a smooth object so zero-filling degrades it measurably."""
+    kx, ky, nc, nz, nt = shape_matlab
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(np.linspace(-1, 1, kx), np.linspace(-1, 1, ky), indexing="ij")
+    out = np.zeros(shape_matlab, dtype=np.complex64)
+    for z in range(nz):
+        for t in range(nt):
+            img = (x**2 / 0.5 + y**2 / (0.3 + 0.05 * t) < 1).astype(float) + 0.5 * (
+                x**2 + y**2 < 0.1
+            )
+            for c in range(nc):
+                coil = np.exp(-((x - np.cos(c)) ** 2 + (y - np.sin(c)) ** 2))
+                out[:, :, c, z, t] = np.fft.fftshift(
+                    np.fft.fft2(np.fft.ifftshift(img * coil), norm="ortho")
+                ) + 0.01 * (rng.standard_normal((kx, ky)) + 1j * rng.standard_normal((kx, ky)))
+    return out
+
+
+def test_zero_filled_cmrxrecon_convention_matches_hand_computation(tmp_path, capsys):
+    data = tmp_path / "MultiCoil" / "Cine" / "TrainingSet" / "FullSample"
+    vols = {}
+    for i, subj in enumerate(["P001", "P002"]):
+        vols[subj] = _smooth_kspace((30, 48, 2, 4, 5), i)
+        write_cmrx(data / subj / "cine_sax.mat", vols[subj])
+    out = tmp_path / "out"
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            "zero-filled",
+            "--data",
+            str(tmp_path),
+            "--mask",
+            "cmrxrecon-uniform",
+            "--accelerations",
+            "4",
+            "8",
+            "--convention",
+            "cmrxrecon",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [
+        (s["model"], s["acceleration"], s["center_fraction"], s["n_files"]) for s in summary
+    ] == [
+        ("zero-filled", 4, None, 2),
+        ("zero-filled", 8, None, 2),
+    ]
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert len(rows) == 4 and {r["file"].split("/")[-2] for r in rows} == {"P001", "P002"}
+    assert all(int(r["n_images"]) == 3 * 2 for r in rows)  # 3 frames x central 2 slices
+    # hand computation for R=4: slices [0, 1] of 4 (MATLAB (round(4/2)-1):round(4/2)),
+    # frames [0, 1, 2], crop round(30/3) x round(48/2)
+    per_file = []
+    for subj in ["P001", "P002"]:
+        vol = vols[subj]
+        mask = create_mask("cmrxrecon-uniform", 4)((30, 48))
+        scores = []
+        for t in (0, 1, 2):
+            for z in (0, 1):
+                k = vol[:, :, :, z, t].transpose(2, 0, 1)
+                gt = cmrxrecon_crop(rss(ifft2c(k)), (10, 24))
+                zf = cmrxrecon_crop(rss(ifft2c(k * mask)), (10, 24))
+                scores.append(cmrxrecon_image_metrics(gt, zf))
+        per_file.append({m: np.mean([s[m] for s in scores]) for m in ("ssim", "psnr", "nmse")})
+    for m in ("ssim", "psnr", "nmse"):
+        assert summary[0][m] == pytest.approx(np.mean([f[m] for f in per_file]), rel=1e-5)
+    assert summary[0]["ssim"] > summary[1]["ssim"]  # x4 beats x8
+    md = (out / "summary.md").read_text()
+    assert "| zero-filled |" in md and "x4 SSIM" in md and "x8 NMSE" in md
+    assert "zero-filled" in capsys.readouterr().out
+
+
+def test_zero_filled_fastmri_convention(tmp_path):
+    k1 = random_kspace((3, 2, 32, 24), 1)
+    p = write_fastmri(tmp_path / "file_brain_AXT1_1.h5", k1, crop=(16, 16))
+    write_fastmri(
+        tmp_path / "file_brain_AXT1_2.h5", random_kspace((2, 2, 32, 24), 2), crop=(16, 16)
+    )
+    out = tmp_path / "out"
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            "zero-filled",
+            "--data",
+            str(tmp_path),
+            "--mask",
+            "equispaced-fraction",
+            "--accelerations",
+            "4",
+            "--center-fractions",
+            "0.04",
+            "0.08",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(s["acceleration"], s["center_fraction"], s["n_files"]) for s in summary] == [
+        (4, 0.04, 2),
+        (4, 0.08, 2),
+    ]
+    rows = [r for r in csv.DictReader(open(out / "metrics.csv")) if r["file"] == str(p)]
+    row = next(r for r in rows if r["center_fraction"] == "0.08")
+    mask = create_mask("equispaced-fraction", 4, center_fraction=0.08)(
+        (1, 32, 24), seed=tuple(map(ord, p.name))
+    )[0]
+    zf = rss(ifft2c(k1 * mask), dim=1)
+    import h5py
+
+    target = h5py.File(p)["reconstruction_rss"][()]
+    expected = fastmri_volume_metrics(target, zf)
+    for m in ("ssim", "psnr", "nmse"):
+        assert float(row[m]) == pytest.approx(expected[m], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--mask", "zigzag"], "unknown mask"),
+        (["--accelerations", "0.5"], "acceleration"),
+        (["--mask", "random"], "needs --center-fractions"),
+        (["--center-fractions", "0.08"], "applies to fastMRI masks"),
+        (["--model", "nope"], "unknown model 'nope'"),
+    ],
+)
+def test_cli_errors_are_one_line_exit_2(cmrx_tree, tmp_path, capsys, args, message):
+    base = [
+        "evaluate",
+        "--model",
+        "zero-filled",
+        "--data",
+        str(cmrx_tree),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    code = main(base + args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_error_for_missing_and_empty_data(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "zero-filled",
+                "--data",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "no such file or directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "zero-filled",
+                "--data",
+                str(tmp_path / "empty"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "no readable k-space files" in capsys.readouterr().err
+
+
+def test_cli_split_selects_subjects(cmrx_tree, tmp_path):
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["P001", "P002"], "val": [], "test": ["P003"]}))
+    out = tmp_path / "o"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "zero-filled",
+                "--data",
+                str(cmrx_tree),
+                "--split",
+                str(split),
+                "--split-name",
+                "test",
+                "--accelerations",
+                "4",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert {r["subject"] for r in rows} == {"P003"}
+
+
+def test_help_lists_verbs(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "simulate" in out and "evaluate" in out
