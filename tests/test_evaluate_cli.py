@@ -235,3 +235,71 @@ def test_help_lists_verbs(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "simulate" in out and "evaluate" in out
+
+
+def test_cmrxrecon2024_layout_with_official_kt_masks(tmp_path):
+    """2024 layout: FullSample + Mask_Task2 k-t mask files (kx, ky, t), read with
+    --official-masks; every frame uses its own mask."""
+    from fmrecon.data.h5io import write_mat73
+
+    base = tmp_path / "MultiCoil" / "Aorta" / "TrainingSet"
+    k = _smooth_kspace((30, 48, 2, 3, 4), 0)
+    write_cmrx(base / "FullSample" / "P001" / "aorta_sag.mat", k)
+    kt = create_mask("kt-uniform", 8)((4, 30, 48))  # (t, kx, ky)
+    write_mat73(
+        base / "Mask_Task2" / "P001" / "aorta_sag_mask_ktUniform8.mat",
+        {"mask": kt.transpose(1, 2, 0).astype(np.float64)},  # MATLAB (kx, ky, t)
+    )
+    out = tmp_path / "o"
+    argv = ["evaluate", "--model", "zero-filled", "--data", str(tmp_path), "--mask", "kt-uniform"]
+    argv += ["--accelerations", "8", "--official-masks", "--convention", "cmrxrecon"]
+    assert main(argv + ["--out", str(out), "--quiet"]) == 0
+    row = next(csv.DictReader(open(out / "metrics.csv")))
+    assert row["modality"] == "aorta_sag" and row["n_images"] == "6"  # 3 frames x 2 slices
+    # the same numbers by hand: slices [0, 1] of 3 (round(1.5)=2 -> 1:2), frames 0..2
+    scores = []
+    for t in range(3):
+        for z in (0, 1):
+            kk = k[:, :, :, z, t].transpose(2, 0, 1)
+            gt = cmrxrecon_crop(rss(ifft2c(kk)), (10, 24))
+            zf = cmrxrecon_crop(rss(ifft2c(kk * kt[t])), (10, 24))
+            scores.append(cmrxrecon_image_metrics(gt, zf)["ssim"])
+    assert float(row["ssim"]) == pytest.approx(np.mean(scores), rel=1e-6)
+    # a missing official mask is a one-line error
+    assert main(argv[:-3] + ["--accelerations", "4", "--official-masks", "--out", str(out)]) == 2
+
+
+def test_cli_broken_data_file_is_one_line_exit_2(cmrx_tree, tmp_path, capsys):
+    victim = cmrx_tree / "MultiCoil/Cine/TrainingSet/FullSample/P002/cine_sax.mat"
+    victim.write_bytes(victim.read_bytes()[:2048])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            "zero-filled",
+            "--data",
+            str(cmrx_tree),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert str(victim) in err and "truncated" in err
+
+
+def test_evaluate_with_worker_processes(cmrx_tree, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    base = [
+        "evaluate",
+        "--model",
+        "zero-filled",
+        "--data",
+        str(cmrx_tree),
+        "--accelerations",
+        "4",
+        "--quiet",
+    ]
+    assert main(base + ["--out", str(a)]) == 0
+    assert main(base + ["--out", str(b), "--workers", "2"]) == 0
+    assert (a / "metrics.csv").read_text() == (b / "metrics.csv").read_text()

@@ -52,6 +52,7 @@ from scipy.special import erfc
 
 from fmrecon.data.h5io import atomic_path, write_mat73
 from fmrecon.errors import ConfigError, DataError
+from fmrecon.metrics import center_crop
 from fmrecon.physics.fft import fft2c, ifft2c
 from fmrecon.physics.masks import create_mask
 
@@ -942,14 +943,6 @@ def ismrmrd_header(kspace_shape: Sequence[int], patient_id: str = "") -> str:
         zmax=z - 1,
         zc=z // 2,
     )
-
-
-def center_crop(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """fastMRI centre crop of the last two axes to ``shape``."""
-    h, w = x.shape[-2:]
-    ch, cw = shape
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return x[..., top : top + ch, left : left + cw]
 
 
 def simulate_brain_volume(
