@@ -27,6 +27,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     pipi ${FMRECON_TORCH:-torch==2.13.0}
   fi
   pipi -e "$FMRECON_ROOT[dev]"
+  # the reference fastMRI implementation, a test and benchmark oracle only;
+  # --no-deps because its requirements pull torchvision (REFERENCE.md s. 4)
+  pipi --no-deps fastmri==0.3.0
   if "$VENV/bin/python" -c "import torchvision" >/dev/null 2>&1; then
     echo "[fmrecon] torchvision is installed in $VENV; it breaks lightning/torchmetrics on CPU torch: pip uninstall torchvision" >&2
     exit 1

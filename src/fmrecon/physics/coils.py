@@ -62,30 +62,35 @@ def num_low_frequencies(mask) -> int:
 
 def acs_region(mask) -> tuple[slice, slice]:
     """The fully sampled centre block of a mask (..., H, W), as (row, column)
-    slices: the largest rectangle around the centre that every leading index
-    samples completely. Works for line masks (the whole readout by the ACS
-    lines) and for 2-D masks with a square ACS block (CMRxRecon 2024 radial).
+    slices of the part that every leading index (frame, batch) samples.
+
+    Grows a square around the centre ``(H // 2, W // 2)`` while it stays fully
+    sampled, then extends each side as far as the block stays fully sampled.
+    Line masks give all rows by the ACS lines; 2-D masks give their block (the
+    16x16 of CMRxRecon 2024 k-t radial, possibly a little larger where spokes
+    cover its edge) -- a spoke through the centre does not turn the block into
+    that spoke's row. An unsampled centre gives the empty block at the centre.
     """
     m = _as_bool_tensor(mask)
-    m = m.reshape(-1, m.shape[-2], m.shape[-1]).all(dim=0)
+    m = m.reshape(-1, m.shape[-2], m.shape[-1]).all(dim=0).cpu().numpy()
     h, w = m.shape
-    ch, cw = h // 2, w // 2
-    if not bool(m[ch, cw]):
-        return slice(ch, ch), slice(cw, cw)
-    # grow columns along the centre row, then rows as long as all columns hold
-    left = cw
-    while left > 0 and bool(m[ch, left - 1]):
-        left -= 1
-    right = cw + 1
-    while right < w and bool(m[ch, right]):
-        right += 1
-    top = ch
-    while top > 0 and bool(m[top - 1, left:right].all()):
-        top -= 1
-    bottom = ch + 1
-    while bottom < h and bool(m[bottom, left:right].all()):
-        bottom += 1
-    return slice(top, bottom), slice(left, right)
+    t, b, lo, hi = h // 2, h // 2 + 1, w // 2, w // 2 + 1  # half-open [t, b) x [lo, hi)
+    if not m[t, lo]:
+        return slice(t, t), slice(lo, lo)
+    while t > 0 and b < h and lo > 0 and hi < w and m[t - 1 : b + 1, lo - 1 : hi + 1].all():
+        t, b, lo, hi = t - 1, b + 1, lo - 1, hi + 1
+    grown = True
+    while grown:
+        grown = False
+        while t > 0 and m[t - 1, lo:hi].all():
+            t, grown = t - 1, True
+        while b < h and m[b, lo:hi].all():
+            b, grown = b + 1, True
+        while lo > 0 and m[t:b, lo - 1].all():
+            lo, grown = lo - 1, True
+        while hi < w and m[t:b, hi].all():
+            hi, grown = hi + 1, True
+    return slice(t, b), slice(lo, hi)
 
 
 def extract_acs(kspace: torch.Tensor, mask) -> torch.Tensor:

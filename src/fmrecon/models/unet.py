@@ -1,0 +1,213 @@
+"""U-Nets: the fastMRI U-Net, its normalised complex wrapper, and the
+image-domain U-Net baseline of the MIDL 2025 paper.
+
+- ``Unet``: real (N, in_chans, H, W) -> (N, out_chans, H, W). Same layers,
+  state-dict keys (``down_sample_layers.N.layers.M.*``, ``conv.*``,
+  ``up_transpose_conv.*``, ``up_conv.*``) and outputs as ``fastmri.models.Unet``.
+- ``NormUnet``: complex (B, Ch, H, W) -> complex (B, Ch', H, W); real and
+  imaginary parts as channels, normalised by group statistics, padded to a
+  multiple of 16 (the E2E-VarNet regularizer; keys ``unet.*`` as fastMRI).
+- ``UNetRecon``: a full reconstruction model with the package interface
+  ``(masked_kspace (B, C, H, W) complex, mask) -> (B, H, W)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fmrecon.physics.coils import rss
+from fmrecon.physics.fft import ifft2c
+
+
+class _ConvBlock(nn.Module):
+    """Two (3x3 conv without bias, InstanceNorm, LeakyReLU(0.2), Dropout2d):
+    (N, cin, h, w) -> (N, cout, h, w). Keys ``layers.0.weight``, ``layers.4.weight``."""
+
+    def __init__(self, cin: int, cout: int, drop_prob: float):
+        super().__init__()
+        stages: list[nn.Module] = []
+        for c in (cin, cout):
+            stages += [
+                nn.Conv2d(c, cout, kernel_size=3, padding=1, bias=False),
+                nn.InstanceNorm2d(cout),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Dropout2d(drop_prob),
+            ]
+        self.layers = nn.Sequential(*stages)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class _UpBlock(nn.Module):
+    """2x2 stride-2 transpose conv without bias, InstanceNorm, LeakyReLU(0.2):
+    (N, cin, h, w) -> (N, cout, 2h, 2w). Key ``layers.0.weight``."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.ConvTranspose2d(cin, cout, kernel_size=2, stride=2, bias=False),
+            nn.InstanceNorm2d(cout),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class Unet(nn.Module):
+    """The fastMRI U-Net (Ronneberger et al. 2015 as fastMRI builds it).
+
+    (N, in_chans, H, W) real -> (N, out_chans, H, W). Any H, W whose
+    ``num_pool_layers``-fold halving stays >= 1: after each 2x upsampling the
+    map is reflect-padded by one row/column on the bottom/right when the skip
+    is one larger (odd sizes), as fastMRI does.
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        out_chans: int,
+        chans: int = 32,
+        num_pool_layers: int = 4,
+        drop_prob: float = 0.0,
+    ):
+        super().__init__()
+        self.in_chans = in_chans
+        self.out_chans = out_chans
+        self.chans = chans
+        self.num_pool_layers = num_pool_layers
+        self.drop_prob = drop_prob
+
+        widths = [chans * 2**i for i in range(num_pool_layers)]  # encoder outputs
+        self.down_sample_layers = nn.ModuleList(
+            _ConvBlock(cin, cout, drop_prob)
+            for cin, cout in zip([in_chans, *widths[:-1]], widths, strict=True)
+        )
+        self.conv = _ConvBlock(widths[-1], widths[-1] * 2, drop_prob)
+        self.up_transpose_conv = nn.ModuleList(_UpBlock(w * 2, w) for w in reversed(widths))
+        up_conv: list[nn.Module] = [_ConvBlock(w * 2, w, drop_prob) for w in reversed(widths[1:])]
+        # the last decoder stage ends with a 1x1 conv (with bias) to out_chans
+        up_conv.append(
+            nn.Sequential(
+                _ConvBlock(chans * 2, chans, drop_prob),
+                nn.Conv2d(chans, out_chans, kernel_size=1),
+            )
+        )
+        self.up_conv = nn.ModuleList(up_conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_chans, H, W) -> (N, out_chans, H, W)."""
+        skips = []
+        for block in self.down_sample_layers:
+            x = block(x)
+            skips.append(x)
+            x = F.avg_pool2d(x, kernel_size=2, stride=2)
+        x = self.conv(x)
+        for up, block in zip(self.up_transpose_conv, self.up_conv, strict=True):
+            skip = skips.pop()
+            x = up(x)
+            pad_w = skip.shape[-1] - x.shape[-1]
+            pad_h = skip.shape[-2] - x.shape[-2]
+            if pad_w or pad_h:
+                x = F.pad(x, [0, pad_w, 0, pad_h], mode="reflect")
+            x = block(torch.cat([x, skip], dim=1))
+        return x
+
+
+class NormUnet(nn.Module):
+    """A ``Unet`` on normalised complex images (fastMRI's ``NormUnet``).
+
+    complex (B, in_chans // 2, H, W) -> complex (B, out_chans // 2, H, W).
+
+    Channels for the U-Net are ``[real parts..., imaginary parts...]``. The
+    real group and the imaginary group are each normalised by their own mean
+    and (unbiased) standard deviation over all their channels and pixels, the
+    image is zero-padded (centred, extra pixel on the right/bottom) to a
+    multiple of 16 in H and W, and the output is cropped back and
+    un-normalised with the same statistics (output group g uses input group
+    g's mean and std). State-dict keys ``unet.*``. For 2 U-Net channels
+    (one complex channel, as in E2E-VarNet) this is exactly fastMRI; fastMRI's
+    own statistics only broadcast for 2 channels, ours for any even count.
+    """
+
+    def __init__(
+        self,
+        chans: int,
+        num_pools: int,
+        in_chans: int = 2,
+        out_chans: int = 2,
+        drop_prob: float = 0.0,
+    ):
+        super().__init__()
+        if in_chans % 2 or out_chans % 2:
+            raise ValueError("NormUnet in_chans and out_chans must be even (real, imag)")
+        self.unet = Unet(in_chans, out_chans, chans, num_pools, drop_prob)
+
+    @staticmethod
+    def _pad_amounts(n: int) -> tuple[int, int]:
+        extra = ((n - 1) | 15) + 1 - n
+        return extra // 2, extra - extra // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """complex (B, Ch, H, W) -> complex (B, out_chans // 2, H, W)."""
+        if not x.is_complex():
+            raise ValueError("NormUnet expects a complex tensor (B, Ch, H, W)")
+        b, _, h, w = x.shape
+        parts = torch.stack([x.real, x.imag], dim=1)  # (B, 2, Ch, H, W)
+        flat = parts.reshape(b, 2, -1)
+        mean = flat.mean(dim=2).view(b, 2, 1, 1, 1)
+        std = flat.std(dim=2).view(b, 2, 1, 1, 1)
+        y = ((parts - mean) / std).reshape(b, -1, h, w)
+
+        top, bottom = self._pad_amounts(h)
+        left, right = self._pad_amounts(w)
+        y = F.pad(y, [left, right, top, bottom])
+        y = self.unet(y)[..., top : top + h, left : left + w]
+
+        y = y.reshape(b, 2, -1, h, w) * std + mean
+        return torch.complex(y[:, 0], y[:, 1])
+
+
+class UNetRecon(nn.Module):
+    """Image-domain U-Net baseline (MIDL 2025, Table 1 "U-Net").
+
+    (masked_kspace complex (B, C, H, W), mask bool (B, 1, H, W)) -> (B, H, W).
+
+    zero-filled RSS image -> per-example normalisation ``(x - mean) / (std + eps)``
+    (mean and unbiased std over the image, eps 1e-11, as fastMRI's U-Net data
+    transform) -> ``Unet(1, 1, chans, num_pools)`` -> ``y * std + mean``.
+    The result is a magnitude estimate but nothing is clamped: neither the
+    normalised input (fastMRI's transform clamps it to [-6, 6]; pass
+    ``input_clamp=6.0`` for that) nor the output (it may hold small negative
+    values). The mask is not used: the zero-filled image already carries it.
+
+    Size: ``chans=64, num_pools=4`` gives 31,023,745 trainable parameters,
+    within 0.1% of the paper's 31.04M.
+    """
+
+    def __init__(
+        self,
+        chans: int = 64,
+        num_pools: int = 4,
+        drop_prob: float = 0.0,
+        input_clamp: float | None = None,
+        eps: float = 1e-11,
+    ):
+        super().__init__()
+        self.unet = Unet(1, 1, chans, num_pools, drop_prob)
+        self.input_clamp = input_clamp
+        self.eps = eps
+
+    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        image = rss(ifft2c(masked_kspace), dim=-3)  # (B, H, W)
+        b = image.shape[0]
+        flat = image.reshape(b, -1)
+        mean = flat.mean(dim=1).view(b, 1, 1, 1)
+        std = flat.std(dim=1).view(b, 1, 1, 1)
+        x = (image.unsqueeze(1) - mean) / (std + self.eps)
+        if self.input_clamp is not None:
+            x = x.clamp(-self.input_clamp, self.input_clamp)
+        return (self.unet(x) * std + mean).squeeze(1)
