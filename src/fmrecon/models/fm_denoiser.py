@@ -1,0 +1,151 @@
+"""The foundation-model denoiser of the FM-VarNet (arXiv 2026, section 3.1).
+
+complex image (B, 1, H, W)
+  -> magnitude, percentile scaling, 3 channels, resize to the encoder size,
+     ImageNet mean/std                      (fmrecon.encoders.preprocess)
+  -> frozen ViT, first six blocks            (shared by all cascades)
+  -> fusion: LayerNorm per layer, softmax-normalised learnable weights
+  -> fused tokens reshaped to a (D, gh, gw) map, 1x1 projection
+  -> UNETR-style decoder: per stage bilinear x2 upsampling, depthwise-separable
+     conv (3x3 depthwise + 1x1 pointwise) + InstanceNorm + ReLU, concat with a
+     skip from encoder layer 5 / 4 / 3 (reshaped, bilinear-resized, 1x1 conv),
+     3x3 conv + InstanceNorm + ReLU
+  -> final stage at the original size H x W with the input-level skip (the
+     complex image through a shallow conv), 1x1 head -> 2 channels (re, im)
+  -> complex image (B, 1, H, W), scaled back.
+
+Choices the paper leaves open (ours, configurable): the decoder widths
+``(512, 376, 192, 96, 48)`` (bottleneck, three stages, final stage) reproduce
+the paper's ~56M trainable parameters for 12 cascades; the final stage runs
+at the input's own size (the image is never resampled on the skip path), so
+the head's output needs no resize; the output is the denoised image itself,
+not a residual, as E2E-VarNet's regularizer (the cascade subtracts it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fmrecon.encoders.preprocess import prepare_images
+
+
+def _norm_act(chans: int) -> list[nn.Module]:
+    return [nn.InstanceNorm2d(chans), nn.ReLU(inplace=True)]
+
+
+class SeparableConvBlock(nn.Sequential):
+    """3x3 depthwise + 1x1 pointwise conv, InstanceNorm, ReLU: (B, cin, h, w) -> (B, cout, h, w)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(
+            nn.Conv2d(cin, cin, 3, padding=1, groups=cin),
+            nn.Conv2d(cin, cout, 1),
+            *_norm_act(cout),
+        )
+
+
+class ConvBlock(nn.Sequential):
+    """3x3 conv, InstanceNorm, ReLU: (B, cin, h, w) -> (B, cout, h, w)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), *_norm_act(cout))
+
+
+class LayerFusion(nn.Module):
+    """Fuse hidden states of several blocks: LayerNorm each, then a convex
+    combination with softmax-normalised learnable weights (init: uniform).
+    list of L x (B, N, D) -> (B, N, D)."""
+
+    def __init__(self, num_layers: int, dim: int):
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(num_layers))
+        self.logits = nn.Parameter(torch.zeros(num_layers))
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        w = torch.softmax(self.logits, dim=0)
+        return sum(
+            w[i] * norm(f) for i, (norm, f) in enumerate(zip(self.norms, feats, strict=True))
+        )
+
+
+def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(B, gh*gw, D) patch tokens -> (B, D, gh, gw) feature map."""
+    b, n, d = tokens.shape
+    return tokens.transpose(1, 2).reshape(b, d, *grid)
+
+
+class FMDenoiser(nn.Module):
+    """Regularizer of one cascade: complex (B, 1, H, W) -> complex (B, 1, H, W).
+
+    ``encoder`` is a :class:`fmrecon.encoders.FrozenEncoder`; it is held by
+    reference, not registered as a submodule, so that twelve cascades share
+    one copy (the owning model registers it once).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        fuse_layers: int = 6,
+        skip_layers: Sequence[int] = (5, 4, 3),
+        chans: Sequence[int] = (512, 376, 192, 96, 48),
+        input_skip_chans: int | None = None,
+        percentile: float | None = None,
+        stats: str = "imagenet",
+    ):
+        super().__init__()
+        if fuse_layers > encoder.num_layers or max(skip_layers) > encoder.num_layers:
+            raise ValueError(
+                f"the denoiser uses encoder layers up to {max(fuse_layers, *skip_layers)}, "
+                f"the encoder runs {encoder.num_layers}"
+            )
+        if len(chans) != len(skip_layers) + 2:
+            raise ValueError(f"chans needs {len(skip_layers) + 2} widths, got {len(chans)}")
+        object.__setattr__(self, "_encoder", encoder)  # shared, not a submodule
+        self.fuse_layers = fuse_layers
+        self.skip_layers = tuple(skip_layers)
+        self.percentile = percentile
+        self.stats = stats
+        dim = encoder.hidden_size
+        self.fusion = LayerFusion(fuse_layers, dim)
+        self.bottleneck = nn.Conv2d(dim, chans[0], 1)
+        self.skips = nn.ModuleList(nn.Conv2d(dim, c, 1) for c in chans[1:-1])
+        self.ups = nn.ModuleList(
+            SeparableConvBlock(cin, cout) for cin, cout in zip(chans[:-1], chans[1:], strict=False)
+        )
+        self.merges = nn.ModuleList(ConvBlock(2 * c, c) for c in chans[1:])
+        skip_c = input_skip_chans or chans[-1]
+        self.input_skip = nn.Sequential(nn.Conv2d(2, skip_c, 3, padding=1), nn.ReLU(inplace=True))
+        if skip_c != chans[-1]:
+            self.merges[-1] = ConvBlock(chans[-1] + skip_c, chans[-1])
+        self.head = nn.Conv2d(chans[-1], 2, 1)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self._encoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image[:, 0]  # (B, H, W) complex
+        h, w = x.shape[-2:]
+        kwargs = {} if self.percentile is None else {"percentile": self.percentile}
+        pixels, scale = prepare_images(x, self.encoder, stats=self.stats, **kwargs)
+        feats = self.encoder(pixels)  # block 1..L, each (B, N, D)
+        grid = tuple(self.encoder.grid)
+        y = self.bottleneck(tokens_to_map(self.fusion(feats[: self.fuse_layers]), grid))
+        # the input-level skip sees the image at its own size, scaled like the encoder input
+        s = scale.view(-1, 1, 1)
+        x_in = torch.stack(((x.real / s), (x.imag / s)), dim=1)
+        for i, (up, merge) in enumerate(zip(self.ups, self.merges, strict=True)):
+            if i < len(self.skip_layers):
+                y = up(F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False))
+                z = tokens_to_map(feats[self.skip_layers[i] - 1], grid)
+                z = F.interpolate(z, size=y.shape[-2:], mode="bilinear", align_corners=False)
+                y = merge(torch.cat((y, self.skips[i](z)), dim=1))
+            else:  # final stage at the original size, with the input-level skip
+                y = up(F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False))
+                y = merge(torch.cat((y, self.input_skip(x_in)), dim=1))
+        out = self.head(y) * s.unsqueeze(1)
+        return torch.complex(out[:, 0], out[:, 1]).unsqueeze(1)

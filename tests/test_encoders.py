@@ -1,0 +1,587 @@
+"""Frozen encoders: tiny checkpoints written in the real formats (HF directories
+via save_pretrained, an open_clip .bin with the timm trunk layout built by
+hand), loaded through build_encoder's user path / hub cache, and checked
+against direct forwards of the same weights. Full-size architectures are only
+built on the meta device (parameter counts, token grids)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+transformers = pytest.importorskip("transformers")
+
+from fmrecon.encoders import (  # noqa: E402
+    ENCODERS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    TINY_OVERRIDES,
+    EncoderWeightsError,
+    FrozenEncoder,
+    build_encoder,
+    make_config,
+    prepare_images,
+)
+from fmrecon.encoders.preprocess import percentile_scale  # noqa: E402
+from fmrecon.errors import ConfigError  # noqa: E402
+from fmrecon.utils import count_parameters  # noqa: E402
+
+D, HEADS, MLP, LAYERS = 32, 2, 64, 6
+TINY = dict(hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS)
+CLIP_REPO = "openai/clip-vit-base-patch16"
+BIOMED_REPO = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+
+
+@pytest.fixture(autouse=True)
+def _offline_empty_cache(tmp_path, monkeypatch):
+    """Never touch a real cache or the network: an empty hub cache per test."""
+    for var in ("HF_HOME", "HUGGINGFACE_HUB_CACHE", "FMRECON_ALLOW_DOWNLOAD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # save_pretrained's shard bars
+    yield
+    if bars:
+        transformers.utils.logging.enable_progress_bar()
+
+
+def _jitter(model: nn.Module, seed: int) -> nn.Module:
+    """Perturb every weight (LN gains, biases, layer scales...) so that a wrongly
+    mapped or dropped tensor cannot go unnoticed."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def tiny_clip_vision(seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = transformers.CLIPVisionConfig(**TINY, intermediate_size=MLP, image_size=32, patch_size=8)
+    return _jitter(transformers.CLIPVisionModel(cfg), seed)
+
+
+def tiny_clip_full(seed: int = 0):
+    """A full CLIPModel (text tower too): the vision tower's keys are vision_model.*"""
+    torch.manual_seed(seed)
+    cfg = transformers.CLIPConfig(
+        vision_config=dict(**TINY, intermediate_size=MLP, image_size=32, patch_size=8),
+        text_config=dict(
+            hidden_size=D,
+            num_hidden_layers=2,
+            num_attention_heads=HEADS,
+            intermediate_size=MLP,
+            vocab_size=64,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        projection_dim=16,
+    )
+    return _jitter(transformers.CLIPModel(cfg), seed)
+
+
+def tiny_dinov2(seed: int = 0):
+    torch.manual_seed(seed)
+    # position embeddings for 84 px (6x6 patches), run at 56 px (4x4) like 518 -> 224
+    cfg = transformers.Dinov2Config(**TINY, mlp_ratio=MLP // D, image_size=84, patch_size=14)
+    return _jitter(transformers.Dinov2Model(cfg), seed)
+
+
+def hf_features(model, x, n):
+    """Reference: transformers' hidden_states[1..n] without the CLS token."""
+    with torch.no_grad():
+        hs = model(pixel_values=x, output_hidden_states=True).hidden_states
+    return [h[:, 1:] for h in hs[1 : n + 1]]
+
+
+def timm_trunk_state(seed: int = 0, layers: int = LAYERS, patch: int = 8, size: int = 32):
+    """An open_clip BiomedCLIP-style state dict: timm ViT trunk under visual.trunk.*,
+    plus a visual.head projection and a text tower that the loader must ignore."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=0.2):
+        return scale * torch.randn(*shape, generator=g)
+
+    n = (size // patch) ** 2 + 1
+    t = "visual.trunk."
+    sd = {
+        t + "patch_embed.proj.weight": r(D, 3, patch, patch),
+        t + "patch_embed.proj.bias": r(D),
+        t + "cls_token": r(1, 1, D),
+        t + "pos_embed": r(1, n, D),
+        t + "norm.weight": 1 + r(D),
+        t + "norm.bias": r(D),
+    }
+    for i in range(layers):
+        b = f"{t}blocks.{i}."
+        sd |= {
+            b + "norm1.weight": 1 + r(D),
+            b + "norm1.bias": r(D),
+            b + "attn.qkv.weight": r(3 * D, D),
+            b + "attn.qkv.bias": r(3 * D),
+            b + "attn.proj.weight": r(D, D),
+            b + "attn.proj.bias": r(D),
+            b + "norm2.weight": 1 + r(D),
+            b + "norm2.bias": r(D),
+            b + "mlp.fc1.weight": r(MLP, D),
+            b + "mlp.fc1.bias": r(MLP),
+            b + "mlp.fc2.weight": r(D, MLP),
+            b + "mlp.fc2.bias": r(D),
+        }
+    sd |= {
+        "visual.head.proj.weight": r(16, D),
+        "text.transformer.embeddings.word_embeddings.weight": r(64, D),
+        "text.transformer.encoder.layer.0.attention.self.query.weight": r(D, D),
+        "text.proj.0.weight": r(16, D),
+        "logit_scale": torch.tensor(4.6),
+    }
+    return sd
+
+
+def ref_timm_vit(sd, x, layers: int, heads: int = HEADS, eps: float = 1e-6):
+    """Hand-written timm ViT forward on the raw tensors: patch conv, prepend CLS,
+    add pos_embed; x += proj(attn(norm1 x)); x += fc2(gelu(fc1(norm2 x)))."""
+    p = "visual.trunk."
+    w = sd[p + "patch_embed.proj.weight"]
+    x = F.conv2d(x, w, sd[p + "patch_embed.proj.bias"], stride=w.shape[-1])
+    x = x.flatten(2).transpose(1, 2)
+    x = torch.cat([sd[p + "cls_token"].expand(len(x), -1, -1), x], dim=1) + sd[p + "pos_embed"]
+    b_, n_, d_ = x.shape
+    hd = d_ // heads
+    out = []
+    for i in range(layers):
+        b = f"{p}blocks.{i}."
+        h = F.layer_norm(x, (d_,), sd[b + "norm1.weight"], sd[b + "norm1.bias"], eps)
+        qkv = F.linear(h, sd[b + "attn.qkv.weight"], sd[b + "attn.qkv.bias"])
+        q, k, v = qkv.view(b_, n_, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        a = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(hd), dim=-1) @ v
+        a = a.transpose(1, 2).reshape(b_, n_, d_)
+        x = x + F.linear(a, sd[b + "attn.proj.weight"], sd[b + "attn.proj.bias"])
+        h = F.layer_norm(x, (d_,), sd[b + "norm2.weight"], sd[b + "norm2.bias"], eps)
+        h = F.gelu(F.linear(h, sd[b + "mlp.fc1.weight"], sd[b + "mlp.fc1.bias"]))
+        x = x + F.linear(h, sd[b + "mlp.fc2.weight"], sd[b + "mlp.fc2.bias"])
+        out.append(x[:, 1:])
+    return out
+
+
+def assert_features(got, want, atol=2e-5):
+    assert len(got) == len(want)
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        assert a.shape == b.shape, (i, a.shape, b.shape)
+        torch.testing.assert_close(a, b, atol=atol, rtol=1e-4, msg=f"block {i + 1}")
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_registry_facts():
+    assert set(ENCODERS) == {"clip-vit-b16", "dinov2-vit-b14", "biomedclip-vit-b16"}
+    clip, dino, bio = (
+        ENCODERS[n] for n in ("clip-vit-b16", "dinov2-vit-b14", "biomedclip-vit-b16")
+    )
+    assert (clip.family, dino.family, bio.family) == ("clip", "dinov2", "vit")
+    for s in (clip, dino, bio):
+        assert (s.hidden_size, s.num_layers, s.hf_config["num_attention_heads"]) == (768, 12, 12)
+        assert s.input_size == 224
+    assert (clip.patch_size, dino.patch_size, bio.patch_size) == (16, 14, 16)
+    assert clip.hf_config["intermediate_size"] == bio.hf_config["intermediate_size"] == 3072
+    assert dino.hf_config["mlp_ratio"] == 4
+    assert (clip.hf_config["layer_norm_eps"], dino.hf_config["layer_norm_eps"]) == (1e-5, 1e-6)
+    assert bio.hf_config["layer_norm_eps"] == 1e-6 and bio.hf_config["hidden_act"] == "gelu"
+    assert dino.hf_config["image_size"] == 518 and dino.grid == (16, 16) and clip.grid == (14, 14)
+    assert clip.weights_repo == CLIP_REPO and dino.weights_repo == "facebook/dinov2-base"
+    assert bio.weights_repo == BIOMED_REPO and bio.weights_file == "open_clip_pytorch_model.bin"
+    assert clip.mean == bio.mean == OPENAI_CLIP_MEAN and clip.std == bio.std == OPENAI_CLIP_STD
+    assert dino.mean == IMAGENET_MEAN and dino.std == IMAGENET_STD
+
+
+def test_unknown_name_lists_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        build_encoder("clip-vit-l14", weights="random")
+    msg = one_line(err)
+    assert "clip-vit-l14" in msg and all(n in msg for n in ENCODERS)
+
+
+def test_bad_overrides_and_num_layers():
+    with pytest.raises(ConfigError, match="hiden_size"):
+        build_encoder("clip-vit-b16-tiny", weights="random", config_overrides={"hiden_size": 8})
+    for bad in (0, "6", 2.0):
+        with pytest.raises(ConfigError, match="num_layers"):
+            build_encoder("clip-vit-b16-tiny", num_layers=bad, weights="random")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+@pytest.mark.parametrize("kind", ["vision", "full-clipmodel", "bin-prefixed"])
+def test_clip_hf_dir_matches_transformers(tmp_path, kind):
+    model = tiny_clip_full(1) if kind == "full-clipmodel" else tiny_clip_vision(1)
+    if kind == "bin-prefixed":  # pytorch_model.bin with vision_model.* keys, as on the hub
+        model.config.save_pretrained(tmp_path / "clip")
+        state = {"vision_model." + k: v for k, v in model.state_dict().items()}
+        torch.save(state, tmp_path / "clip" / "pytorch_model.bin")
+    else:
+        model.save_pretrained(tmp_path / "clip")
+    ref = model.vision_model if kind == "full-clipmodel" else model  # the CLIPModel's own tower
+    enc = build_encoder("clip-vit-b16-tiny", weights=str(tmp_path / "clip"))
+    assert isinstance(enc, FrozenEncoder)
+    assert enc.weight_source == f"dir:{tmp_path / 'clip'}" and enc.pretrained
+    assert (enc.num_layers, enc.hidden_size, enc.patch_size, enc.image_size) == (6, D, 8, 32)
+    assert enc.grid == (4, 4)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got = enc(x)
+    assert got[0].shape == (2, 16, D)
+    assert_features(got, hf_features(ref, x, LAYERS))
+    # the post-layernorm is not part of the encoder
+    assert not any("post_layernorm" in n for n, _ in enc.named_parameters())
+
+
+def test_dinov2_hf_dir_interpolates_position_embeddings(tmp_path):
+    model = tiny_dinov2(2)
+    model.save_pretrained(tmp_path / "dino")
+    # the same code path with the -tiny suffix or explicit overrides
+    enc = build_encoder("dinov2-vit-b14-tiny", weights=tmp_path / "dino")
+    enc2 = build_encoder(
+        "dinov2-vit-b14", weights=tmp_path / "dino", config_overrides=TINY_OVERRIDES["dinov2"]
+    )
+    assert enc.image_size == 56 and enc.grid == (4, 4)
+    assert enc.embeddings.position_embeddings.shape == (1, 37, D)  # stored for 6x6 patches
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        got = enc(x)
+        got2 = enc2(x)
+    assert got[0].shape == (2, 16, D)
+    assert_features(got, hf_features(model, x, LAYERS))
+    assert_features(got2, got, atol=0)
+    assert not any(
+        "mask_token" in n or n.startswith("layernorm") for n, _ in enc.named_parameters()
+    )
+
+
+@pytest.mark.parametrize("as_dir", [False, True])
+def test_biomedclip_open_clip_checkpoint_matches_reference(tmp_path, as_dir):
+    sd = timm_trunk_state(3)
+    file = tmp_path / "bmc" / "open_clip_pytorch_model.bin"
+    file.parent.mkdir()
+    torch.save(sd, file)
+    enc = build_encoder("biomedclip-vit-b16-tiny", weights=file.parent if as_dir else file)
+    assert enc.weight_source == f"open_clip:{file}" and enc.pretrained
+    assert isinstance(enc.config, transformers.ViTConfig) and enc.config.layer_norm_eps == 1e-6
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got = enc(x)
+    assert_features(got, ref_timm_vit(sd, x, LAYERS))
+
+
+def test_truncation_runs_and_keeps_only_the_first_blocks(tmp_path):
+    model = tiny_clip_vision(4)
+    model.save_pretrained(tmp_path / "clip")
+    full = build_encoder("clip-vit-b16-tiny", weights=tmp_path / "clip")
+    part = build_encoder("clip-vit-b16-tiny", num_layers=3, weights=tmp_path / "clip")
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert_features(part(x), hf_features(model, x, 3))
+        assert_features(part(x), full(x)[:3], atol=0)
+    per_block = count_parameters(full.blocks[0])
+    assert part.num_layers == 3 and len(part.blocks) == 3
+    assert count_parameters(full) - count_parameters(part) == 3 * per_block
+
+    sd = timm_trunk_state(5)
+    torch.save(sd, tmp_path / "bmc.bin")
+    bmc = build_encoder("biomedclip-vit-b16-tiny", num_layers=3, weights=tmp_path / "bmc.bin")
+    with torch.no_grad():
+        assert_features(bmc(x), ref_timm_vit(sd, x, 3))
+
+
+def test_checkpoint_with_fewer_blocks_is_an_error(tmp_path):
+    tiny_clip_vision().save_pretrained(tmp_path / "clip")
+    with pytest.raises(EncoderWeightsError) as err:
+        build_encoder("clip-vit-b16-tiny", num_layers=8, weights=tmp_path / "clip")
+    assert "6 blocks" in one_line(err) and "8" in str(err.value)
+    torch.save(timm_trunk_state(layers=4), tmp_path / "bmc.bin")
+    with pytest.raises(EncoderWeightsError, match="4 blocks"):
+        build_encoder("biomedclip-vit-b16-tiny", num_layers=6, weights=tmp_path / "bmc.bin")
+    # a config.json promising more blocks than the weights hold: missing keys
+    ckpt = tiny_clip_vision()
+    ckpt.config.num_hidden_layers = 8
+    ckpt.save_pretrained(tmp_path / "short")  # writes 8 in config.json, weights of 6
+    with pytest.raises(EncoderWeightsError, match="lacks weights") as err:
+        build_encoder("clip-vit-b16", weights=tmp_path / "short")  # architecture from config.json
+    assert "encoder.layers.6." in one_line(err)
+
+
+def test_open_clip_key_and_shape_errors(tmp_path):
+    sd = timm_trunk_state()
+    bad = dict(sd)
+    bad["visual.trunk.blocks.0.ls1.gamma"] = torch.ones(D)  # layer scale: would change outputs
+    torch.save(bad, tmp_path / "extra.bin")
+    with pytest.raises(EncoderWeightsError, match="unexpected") as err:
+        build_encoder("biomedclip-vit-b16-tiny", weights=tmp_path / "extra.bin")
+    assert "blocks.0.ls1.gamma" in one_line(err)
+    bad = {k: v for k, v in sd.items() if k != "visual.trunk.blocks.1.attn.proj.weight"}
+    torch.save(bad, tmp_path / "missing.bin")
+    with pytest.raises(EncoderWeightsError, match="blocks.1.attn.proj.weight") as err:
+        build_encoder("biomedclip-vit-b16-tiny", weights=tmp_path / "missing.bin")
+    one_line(err)
+    torch.save(sd, tmp_path / "ok.bin")
+    with pytest.raises(EncoderWeightsError, match="shapes") as err:
+        build_encoder("biomedclip-vit-b16-tiny", weights=tmp_path / "ok.bin",
+                      config_overrides={"intermediate_size": 48})  # fmt: skip
+    one_line(err)
+    torch.save({"text.proj.0.weight": torch.zeros(2, 2)}, tmp_path / "textonly.bin")
+    with pytest.raises(EncoderWeightsError, match="no ViT image trunk"):
+        build_encoder("biomedclip-vit-b16-tiny", weights=tmp_path / "textonly.bin")
+
+
+def test_wrong_family_directory_is_an_error(tmp_path):
+    tiny_dinov2().save_pretrained(tmp_path / "dino")
+    with pytest.raises(EncoderWeightsError, match="'dinov2' model") as err:
+        build_encoder("clip-vit-b16-tiny", weights=tmp_path / "dino")
+    one_line(err)
+
+
+def _fake_hub(root: Path, repo: str, commit: str = "0123abcd") -> Path:
+    """Hub cache layout: models--org--name/{refs/main, snapshots/<commit>/}, plus a
+    stale incomplete snapshot that must not be picked."""
+    repo_dir = root / ("models--" + repo.replace("/", "--"))
+    snap = repo_dir / "snapshots" / commit
+    snap.mkdir(parents=True)
+    (repo_dir / "snapshots" / "stale000").mkdir()
+    (repo_dir / "snapshots" / "stale000" / "config.json").write_text("{}")
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+    return snap
+
+
+def test_default_weights_from_hf_cache(tmp_path, monkeypatch):
+    hub = tmp_path / "hub"
+    model = tiny_clip_vision(6)
+    snap = _fake_hub(hub, CLIP_REPO)
+    model.save_pretrained(snap)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    enc = build_encoder("clip-vit-b16-tiny")
+    assert enc.weight_source == f"hf:{CLIP_REPO}" and enc.weight_path == str(snap)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert_features(enc(x), hf_features(model, x, LAYERS))
+    # the user path may also be a hub cache directory; "hf:" ids use the same cache
+    enc2 = build_encoder("clip-vit-b16-tiny", weights=hub)
+    assert enc2.weight_source == f"dir:{snap}"
+    for ident in (f"hf:{CLIP_REPO}", CLIP_REPO):
+        assert build_encoder("clip-vit-b16-tiny", weights=ident).weight_source == f"hf:{CLIP_REPO}"
+
+    # BiomedCLIP through HF_HOME/hub (HF_HUB_CACHE unset)
+    home = tmp_path / "hf-home"
+    snap = _fake_hub(home / "hub", BIOMED_REPO)
+    sd = timm_trunk_state(7)
+    torch.save(sd, snap / "open_clip_pytorch_model.bin")
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HF_HOME", str(home))
+    enc = build_encoder("biomedclip-vit-b16-tiny", num_layers=2)
+    assert enc.weight_source == f"hf:{BIOMED_REPO}" and enc.num_layers == 2
+    with torch.no_grad():
+        assert_features(enc(x), ref_timm_vit(sd, x, 2))
+
+
+def test_missing_weights_one_line_error(tmp_path):
+    with pytest.raises(ConfigError) as err:  # EncoderWeightsError is a ConfigError
+        build_encoder("clip-vit-b16", num_layers=6)
+    msg = one_line(err)
+    assert isinstance(err.value, EncoderWeightsError)
+    assert str(tmp_path / "empty-hub" / "models--openai--clip-vit-base-patch16") in msg
+    assert f"huggingface-cli download {CLIP_REPO}" in msg and "--encoder-weights" in msg
+    assert "HF_HUB_CACHE" in msg and "FMRECON_ALLOW_DOWNLOAD=1" in msg
+    with pytest.raises(EncoderWeightsError) as err:
+        build_encoder("biomedclip-vit-b16")
+    assert "open_clip_pytorch_model.bin" in one_line(err) and BIOMED_REPO in str(err.value)
+    with pytest.raises(EncoderWeightsError) as err:
+        build_encoder("dinov2-vit-b14", weights=tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in one_line(err)
+    (tmp_path / "emptydir").mkdir()
+    with pytest.raises(EncoderWeightsError) as err:
+        build_encoder("dinov2-vit-b14", weights=tmp_path / "emptydir")
+    assert "config.json" in one_line(err)
+
+
+def test_download_only_when_allowed(tmp_path, monkeypatch):
+    """FMRECON_ALLOW_DOWNLOAD=1 fetches into the cache (hf_hub_download faked here)."""
+    import huggingface_hub
+
+    src = tmp_path / "remote"
+    tiny_clip_vision(8).save_pretrained(src)
+    calls = []
+
+    def fake_download(repo_id, filename, cache_dir):
+        calls.append(filename)
+        snap = Path(cache_dir) / ("models--" + repo_id.replace("/", "--")) / "snapshots" / "c0ffee"
+        snap.mkdir(parents=True, exist_ok=True)
+        (snap.parent.parent / "refs").mkdir(exist_ok=True)
+        (snap.parent.parent / "refs" / "main").write_text("c0ffee")
+        (snap / filename).write_bytes((src / filename).read_bytes())
+        return str(snap / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    with pytest.raises(EncoderWeightsError):
+        build_encoder("clip-vit-b16-tiny")
+    assert calls == []
+    monkeypatch.setenv("FMRECON_ALLOW_DOWNLOAD", "1")
+    enc = build_encoder("clip-vit-b16-tiny")
+    assert calls == ["config.json", "model.safetensors"] and enc.weight_source == f"hf:{CLIP_REPO}"
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(EncoderWeightsError, match="download failed") as err:
+        build_encoder("dinov2-vit-b14")
+    assert "network unreachable" in one_line(err)
+
+
+def test_random_init_only_when_asked():
+    with pytest.raises(ConfigError, match="allow_random"):
+        build_encoder("clip-vit-b16-tiny", weights=None)
+    for enc in (
+        build_encoder("clip-vit-b16-tiny", weights=None, allow_random=True),
+        build_encoder("dinov2-vit-b14-tiny", weights="random"),
+        build_encoder("biomedclip-vit-b16-tiny", allow_random=True),  # empty cache: fallback
+    ):
+        assert enc.weight_source == "random-init" and enc.pretrained is False
+        assert enc.info()["pretrained"] is False
+    with pytest.raises(EncoderWeightsError):  # an explicit path never falls back
+        build_encoder("clip-vit-b16-tiny", weights="/no/such/dir", allow_random=True)
+
+
+# ----------------------------------------------------------------------------- frozen
+
+
+@pytest.mark.parametrize(
+    "name", ["clip-vit-b16-tiny", "dinov2-vit-b14-tiny", "biomedclip-vit-b16-tiny"]
+)
+def test_frozen_but_differentiable_to_the_input(name):
+    enc = build_encoder(name, weights="random")
+    assert all(not p.requires_grad for p in enc.parameters())
+    parent = nn.ModuleDict({"a": nn.Linear(2, 2), "enc": enc})
+    parent.train()
+    assert not enc.training and all(not m.training for m in enc.modules())
+    enc.train(True)
+    assert not enc.training
+    s = enc.image_size
+    x = torch.randn(2, 3, s, s, requires_grad=True)
+    feats = enc(x)
+    assert len(feats) == enc.num_layers and feats[0].shape == (2, math.prod(enc.grid), D)
+    sum(f.sum() for f in feats).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in enc.parameters())
+
+
+def test_shared_instance_counts_once():
+    enc = build_encoder("clip-vit-b16-tiny", weights="random")
+    a, b = nn.Sequential(enc, nn.Identity()), nn.Sequential(enc)
+    both = nn.ModuleList([a, b, nn.Linear(3, 4)])
+    assert count_parameters(both) == count_parameters(enc) + 16
+    assert count_parameters(both, trainable_only=True) == 16
+
+
+# ----------------------------------------------------------------------------- preprocess
+
+
+def test_prepare_images_shapes_and_normalisation():
+    enc = build_encoder("clip-vit-b16-tiny", weights="random")
+    img = torch.randn(2, 40, 30, dtype=torch.complex64)
+    pixels, scale = prepare_images(img, enc)
+    assert pixels.shape == (2, 3, 32, 32) and scale.shape == (2,)
+    # a constant image scales to 1 everywhere -> (1 - mean) / std per channel
+    const = torch.full((2, 1, 24, 24), 3.0)
+    pixels, scale = prepare_images(const, enc)
+    torch.testing.assert_close(scale, torch.full((2,), 3.0))
+    want = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(pixels, want.view(1, 3, 1, 1).expand(2, 3, 32, 32))
+    pixels, _ = prepare_images(const, enc, stats="encoder")  # CLIP's own stats
+    want = (1 - torch.tensor(OPENAI_CLIP_MEAN)) / torch.tensor(OPENAI_CLIP_STD)
+    torch.testing.assert_close(pixels, want.view(1, 3, 1, 1).expand(2, 3, 32, 32))
+    # zero image: no division by zero
+    pixels, scale = prepare_images(torch.zeros(1, 16, 16), enc)
+    assert torch.isfinite(pixels).all() and scale.item() == 1.0
+
+
+def test_percentile_scaling():
+    mag = torch.arange(1, 201, dtype=torch.float32).view(1, 10, 20)
+    x, scale = percentile_scale(mag, 99.5)
+    torch.testing.assert_close(scale, torch.quantile(mag.flatten(1), 0.995, dim=1))
+    assert x.max() == 1.0 and (x == 1.0).sum() == 1 and x.min() > 0
+    _, smax = percentile_scale(mag, None)
+    assert smax.item() == 200.0
+
+
+def test_prepare_images_gradient_reaches_the_image():
+    enc = build_encoder("dinov2-vit-b14-tiny", weights="random")
+    img = torch.randn(2, 48, 40, dtype=torch.complex64, requires_grad=True)
+    pixels, _ = prepare_images(img, enc)
+    assert pixels.shape == (2, 3, 56, 56)
+    sum(f.square().mean() for f in enc(pixels)).backward()
+    assert torch.isfinite(img.grad).all() and img.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- full size (meta)
+
+
+def _meta(cls, cfg, **kw):
+    with torch.device("meta"):
+        return cls(cfg, **kw)
+
+
+def test_full_size_parameter_counts_match_reference():
+    """REFERENCE.md sec. 3 figures, built on the meta device. What they count:
+    CLIP 86.19M = CLIPVisionModelWithProjection (embeddings + pre-LN + 12 blocks
+    + post-LN + the 768->512 visual projection; without the projection 85.80M);
+    DINOv2 86.58M = Dinov2Model (incl. mask token and final LN); BiomedCLIP
+    85.80M = timm trunk = ViTModel without pooler (incl. final norm); "first 6
+    blocks alone" 43.27M = patch/CLS/position embeddings (+ CLIP's pre-LN) + 6
+    blocks of a ViT-B/16 (the 6 blocks by themselves are 42.53M)."""
+    clip_cfg = make_config(ENCODERS["clip-vit-b16"])
+    dino_cfg = make_config(ENCODERS["dinov2-vit-b14"])
+    vit_cfg = make_config(ENCODERS["biomedclip-vit-b16"])
+
+    def m(n):
+        return round(n / 1e6, 2)
+
+    clip_proj = count_parameters(_meta(transformers.CLIPVisionModelWithProjection, clip_cfg))
+    clip_tower = count_parameters(_meta(transformers.CLIPVisionModel, clip_cfg))
+    dino = count_parameters(_meta(transformers.Dinov2Model, dino_cfg))
+    trunk = count_parameters(_meta(transformers.ViTModel, vit_cfg, add_pooling_layer=False))
+    assert abs(clip_proj - 86.19e6) < 0.01e6 and m(clip_proj) == 86.19
+    assert m(clip_tower) == 85.80 and clip_proj - clip_tower == 768 * 512
+    assert abs(dino - 86.58e6) < 0.01e6
+    assert abs(trunk - 85.80e6) < 0.01e6
+
+    with torch.device("meta"):
+        enc = {n: build_encoder(n, weights="random") for n in ENCODERS}
+        enc6 = {n: build_encoder(n, num_layers=6, weights="random") for n in ENCODERS}
+        tokens = {n: e(torch.empty(1, 3, 224, 224))[-1].shape for n, e in enc6.items()}
+    ln = 2 * 768
+    # our encoders keep what runs: no post/final LN, no DINOv2 mask token
+    assert count_parameters(enc["clip-vit-b16"]) == clip_tower - ln
+    assert count_parameters(enc["dinov2-vit-b14"]) == dino - ln - 768
+    assert count_parameters(enc["biomedclip-vit-b16"]) == trunk - ln
+    block = count_parameters(enc["biomedclip-vit-b16"].blocks[0])
+    assert block == 7_087_872 and m(6 * block) == 42.53
+    assert abs(count_parameters(enc6["clip-vit-b16"]) - 43.27e6) < 0.01e6
+    assert abs(count_parameters(enc6["biomedclip-vit-b16"]) - 43.27e6) < 0.01e6
+    # DINOv2 at 224 px: 518-px position embeddings interpolated to 16x16 = 256 tokens
+    assert tokens["dinov2-vit-b14"] == (1, 256, 768)
+    assert tokens["clip-vit-b16"] == tokens["biomedclip-vit-b16"] == (1, 196, 768)
