@@ -5,4 +5,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 cd "$FMRECON_ROOT"
 ruff check src tests benchmarks
 ruff format --check src tests benchmarks
-python -m pytest -q -n 2 "$@"
+# two workers on two cores, one thread each (subprocesses of tests inherit it)
+OMP_NUM_THREADS=1 python -m pytest -q -n 2 "$@"

@@ -8,10 +8,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from fmrecon.data.h5io import write_mat73
 from fmrecon.physics.coils import rss
 from fmrecon.physics.fft import ifft2c
+
+# two pytest workers on two cores: one thread each, or they fight over the cores
+torch.set_num_threads(1)
 
 HEADER = """<?xml version="1.0" encoding="utf-8"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">

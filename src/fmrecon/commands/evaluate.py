@@ -1,26 +1,71 @@
-"""``fmrecon evaluate``: score a model on a folder of k-space files."""
+"""``fmrecon evaluate``: score models on a folder of k-space files.
+
+``--model zero-filled`` scores the zero-filled baseline; ``--checkpoint A B``
+scores trained models (fmrecon checkpoints; with ``--model e2e-varnet`` also
+fastMRI's published VarNet state dicts), all in one pass over the data and
+one combined table; ``--model zero-filled --checkpoint A B`` adds the
+zero-filled baseline as the first row. Figures (one PNG per setting, rows =
+models) go to ``OUT/figures``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
+import torch
+
 from fmrecon.data import split as splits
-from fmrecon.data.volumes import discover
+from fmrecon.data.volumes import VolumeInfo, discover
 from fmrecon.errors import ConfigError
-from fmrecon.evaluation.evaluate import CONVENTIONS, Setting, evaluate_volumes, write_results
+from fmrecon.evaluation.evaluate import (
+    CONVENTIONS,
+    PRECISIONS,
+    RANDOM_ENCODER,
+    EvalModel,
+    FigurePick,
+    Setting,
+    evaluate_models,
+    scored_items,
+    weights_label,
+    write_results,
+)
 from fmrecon.physics.masks import MASK_KINDS, create_mask
 
-HELP = "evaluate a reconstruction (zero-filled for now) on a data folder; write metric tables"
+HELP = "evaluate trained checkpoints and/or the zero-filled baseline on a data folder"
 
 # masks whose centre is given as a fraction of W (fastMRI); the others have fixed ACS lines
 FRACTION_KINDS = ("equispaced", "equispaced-fraction", "random")
+ZERO_FILLED = "zero-filled"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model to evaluate: zero-filled")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="zero-filled (the baseline; with --checkpoint: added as the first row), or the "
+        "registry name every checkpoint must hold (e2e-varnet also reads fastMRI's VarNet "
+        "state dicts)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="one or more trained checkpoints, evaluated into one combined table",
+    )
+    p.add_argument(
+        "--labels",
+        nargs="+",
+        default=None,
+        help="row labels of the checkpoints (default: the model's registry name, "
+        "made unique with the checkpoint's file name)",
+    )
     p.add_argument("--data", required=True, type=Path, help="folder (searched recursively) or file")
     p.add_argument(
         "--mask",
@@ -45,6 +90,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", type=Path, help="split JSON file (from fmrecon or hand-written)")
     p.add_argument("--split-name", default="test", help="part of the split to evaluate")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="slices of one file reconstructed together (batches never mix files)",
+    )
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="32", help="32 = fp32, bf16 = bf16 autocast"
+    )
+    p.add_argument("--no-figures", action="store_true", help="do not write OUT/figures/*.png")
+    p.add_argument(
+        "--figure-file",
+        default=None,
+        help="file shown in the figures: its name, or the end of its path "
+        "(e.g. P002/cine_sax.mat); default the first file evaluated",
+    )
+    p.add_argument(
+        "--figure-slice", type=int, default=None, help="slice shown (default: the middle one)"
+    )
+    p.add_argument(
+        "--figure-frame", type=int, default=None, help="frame shown (default: the first)"
+    )
+    p.add_argument(
+        "--error-scale", type=float, default=5.0, help="error maps magnified this much (x5)"
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
 
@@ -69,11 +140,164 @@ def build_settings(args) -> list[Setting]:
     return settings
 
 
-def run(args) -> int:
-    if args.model != "zero-filled":
-        raise ConfigError(f"unknown model '{args.model}' (available: zero-filled)")
-    from fmrecon.models import ZeroFilled
+def resolve_device(name: str) -> torch.device:
+    """``auto`` = CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu)")
+    return torch.device(name)
 
+
+def _check_model_args(args) -> None:
+    """Fail fast on a bad --model / --checkpoint / --labels combination."""
+    from fmrecon.models.registry import get_spec
+
+    if args.model is None and not args.checkpoint:
+        raise ConfigError("give --checkpoint CKPT [CKPT ...] and/or --model zero-filled")
+    if args.model is not None:
+        get_spec(args.model)  # "unknown model 'x' (available: ...)"
+        if args.model != ZERO_FILLED and not args.checkpoint:
+            raise ConfigError(
+                f"--model {args.model} needs --checkpoint (trained weights); "
+                "only zero-filled runs without one"
+            )
+    if args.labels is not None:
+        if not args.checkpoint:
+            raise ConfigError("--labels names checkpoints: give --checkpoint too")
+        if len(args.labels) != len(args.checkpoint):
+            raise ConfigError(
+                f"--labels has {len(args.labels)} names for {len(args.checkpoint)} checkpoints"
+            )
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.error_scale <= 0:
+        raise ConfigError(f"--error-scale must be > 0, got {args.error_scale}")
+
+
+_UNET_FIRST = "down_sample_layers.0.layers.0.weight"
+
+
+def fastmri_varnet_config(state: Mapping) -> dict:
+    """E2E-VarNet constructor options read off a fastMRI VarNet state dict
+    (plain or with a Lightning prefix such as ``varnet.``): cascades, chans,
+    pools, sens_chans, sens_pools. Empty when the layout is not recognised
+    (the loader then reports what it found against the default size)."""
+    from fmrecon.models.varnet import _PREFIXES
+
+    def strip(prefix: str) -> dict:
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+    def is_varnet(s: dict) -> int:
+        return sum(k.startswith(("cascades.", "sens_net.")) for k in s)
+
+    s = max((strip(p) for p in _PREFIXES), key=is_varnet)
+    cascades = {int(m.group(1)) for k in s if (m := re.match(r"cascades\.(\d+)\.", k))}
+
+    def unet(prefix: str) -> tuple[int, int] | None:  # (chans, pools)
+        first = s.get(f"{prefix}.unet.{_UNET_FIRST}")
+        pat = re.escape(prefix) + r"\.unet\.down_sample_layers\.(\d+)\."
+        pools = {int(m.group(1)) for k in s if (m := re.match(pat, k))}
+        return (int(first.shape[0]), len(pools)) if first is not None and pools else None
+
+    main, sens = unet("cascades.0.model"), unet("sens_net.norm_unet")
+    if not cascades or main is None or sens is None:
+        return {}
+    return {
+        "num_cascades": max(cascades) + 1,
+        "chans": main[0],
+        "pools": main[1],
+        "sens_chans": sens[0],
+        "sens_pools": sens[1],
+    }
+
+
+def load_checkpoint(path: Path, model_name: str | None, device: torch.device):
+    """A model from ``path``: an fmrecon checkpoint (``model_name`` must match
+    if given) or, with ``model_name == "e2e-varnet"``, a fastMRI VarNet state
+    dict of any size (the size is read off the weights)."""
+    from fmrecon.models.io import checkpoint_spec, load_model, read_checkpoint
+
+    if model_name == "e2e-varnet":
+        ckpt = read_checkpoint(path)
+        if checkpoint_spec(ckpt) is None:
+            from fmrecon.models.registry import create_model
+            from fmrecon.models.varnet import load_fastmri_state_dict
+
+            state = ckpt.get("state_dict", ckpt)
+            state = state if isinstance(state, Mapping) else {}
+            model = create_model("e2e-varnet", **fastmri_varnet_config(state))
+            load_fastmri_state_dict(model, ckpt)
+            model.fmrecon_spec.update(checkpoint=str(path), source="fastmri")
+            return model.to(device).eval()
+    return load_model(path, model_name=model_name, map_location=device)
+
+
+def build_models(args, device: torch.device, log) -> list[EvalModel]:
+    """The rows of the table: zero-filled first (if asked for), then the
+    checkpoints in the order given, with unique labels."""
+    entries: list[EvalModel] = []
+    if args.model == ZERO_FILLED:
+        entries.append(EvalModel(ZERO_FILLED, None, "none"))
+    paths = list(args.checkpoint or [])
+    want = None if args.model in (None, ZERO_FILLED) else args.model
+    loaded = [load_checkpoint(p, want, device) for p in paths]
+    names = [m.fmrecon_spec["name"] for m in loaded]
+    if args.labels is not None:
+        labels = list(args.labels)
+    else:
+        # registry name; a name held by several checkpoints gets the file stem appended
+        labels = [
+            f"{n} ({p.stem})" if names.count(n) > 1 or n == ZERO_FILLED and entries else n
+            for n, p in zip(names, paths, strict=True)
+        ]
+        for i, lab in enumerate(labels):  # same stems too: number them
+            if labels.count(lab) > 1:
+                labels[i] = f"{lab} #{labels[:i].count(lab) + 1}"
+    taken = [e.label for e in entries] + labels
+    dup = sorted({x for x in taken if taken.count(x) > 1})
+    if dup:
+        raise ConfigError(f"row labels must be unique: {', '.join(dup)} given more than once")
+    for model, label, path in zip(loaded, labels, paths, strict=True):
+        weights = weights_label(model)
+        entries.append(EvalModel(label, model, weights, str(path)))
+        log(f"{label}: {model.fmrecon_spec['name']} from {path} ({weights})")
+        if weights == RANDOM_ENCODER:
+            # always shown, even with --quiet: these numbers do not measure the method
+            print(
+                f"fmrecon evaluate: warning: {label} ({path}) has a random-init encoder "
+                "(never pretrained): its numbers do not measure the foundation-model method",
+                file=sys.stderr,
+            )
+    return entries
+
+
+def pick_figure(args, volumes: list[VolumeInfo]) -> FigurePick:
+    """The image the figures show: ``--figure-file`` (default the first file),
+    ``--figure-frame`` (default its first scored frame), ``--figure-slice``
+    (default the middle one of its scored slices: the centre slice)."""
+    if args.figure_file is None:
+        info = volumes[0]
+    else:
+        name = args.figure_file
+        match = [v for v in volumes if v.path.name == name or str(v.path).endswith(name)]
+        if not match:
+            raise ConfigError(f"--figure-file {name}: not among the {len(volumes)} files evaluated")
+        info = match[0]
+    pairs = scored_items(info, args.convention)
+    frames = sorted({t for t, _ in pairs})
+    slices = sorted({z for _, z in pairs})
+    frame = frames[0] if args.figure_frame is None else args.figure_frame
+    slc = slices[len(slices) // 2] if args.figure_slice is None else args.figure_slice
+    if not 0 <= slc < info.n_slices:
+        raise ConfigError(f"--figure-slice {slc}: {info.path} has slices 0..{info.n_slices - 1}")
+    if not 0 <= frame < info.n_frames:
+        raise ConfigError(f"--figure-frame {frame}: {info.path} has frames 0..{info.n_frames - 1}")
+    return FigurePick(info.path, frame, slc)
+
+
+def run(args) -> int:
+    _check_model_args(args)
     settings = build_settings(args)
     volumes, skipped = discover(args.data)
     if args.split is not None:
@@ -86,21 +310,51 @@ def run(args) -> int:
             "evaluation needs ground truth (kspace_full or fastMRI kspace)"
         )
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    device = resolve_device(args.device)
+    figure = None if args.no_figures else pick_figure(args, full)
+    models = build_models(args, device, log)
     log(
         f"evaluating {len(full)} files ({len(skipped)} mask/other files and "
         f"{n_sub} undersampled files without ground truth skipped)"
     )
-    rows = evaluate_volumes(
-        ZeroFilled(),
-        args.model,
+    rows, captures = evaluate_models(
+        models,
         full,
         settings,
         convention=args.convention,
+        device=device,
         num_workers=args.workers,
+        batch_size=args.batch_size,
+        precision=args.precision,
         progress=log,
+        figure=figure,
     )
     note = f"Convention: {args.convention}; mask: {args.mask}; data: {args.data}"
+    trained = [m for m in models if m.model is not None]
+    if trained:
+        note += "\n\nModels: " + "; ".join(
+            f"{m.label} = {m.checkpoint} ({m.weights})" for m in trained
+        )
+        note += f". Device {device.type}, precision {args.precision}."
+        for m in trained:
+            if m.weights == RANDOM_ENCODER:
+                note += (
+                    f"\n\n**Warning**: {m.label} has a random-init encoder (never pretrained); "
+                    "its numbers do not measure the foundation-model method."
+                )
     write_results(args.out, rows, header_note=note)
+    written = f"wrote {args.out / 'metrics.csv'}, summary.json, summary.md"
+    if captures:
+        from fmrecon.evaluation.figures import write_figures
+
+        # rows = the models; zero-filled has its own column, so it gets a row only when alone
+        shown = trained or models
+        labels = {
+            m.label: m.label + (" (random-init encoder)" if m.weights == RANDOM_ENCODER else "")
+            for m in shown
+        }
+        paths = write_figures(args.out / "figures", captures, labels, args.error_scale)
+        written += f", figures/ ({len(paths)} PNG)"
     print((args.out / "summary.md").read_text(), end="")
-    print(f"wrote {args.out / 'metrics.csv'}, summary.json, summary.md")
+    print(written)
     return 0

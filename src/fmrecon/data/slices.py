@@ -155,9 +155,12 @@ class SliceDataset(Dataset):
             f.close()
         self._handles.clear()
 
-    def volume_mask(self, i: int) -> np.ndarray:
-        """The mask of volume ``i`` for every frame: bool (T, H, W)."""
-        if i in self._masks:
+    def volume_mask(self, i: int, seed=None) -> np.ndarray:
+        """The mask of volume ``i`` for every frame: bool (T, H, W). ``seed``
+        (an int or a tuple of ints) overrides the dataset's seeding policy for
+        masks drawn by ``mask_func`` (the trainer seeds items per epoch)."""
+        explicit = seed is not None
+        if not explicit and i in self._masks:
             return self._masks[i]
         v = self.volumes[i]
         h, w = v.shape
@@ -169,12 +172,11 @@ class SliceDataset(Dataset):
             path = cmrxrecon.official_mask_path(v.path, acc, pattern)
             mask = _as_frames(cmrxrecon.read_mask(path), v)
         else:
-            if self.mask_seed == "file":
-                seed = fastmri_seed(v.path.name)
-            elif self.mask_seed == "random":
-                seed = None
-            else:
-                seed = int(self.mask_seed)
+            if seed is None:
+                if self.mask_seed == "file":
+                    seed = fastmri_seed(v.path.name)
+                elif self.mask_seed != "random":
+                    seed = int(self.mask_seed)
             mask = self.mask_func((v.n_frames, h, w), seed=seed)
             if v.acq_limits is not None:
                 # fastMRI zeroes the mask outside the encoded phase-encode range
@@ -182,17 +184,22 @@ class SliceDataset(Dataset):
                 mask = mask.copy()
                 mask[..., :start] = False
                 mask[..., end:] = False
-        if self.mask_seed != "random" or not v.fully_sampled or self.official_masks:
-            self._masks[i] = mask
+            if self.mask_seed == "random" or explicit:
+                return mask  # drawn for this item only
+        self._masks[i] = mask
         return mask
 
     def __getitem__(self, idx: int) -> Sample:
+        return self.get(idx)
+
+    def get(self, idx: int, mask_seed=None) -> Sample:
+        """Item ``idx``; ``mask_seed`` seeds its mask explicitly (see volume_mask)."""
         i, t, z = self.index[idx]
         v = self.volumes[i]
         f = self._file(i)
         reader = _READERS[v.format]
         kspace = check_finite(reader.read_kspace(f, v, t, z), f"{v.path} frame {t} slice {z}")
-        mask = self.volume_mask(i)[t]
+        mask = self.volume_mask(i, seed=mask_seed if v.fully_sampled else None)[t]
         if v.fully_sampled:
             if v.format == "fastmri" and v.target_key is not None:
                 target = reader.read_target(f, v, z)

@@ -1,0 +1,135 @@
+"""``fmrecon reconstruct``: reconstruct k-space files with a trained model and
+write CMRxRecon submissions (``img4ranking`` .mat), fastMRI ``reconstruction``
+.h5 files and optional PNG previews (layouts: ``fmrecon.inference.reconstruct``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from fmrecon.errors import ConfigError
+from fmrecon.inference.reconstruct import (
+    DEVICES,
+    PRECISIONS,
+    plan_jobs,
+    random_encoder,
+    random_encoder_warning,
+    reconstruct_files,
+    select_device,
+    summary_line,
+)
+from fmrecon.physics.masks import MASK_KINDS, create_mask
+
+HELP = (
+    "reconstruct k-space files with a model; write CMRxRecon submissions (.mat), "
+    "fastMRI reconstructions (.h5) and previews"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="k-space files or folders (searched recursively; mask files are skipped)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="CKPT",
+        help="fmrecon checkpoint (or fastMRI VarNet state dict with --model e2e-varnet); "
+        "not needed for --model zero-filled",
+    )
+    p.add_argument("--model", metavar="NAME", help="model name; must match the checkpoint's")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--mask",
+        metavar="KIND",
+        help="undersample fully sampled inputs with this mask: "
+        f"{', '.join(MASK_KINDS)} (undersampled CMRxRecon files and fastMRI test files "
+        "always use their own masks)",
+    )
+    p.add_argument("--acceleration", type=float, metavar="R", help="acceleration of --mask")
+    p.add_argument(
+        "--center-fraction",
+        type=float,
+        metavar="F",
+        help="fastMRI masks: fraction of W sampled at the centre (e.g. 0.08)",
+    )
+    p.add_argument("--num-acs", type=int, metavar="N", help="ACS lines of CMRxRecon masks")
+    p.add_argument(
+        "--full-volume",
+        action="store_true",
+        help="CMRxRecon: write every slice and frame uncropped instead of the ranking subset",
+    )
+    p.add_argument("--png", action="store_true", help="write a preview PNG beside each output")
+    p.add_argument("--batch-size", type=int, default=4, metavar="B", help="slices per batch")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16 = autocast")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_mask(args):
+    """The mask function for fully sampled inputs, or None."""
+    if args.mask is None:
+        extra = [
+            f"--{name.replace('_', '-')}"
+            for name in ("acceleration", "center_fraction", "num_acs")
+            if getattr(args, name) is not None
+        ]
+        if extra:
+            raise ConfigError(f"{', '.join(extra)} given without --mask KIND")
+        return None
+    if args.acceleration is None:
+        raise ConfigError(f"--mask {args.mask} needs --acceleration R")
+    return create_mask(
+        args.mask, args.acceleration, center_fraction=args.center_fraction, num_acs=args.num_acs
+    )
+
+
+def load(args):
+    """The model from --checkpoint (and --model), in eval mode on the CPU."""
+    if args.checkpoint is None:
+        if args.model == "zero-filled":
+            from fmrecon.models.registry import create_model
+
+            return create_model("zero-filled")
+        raise ConfigError("--checkpoint CKPT is required (only --model zero-filled runs without)")
+    from fmrecon.models.io import load_model
+
+    return load_model(args.checkpoint, model_name=args.model, map_location="cpu")
+
+
+def run(args) -> int:
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    device = select_device(args.device)
+    mask_func = build_mask(args)
+    # check every input (formats, masks, output paths) before loading the model
+    jobs, skipped = plan_jobs(args.inputs, args.out, mask_func, args.full_volume)
+    model = load(args)
+    if random_encoder(model):
+        print(f"fmrecon reconstruct: warning: {random_encoder_warning(model)}", file=sys.stderr)
+    if not args.quiet:
+        print(
+            f"reconstructing {len(jobs)} files ({len(skipped)} mask/other files skipped) "
+            f"on {device} ({args.precision})",
+            file=sys.stderr,
+        )
+    start = time.perf_counter()
+    written = reconstruct_files(
+        model,
+        out_dir=args.out,
+        jobs=jobs,
+        png=args.png,
+        batch_size=args.batch_size,
+        device=device,
+        precision=args.precision,
+        show_progress=not args.quiet,
+        report=print,
+    )
+    print(summary_line(written, jobs, time.perf_counter() - start) + f" under {args.out}")
+    return 0

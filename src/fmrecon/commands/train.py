@@ -1,0 +1,56 @@
+"""``fmrecon train``: train a registered model from a YAML config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "train a model from a YAML config (one CPU to many GPUs); key=value overrides"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config (see configs/); defaults apply to missing keys")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. trainer.max_epochs=10 model.options.num_cascades=4",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CKPT",
+        help="continue the run from its last.ckpt (or from CKPT)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve and validate the config, build the model (random encoder weights "
+        "allowed), print the config and parameter counts; touch no data",
+    )
+
+
+def run(args) -> int:
+    from fmrecon.training.config import dump_config, load_config, run_dir
+
+    cfg = load_config(args.config, args.overrides)
+    if args.dry_run:
+        from fmrecon.training.run import build_module, describe_module
+
+        cfg["model"]["allow_random_encoder"] = True  # a laptop need not hold the weights
+        module = build_module(cfg)
+        print(dump_config(cfg), end="")
+        print(f"# run folder: {run_dir(cfg)}")
+        print("# " + describe_module(module).replace("\n", "\n# "))
+        return 0
+    from fmrecon.training.run import train
+
+    summary = train(cfg, resume=args.resume, log=lambda m: print(m, file=sys.stderr))
+    if not summary["is_global_zero"]:
+        return 0
+    if summary["best_checkpoint"]:
+        print(f"best val SSIM {summary['best_val_ssim']:.4f}: {summary['best_checkpoint']}")
+    print(f"run folder: {summary['run_dir']}")
+    return 0

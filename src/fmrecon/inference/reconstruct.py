@@ -1,0 +1,641 @@
+"""Reconstruct k-space files with a model and write the results.
+
+Outputs (stable; users script against them):
+
+- CMRxRecon ``.mat`` in -> a challenge submission ``.mat`` (MATLAB v7.3) with
+  the one variable ``img4ranking``, ``single``, MATLAB dims (sx, sy, sz, t):
+  by default after the official ranking reduction (``run4Ranking.m``: central
+  2 slices, first 3 frames / all weightings for mapping, centre crop
+  ``round(sx/3) x round(sy/2)``), with ``full_volume`` the whole volume.
+  h5py sees the axes reversed, (t, sz, sy, sx). The path mirrors the input
+  below its ``MultiCoil`` folder (the submission layout,
+  ``Submission/MultiCoil/Cine/TestSet/AccFactor04/P001/cine_sax.mat``); a
+  fully sampled input undersampled here goes to ``AccFactorRR`` instead of
+  ``FullSample``.
+- fastMRI ``.h5`` in -> ``.h5`` with ``reconstruction`` (slices, h, w) float32
+  centre-cropped to the ISMRMRD header's reconSpace matrix (fastMRI's
+  ``save_reconstructions`` layout), attrs ``acquisition`` and ``patient_id``
+  copied.
+- Every output carries root attributes ``fmrecon_*`` (model, checkpoint,
+  encoder weights, mask, content, version); a model with random encoder
+  weights adds ``fmrecon_warning``. Every file is written atomically.
+- Optional PNG preview beside each output: a grid of the images written.
+
+Internal order of a reconstructed volume: (T, Z, H, W) magnitude float32,
+H = readout (CMRxRecon kx), W = phase encode (ky), as ``fmrecon.metrics``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from fmrecon import __version__
+from fmrecon.data.h5io import atomic_path, get_dataset, open_h5, read_real, write_mat73
+from fmrecon.data.slices import SliceDataset, collate
+from fmrecon.data.volumes import VolumeInfo, discover
+from fmrecon.errors import ConfigError, DataError
+from fmrecon.metrics import center_crop, cmrxrecon_crop, ranking_crop_size, ranking_indices
+from fmrecon.physics.coils import num_low_frequencies
+from fmrecon.physics.masks import MaskFunc
+
+SUBMISSION_KEY = "img4ranking"  # CMRxRecon submission variable (run4Ranking.m)
+FASTMRI_KEY = "reconstruction"  # fastMRI save_reconstructions dataset
+PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+RANDOM_INIT = "random-init"  # fmrecon_spec["encoder_weights"] of random encoders
+MAX_PREVIEW_TILES = 36
+
+_NS = {"m": "http://www.ismrm.org/ISMRMRD"}
+
+Progress = Callable[[int], None] | None
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+class StoredMask(MaskFunc):
+    """The phase-encode lines a fastMRI test file stores in its ``mask``
+    dataset (W,), as a mask function: every frame and row gets them."""
+
+    kind = "file"
+
+    def __init__(self, lines: np.ndarray, source: str = "file"):
+        # not MaskFunc.__init__: a stored mask has no seed and any acceleration >= 1
+        self.lines = np.asarray(lines, dtype=bool).reshape(-1)
+        self.acceleration = self.lines.size / max(int(self.lines.sum()), 1)
+        self.seed = None
+        self.rng = np.random.RandomState(0)
+        self.source = source
+
+    def _check_size(self, h: int, w: int) -> None:
+        if w != self.lines.size:
+            raise DataError(f"{self.source}: 'mask' has {self.lines.size} lines, k-space W = {w}")
+
+    def _sample(self, t, h, w, offset, is_2d):
+        return self.lines[None, None, :]
+
+    def num_center_lines(self, width: int) -> int:
+        return num_low_frequencies(self.lines[None, :])
+
+    def __repr__(self) -> str:
+        return f"StoredMask(lines={int(self.lines.sum())}/{self.lines.size})"
+
+
+def read_fastmri_mask(info: VolumeInfo) -> StoredMask | None:
+    """The ``mask`` dataset of a fastMRI test file, or None when it has none."""
+    with open_h5(info.path) as f:
+        if "mask" not in f:
+            return None
+        raw = read_real(get_dataset(f, "mask", ndim=1))
+    w = info.shape[1]
+    if raw.shape != (w,):
+        raise DataError(f"{info.path}: 'mask' has shape {raw.shape}, expected ({w},) (W lines)")
+    if not np.all((raw == 0) | (raw == 1)) or not raw.any():
+        raise DataError(f"{info.path}: 'mask' must hold 0/1 values with at least one line")
+    return StoredMask(raw.astype(bool), source=str(info.path))
+
+
+def _sub_mask_file(info: VolumeInfo) -> Path:
+    # the challenge ships AccFactor04/P001/cine_sax.mat with cine_sax_mask.mat beside it
+    return info.path.with_name(f"{info.path.stem}_mask.mat")
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` = CUDA when available, else CPU."""
+    if name not in DEVICES:
+        raise ConfigError(f"unknown device '{name}' (choose from {', '.join(DEVICES)})")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def model_attrs(model: nn.Module) -> dict[str, str]:
+    """What goes into each output's attributes about the model."""
+    spec = dict(getattr(model, "fmrecon_spec", None) or {})
+    attrs = {
+        "fmrecon_model": str(spec.get("name", type(model).__name__)),
+        "fmrecon_checkpoint": str(spec.get("checkpoint", "none")),
+        "fmrecon_encoder_weights": str(spec.get("encoder_weights") or "none"),
+        "fmrecon_version": __version__,
+    }
+    if random_encoder(model):
+        attrs["fmrecon_warning"] = random_encoder_warning(model)
+    return attrs
+
+
+def random_encoder(model: nn.Module) -> bool:
+    """True when the model's foundation-model encoder has random weights."""
+    spec = getattr(model, "fmrecon_spec", None) or {}
+    return spec.get("encoder_weights") == RANDOM_INIT
+
+
+def random_encoder_warning(model: nn.Module) -> str:
+    name = (getattr(model, "fmrecon_spec", None) or {}).get("name", "model")
+    return (
+        f"model '{name}' has random-init encoder weights (no pretrained foundation model): "
+        "its reconstructions are not those of the papers' systems"
+    )
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------- reconstruction
+
+
+def reconstruct_volume(
+    model: nn.Module,
+    info: VolumeInfo,
+    mask_func: MaskFunc | None = None,
+    frames: Sequence[int] | None = None,
+    slices: Sequence[int] | None = None,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    progress: Progress = None,
+) -> np.ndarray:
+    """Reconstruct the (frame, slice) images of one file: (T', Z', H, W) float32.
+
+    ``frames``/``slices``: indices to reconstruct, in the output's order
+    (default all). Masks: an undersampled CMRxRecon file (``kspace_subXX``)
+    uses its ``*_mask.mat``; a fully sampled file is masked with ``mask_func``,
+    seeded per file as evaluation does (fastMRI's ``tuple(map(ord, name))``).
+    ``progress(n)`` is called after each batch of ``n`` images.
+    """
+    frames = list(range(info.n_frames)) if frames is None else [int(t) for t in frames]
+    slices = list(range(info.n_slices)) if slices is None else [int(z) for z in slices]
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    if info.fully_sampled and mask_func is None:
+        raise ConfigError(
+            f"{info.path}: fully sampled k-space needs a mask to undersample it "
+            "(--mask KIND --acceleration R)"
+        )
+    if not info.fully_sampled and not _sub_mask_file(info).exists():
+        raise DataError(
+            f"{info.path}: undersampled file without its mask file {_sub_mask_file(info).name}"
+        )
+    device = torch.device(device)
+    h, w = info.shape
+    out = np.zeros((len(frames), len(slices), h, w), dtype=np.float32)
+    if out.size == 0:
+        return out
+    pairs = [(t, z) for t in frames for z in slices]
+    ds = SliceDataset(
+        [info],
+        mask_func=mask_func if info.fully_sampled else None,
+        mask_seed="file",  # fastMRI's per-file seed, as `fmrecon evaluate`
+        items=lambda v: pairs,
+    )
+    t_pos = {t: i for i, t in enumerate(frames)}
+    z_pos = {z: i for i, z in enumerate(slices)}
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    try:
+        with torch.inference_mode(), _autocast(device, precision):
+            for batch in loader:
+                img = model(batch.kspace.to(device), batch.mask.to(device))
+                img = img.float().cpu().numpy()
+                if img.shape != (len(batch.frame), h, w):
+                    raise ConfigError(
+                        f"{info.path}: model output {img.shape} is not (batch, H, W) = "
+                        f"({len(batch.frame)}, {h}, {w})"
+                    )
+                for b, (t, z) in enumerate(zip(batch.frame, batch.slice, strict=True)):
+                    out[t_pos[t], z_pos[z]] = img[b]
+                if progress is not None:
+                    progress(len(batch.frame))
+    finally:
+        ds.close()
+    if not np.all(np.isfinite(out)):
+        raise DataError(f"{info.path}: the model produced non-finite values (NaN/Inf)")
+    return out
+
+
+# ----------------------------------------------------------------------------- CMRxRecon out
+
+
+def ranking_subset(info: VolumeInfo) -> tuple[list[int], list[int]]:
+    """(frames, slices) the CMRxRecon ranking keeps (``metrics.ranking_indices``)."""
+    slices, frames = ranking_indices(info.n_slices, info.n_frames, info.modality)
+    return frames, slices
+
+
+def submission_array(images: np.ndarray, crop: bool = True) -> np.ndarray:
+    """(T, Z, H, W) images -> float32 (sx, sy, sz, t) in MATLAB axis order.
+
+    With ``crop`` the ranking crop ``round(H/3) x round(W/2)`` (ESPIRiT
+    ``crop.m`` placement, ``metrics.cmrxrecon_crop``) is applied; the caller
+    has already kept the ranking frames and slices.
+    """
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim != 4:
+        raise DataError(f"submission images must be (T, Z, H, W), got shape {arr.shape}")
+    if crop:
+        arr = cmrxrecon_crop(arr, ranking_crop_size(*arr.shape[-2:]))
+    # (T, Z, H=kx, W=ky) -> MATLAB (sx, sy, sz, t); run4Ranking.m stores single(abs(img))
+    return np.ascontiguousarray(arr.transpose(2, 3, 1, 0))
+
+
+def write_submission(
+    path: str | os.PathLike,
+    images: np.ndarray,
+    crop: bool = True,
+    attrs: dict[str, str] | None = None,
+) -> Path:
+    """Write a CMRxRecon submission file: ``img4ranking`` single (sx, sy, sz, t).
+
+    ``images``: (T, Z, H, W) magnitude, the ranking frames/slices (``crop``)
+    or the whole volume (``crop=False``). ``attrs`` become root attributes
+    (MATLAB ignores them). Atomic.
+    """
+    path = Path(path)
+    data = submission_array(images, crop=crop)
+    with atomic_path(path) as tmp:
+        write_mat73(tmp, {SUBMISSION_KEY: data})
+        if attrs:
+            with h5py.File(tmp, "r+") as f:  # keeps the MATLAB user block
+                f.attrs.update({k: str(v) for k, v in attrs.items()})
+    return path
+
+
+# ----------------------------------------------------------------------------- fastMRI out
+
+
+def fastmri_recon_size(info: VolumeInfo) -> tuple[int, int]:
+    """The (h, w) fastMRI crops a reconstruction to: the ISMRMRD header's
+    reconSpace matrix (x, y), else ``reconstruction_rss``'s size, else (H, W).
+
+    As fastMRI's ``VarNetModule``: when W is narrower than the reconSpace
+    width (FLAIR 203 files) the crop is (W, W); never larger than (H, W).
+    """
+    h, w = info.shape
+    size = None
+    with open_h5(info.path) as f:
+        if "ismrmrd_header" in f:
+            size = _recon_space(f["ismrmrd_header"][()])
+        if size is None and info.target_key is not None and info.target_key in f:
+            size = tuple(int(s) for s in f[info.target_key].shape[-2:])
+    if size is None:
+        return h, w
+    if w < size[1]:
+        size = (w, w)
+    return min(size[0], h), min(size[1], w)
+
+
+def _recon_space(raw) -> tuple[int, int] | None:
+    try:
+        root = ET.fromstring(raw.decode() if isinstance(raw, bytes) else str(raw))
+        matrix = root.find("m:encoding/m:reconSpace/m:matrixSize", _NS)
+        x = int(matrix.find("m:x", _NS).text)
+        y = int(matrix.find("m:y", _NS).text)
+    except (AttributeError, ValueError, TypeError, ET.ParseError):
+        return None
+    return (x, y) if x > 0 and y > 0 else None
+
+
+def write_fastmri_recon(
+    path: str | os.PathLike,
+    images: np.ndarray,
+    info: VolumeInfo,
+    attrs: dict[str, str] | None = None,
+) -> Path:
+    """Write ``reconstruction`` (slices, h, w) float32, already cropped, plus
+    the source's ``acquisition``/``patient_id`` and ``attrs``. Atomic."""
+    path = Path(path)
+    with open_h5(info.path) as f:
+        copied = {k: f.attrs[k] for k in ("acquisition", "patient_id") if k in f.attrs}
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset(FASTMRI_KEY, data=np.asarray(images, dtype=np.float32))
+        f.attrs.update(copied)
+        f.attrs.update({k: str(v) for k, v in (attrs or {}).items()})
+    return path
+
+
+# ----------------------------------------------------------------------------- preview
+
+
+def write_preview(
+    path: str | os.PathLike,
+    tiles: Sequence[tuple[str, np.ndarray]],
+    title: str = "",
+    ncols: int | None = None,
+) -> Path:
+    """A PNG grid of 2-D magnitude images (label, (h, w)), one grey scale
+    for all (0 to the 99.5th percentile). Uses the Agg canvas, no pyplot."""
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    tiles = list(tiles)
+    if len(tiles) > MAX_PREVIEW_TILES:  # evenly spaced subset
+        keep = np.linspace(0, len(tiles) - 1, MAX_PREVIEW_TILES).round().astype(int)
+        tiles = [tiles[i] for i in keep]
+    n = len(tiles)
+    ncols = min(ncols or math.ceil(math.sqrt(n)), n)
+    nrows = math.ceil(n / ncols)
+    h, w = tiles[0][1].shape
+    vmax = float(np.percentile(np.concatenate([t[1].ravel() for t in tiles]), 99.5)) or 1.0
+    scale = 2.2 / max(h, w)
+    width = max(ncols * w * scale + 0.2, 3.5)  # room for the title
+    fig = Figure(figsize=(width, nrows * h * scale + 0.7), dpi=100, layout="compressed")
+    for i, (label, img) in enumerate(tiles):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ax.imshow(img, cmap="gray", vmin=0.0, vmax=vmax, interpolation="nearest")
+        ax.set_title(label, fontsize=7)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")  # the temporary name has no .png suffix
+    return path
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@dataclass
+class Job:
+    """One input file and what is written for it."""
+
+    info: VolumeInfo
+    out_path: Path
+    mask_func: MaskFunc | None  # None: the file's own *_mask.mat (kspace_subXX)
+    mask_label: str
+    frames: list[int]
+    slices: list[int]
+    content: str  # "ranking", "full-volume" (CMRxRecon) or "fastmri"
+
+    @property
+    def n_images(self) -> int:
+        return len(self.frames) * len(self.slices)
+
+
+@dataclass
+class Written:
+    """A file written by :func:`reconstruct_files`."""
+
+    path: Path
+    source: Path
+    what: str  # one-line description of the content
+    extra: list[Path] = field(default_factory=list)  # previews
+
+
+def mask_label(mask_func: MaskFunc) -> str:
+    cf = getattr(mask_func, "center_fraction", None)
+    return f"{mask_func.kind} R={mask_func.acceleration:g}" + (f" cf={cf:g}" if cf else "")
+
+
+def output_path(
+    info: VolumeInfo, out_dir: Path, input_root: Path, acceleration: float | None = None
+) -> Path:
+    """Where the output of ``info`` goes under ``out_dir``.
+
+    CMRxRecon: the input path from its (last) ``MultiCoil`` folder on, the
+    challenge's submission layout; without one, the path relative to the
+    input folder given (the file name for a file given directly). A fully
+    sampled input undersampled here at ``acceleration`` R goes to
+    ``AccFactorRR`` in place of ``FullSample`` (where the challenge keeps
+    data of that acceleration). fastMRI: the file name (fastMRI's flat layout).
+    """
+    path = info.path
+    if info.format == "fastmri":
+        return out_dir / path.name
+    parts = list(path.parts)
+    if "MultiCoil" in parts:
+        idx = len(parts) - 1 - parts[::-1].index("MultiCoil")
+        rel = parts[idx:]
+    else:
+        try:
+            rel = list(path.relative_to(input_root).parts)
+        except ValueError:
+            rel = [path.name]
+    if acceleration is not None and "FullSample" in rel[:-1]:
+        r = f"{int(acceleration):02d}" if float(acceleration).is_integer() else f"{acceleration:g}"
+        rel[rel.index("FullSample")] = f"AccFactor{r}"
+    return out_dir.joinpath(*rel)
+
+
+def plan_jobs(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    mask_func: MaskFunc | None = None,
+    full_volume: bool = False,
+) -> tuple[list[Job], list[Path]]:
+    """Find the k-space files under ``inputs`` and decide, before any
+    reconstruction, what is written for each; bad input raises a one-line
+    ConfigError/DataError. Returns the jobs and the skipped (mask/other) files."""
+    out_dir = Path(out_dir)
+    jobs: list[Job] = []
+    skipped: list[Path] = []
+    seen: dict[Path, Path] = {}  # resolved input -> first mention
+    for item in inputs:
+        item = Path(item)
+        infos, skip = discover(item)
+        skipped.extend(skip)
+        root = item if item.is_dir() else item.parent
+        for info in infos:
+            key = info.path.resolve()
+            if key in seen:
+                continue
+            seen[key] = info.path
+            jobs.append(_plan_one(info, out_dir, root, mask_func, full_volume))
+    outputs: dict[Path, Path] = {}
+    inputs_resolved = set(seen)
+    for job in jobs:
+        target = job.out_path.resolve()
+        if target in inputs_resolved:
+            raise ConfigError(f"{job.info.path}: the output would overwrite an input; choose --out")
+        if target in outputs:
+            raise ConfigError(
+                f"{outputs[target]} and {job.info.path} would both be written to {job.out_path}"
+            )
+        outputs[target] = job.info.path
+    return jobs, skipped
+
+
+def _plan_one(info, out_dir, root, mask_func, full_volume) -> Job:
+    if info.format == "cmrxrecon":
+        if not info.fully_sampled:
+            mask_file = _sub_mask_file(info)
+            if not mask_file.exists():
+                raise DataError(
+                    f"{info.path}: undersampled file without its mask file {mask_file.name}"
+                )
+            func, label, acc = None, f"{mask_file.name} R={info.acceleration}", None
+        elif mask_func is None:
+            raise ConfigError(
+                f"{info.path}: fully sampled k-space (kspace_full) needs a mask to simulate "
+                "undersampling: pass --mask KIND --acceleration R"
+            )
+        else:
+            func, label, acc = mask_func, mask_label(mask_func), mask_func.acceleration
+        if full_volume:
+            frames, slices = list(range(info.n_frames)), list(range(info.n_slices))
+        else:  # reconstruct only what the ranking keeps
+            frames, slices = ranking_subset(info)
+        content = "full-volume" if full_volume else "ranking"
+        out = output_path(info, out_dir, root, acc)
+        return Job(info, out, func, label, frames, slices, content)
+    # fastMRI: test files carry their own mask; others are undersampled with mask_func
+    stored = read_fastmri_mask(info)
+    if stored is not None:
+        func, label = stored, f"file mask R={stored.acceleration:.2f}"
+    elif mask_func is None:
+        raise ConfigError(
+            f"{info.path}: fully sampled k-space without a 'mask' dataset needs a mask to "
+            "simulate undersampling: pass --mask KIND --acceleration R [--center-fraction F]"
+        )
+    else:
+        func, label = mask_func, mask_label(mask_func)
+    return Job(
+        info,
+        output_path(info, out_dir, root),
+        func,
+        label,
+        [0],
+        list(range(info.n_slices)),
+        "fastmri",
+    )
+
+
+def _tiles(job: Job, images: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], int]:
+    """Preview tiles of the images written, (T', Z', h, w), and the grid width."""
+    if job.content == "fastmri":
+        return [(f"slice {z}", images[0, i]) for i, z in enumerate(job.slices)], 0
+    tiles = [
+        (f"t{t} z{z}", images[i, j])
+        for i, t in enumerate(job.frames)
+        for j, z in enumerate(job.slices)
+    ]
+    return tiles, len(job.slices) if len(job.slices) <= 8 else 0
+
+
+def reconstruct_files(
+    model: nn.Module,
+    inputs: Sequence[str | os.PathLike] | None = None,
+    out_dir: str | os.PathLike = ".",
+    *,
+    jobs: Sequence[Job] | None = None,
+    mask_func: MaskFunc | None = None,
+    full_volume: bool = False,
+    png: bool = False,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    show_progress: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> list[Written]:
+    """Reconstruct every k-space file under ``inputs`` (or the planned
+    ``jobs``) and write its output under ``out_dir`` (see the module
+    docstring). ``report(line)`` is called once per file written."""
+    if jobs is None:
+        jobs, _ = plan_jobs(inputs or [], out_dir, mask_func, full_volume)
+    device = torch.device(device)
+    model = model.to(device).eval()
+    attrs = model_attrs(model)
+    from tqdm.auto import tqdm
+
+    # a bar only on a terminal; in logs the one line per file written is the progress
+    bar = tqdm(
+        total=sum(j.n_images for j in jobs),
+        unit="img",
+        file=sys.stderr,
+        disable=not (show_progress and sys.stderr.isatty()),
+        dynamic_ncols=True,
+    )
+
+    def say(line: str) -> None:
+        if report is None:
+            return
+        if not bar.disable:
+            bar.clear()
+        report(line)
+        if not bar.disable:
+            bar.refresh()
+
+    written: list[Written] = []
+    try:
+        for job in jobs:
+            bar.set_description(f"{job.info.subject}/{job.info.path.name}")
+            images = reconstruct_volume(
+                model,
+                job.info,
+                job.mask_func,
+                frames=job.frames,
+                slices=job.slices,
+                batch_size=batch_size,
+                device=device,
+                precision=precision,
+                progress=bar.update,
+            )
+            file_attrs = {
+                **attrs,
+                "fmrecon_source": str(job.info.path),
+                "fmrecon_mask": job.mask_label,
+                "fmrecon_content": job.content,
+            }
+            if job.content == "fastmri":
+                # fastMRI's convention: crop to the reconSpace matrix, (slices, h, w)
+                out = center_crop(images, fastmri_recon_size(job.info))
+                write_fastmri_recon(job.out_path, out[0], job.info, file_attrs)
+                what = f"{FASTMRI_KEY} (slices, h, w) = {tuple(out.shape[1:])}"
+            else:
+                crop = job.content == "ranking"
+                write_submission(job.out_path, images, crop=crop, attrs=file_attrs)
+                out = (
+                    cmrxrecon_crop(images, ranking_crop_size(*images.shape[-2:]))
+                    if crop
+                    else images
+                )
+                dims = (*out.shape[-2:], out.shape[1], out.shape[0])
+                what = f"{SUBMISSION_KEY} single (sx, sy, sz, t) = {dims}"
+            entry = Written(job.out_path, job.info.path, what)
+            say(f"wrote {job.out_path}: {what} [{job.mask_label}]")
+            if png:  # the images as written (cropped), one grey scale per file
+                tiles, ncols = _tiles(job, out)
+                title = f"{job.info.path.name}\n{attrs['fmrecon_model']}, {job.mask_label}"
+                if "fmrecon_warning" in attrs:
+                    title += " (random-init encoder)"
+                preview = write_preview(job.out_path.with_suffix(".png"), tiles, title, ncols)
+                entry.extra.append(preview)
+                say(f"wrote {preview}")
+            written.append(entry)
+    finally:
+        bar.close()
+    return written
+
+
+def summary_line(written: Sequence[Written], jobs: Sequence[Job], seconds: float) -> str:
+    n_img = sum(j.n_images for j in jobs)
+    n_png = sum(len(w.extra) for w in written)
+    png = f" and {_plural(n_png, 'preview')}" if n_png else ""
+    return (
+        f"reconstructed {_plural(n_img, 'image')} of {_plural(len(jobs), 'file')} in "
+        f"{seconds:.1f} s; wrote {_plural(len(written), 'output')}{png}"
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")

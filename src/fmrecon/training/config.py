@@ -1,0 +1,249 @@
+"""Run configuration: YAML files plus ``key=value`` overrides, validated.
+
+A config is a nested mapping whose keys and defaults are :data:`DEFAULTS`;
+an unknown key is an error (with the closest valid key), so a typo never
+silently falls back to a default. ``model.options`` is free-form: it holds
+the constructor options of the chosen model and is checked when the model
+is built.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fmrecon.errors import ConfigError
+
+DEFAULTS: dict[str, Any] = {
+    "name": None,  # run name; default: the config file's stem
+    "output_dir": "runs",  # the run lives in output_dir/name
+    "seed": 0,
+    "model": {
+        "name": "e2e-varnet",
+        "options": {},  # constructor options, e.g. num_cascades: 4, checkpoint_cascades: true
+        "encoder_weights": "default",  # HF cache, a path, or "random"
+        "allow_random_encoder": False,  # let a missing encoder fall back to random weights
+        "encoder_config": {},  # encoder architecture overrides (tiny encoders)
+    },
+    "data": {
+        "root": None,
+        "split": None,  # split JSON (read if it exists, else written); default: <run>/split.json
+        "split_seed": 0,
+        "split_fractions": [0.7, 0.1, 0.2],
+        "modalities": None,  # e.g. [cine_sax, cine_lax]
+        "mask": {
+            "kind": "cmrxrecon-uniform",
+            "accelerations": [4],
+            "center_fractions": None,
+            "num_acs": None,
+            "official": False,  # use the challenge's mask files (fixed masks)
+        },
+        "batch_size": 1,
+        "val_batch_size": 1,
+        "num_workers": 2,
+    },
+    "optim": {
+        "name": "adam",  # adam | adamw
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "betas": [0.9, 0.999],
+        "lr_step_epochs": 40,  # multiply the lr by lr_gamma every this many epochs (0: never)
+        "lr_gamma": 0.1,
+    },
+    "trainer": {
+        "max_epochs": 50,
+        "early_stopping_patience": 5,  # epochs without a better val_ssim (0: off)
+        "accelerator": "auto",
+        "devices": 1,
+        "num_nodes": 1,
+        "strategy": "auto",
+        "precision": "32-true",  # or bf16-mixed, 16-mixed
+        "accumulate_grad_batches": 1,
+        "gradient_clip_val": None,
+        "limit_train_batches": 1.0,
+        "limit_val_batches": 1.0,
+        "val_check_interval": 1.0,
+        "log_every_n_steps": 10,
+        "checkpoint_every_n_steps": 0,  # also write last.ckpt every N steps (0: each epoch)
+        "progress_bar": True,
+        "deterministic": False,
+    },
+}
+
+# where a value may be of several types, the types allowed
+_TYPES: dict[str, tuple] = {
+    "name": (str, type(None)),
+    "data.root": (str, type(None)),
+    "data.split": (str, type(None)),
+    "data.modalities": (list, type(None)),
+    "data.mask.center_fractions": (list, type(None)),
+    "data.mask.num_acs": (int, type(None)),
+    "trainer.devices": (int, str, list),
+    "trainer.gradient_clip_val": (int, float, type(None)),
+    "trainer.limit_train_batches": (int, float),
+    "trainer.limit_val_batches": (int, float),
+    "trainer.val_check_interval": (int, float),
+    "trainer.precision": (str, int),
+    "optim.lr": (int, float),
+    "optim.weight_decay": (int, float),
+    "optim.lr_gamma": (int, float),
+}
+_FREE = ("model.options", "model.encoder_config")
+
+
+def _walk(d: dict, prefix: str = ""):
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key not in _FREE:
+            yield from _walk(v, key + ".")
+        else:
+            yield key, v
+
+
+VALID_KEYS = [k for k, _ in _walk(DEFAULTS)]
+
+
+def _unknown(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, VALID_KEYS + list(_FREE), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _merge(base: dict, new: dict, prefix: str = "") -> None:
+    for k, v in new.items():
+        key = f"{prefix}{k}"
+        if key in _FREE:
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key '{key}' must be a mapping, got {v!r}")
+            base[k] = {**base.get(k, {}), **v}
+        elif k not in base:
+            raise _unknown(key)
+        elif isinstance(base[k], dict):
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key '{key}' must be a mapping, got {v!r}")
+            _merge(base[k], v, key + ".")
+        else:
+            base[k] = v
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _nest(parts: list[str], value) -> dict:
+    out: dict = value
+    for p in reversed(parts):
+        out = {p: out}
+    return out
+
+
+def _set(cfg: dict, key: str, value) -> None:
+    *parents, last = key.split(".")
+    for p in parents:
+        cfg = cfg[p]
+    cfg[last] = value
+
+
+def _check_types(cfg: dict) -> None:
+    for key, value in list(_walk(cfg)):
+        if key in _FREE:
+            continue
+        default = dict(_walk(DEFAULTS))[key]
+        allowed = _TYPES.get(key)
+        if allowed is None:
+            if default is None:
+                continue
+            allowed = (type(default),)
+            if isinstance(default, float):
+                allowed = (int, float)
+        if isinstance(value, str) and float in allowed and str not in allowed:
+            # YAML 1.1 reads 1e-3 (no dot) as a string: accept it as the number it is
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+            else:
+                _set(cfg, key, value)
+        if isinstance(value, bool) and bool not in allowed:
+            raise ConfigError(f"config key '{key}' must be {allowed[0].__name__}, got {value!r}")
+        if not isinstance(value, allowed):
+            names = " or ".join(t.__name__ for t in allowed)
+            raise ConfigError(f"config key '{key}' must be {names}, got {value!r}")
+
+
+def _check_values(cfg: dict) -> None:
+    if not cfg["data"]["root"]:
+        raise ConfigError("config key 'data.root' is required (a folder of k-space files)")
+    mask = cfg["data"]["mask"]
+    if not mask["accelerations"]:
+        raise ConfigError("config key 'data.mask.accelerations' needs at least one value")
+    if cfg["optim"]["name"] not in ("adam", "adamw"):
+        raise ConfigError(f"optim.name must be adam or adamw, got '{cfg['optim']['name']}'")
+    if cfg["optim"]["lr"] <= 0:
+        raise ConfigError(f"optim.lr must be > 0, got {cfg['optim']['lr']}")
+    for key in ("data.batch_size", "data.val_batch_size", "trainer.max_epochs"):
+        a, b = key.split(".")
+        if cfg[a][b] < 1:
+            raise ConfigError(f"config key '{key}' must be >= 1, got {cfg[a][b]}")
+    if cfg["data"]["num_workers"] < 0:
+        raise ConfigError(f"data.num_workers must be >= 0, got {cfg['data']['num_workers']}")
+    fr = cfg["data"]["split_fractions"]
+    if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) < 0:
+        raise ConfigError(f"data.split_fractions must be 3 numbers summing to 1, got {fr}")
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> dict:
+    """Defaults <- the YAML file (if any) <- ``key=value`` overrides; validated.
+    Relative paths in the file are taken relative to the working directory."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}: not valid YAML{where}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        _merge(cfg, loaded)
+        if cfg["name"] is None:
+            cfg["name"] = path.stem
+    for text in overrides:
+        parts, value = parse_override(text)
+        _merge(cfg, _nest(parts, value))
+    if cfg["name"] is None:
+        cfg["name"] = cfg["model"]["name"]
+    _check_types(cfg)
+    _check_values(cfg)
+    return cfg
+
+
+def run_dir(cfg: dict) -> Path:
+    return Path(cfg["output_dir"]) / cfg["name"]
+
+
+def split_path(cfg: dict) -> Path:
+    """The split file: ``data.split`` or the run's own ``split.json`` (the
+    split is a pure function of the subjects and the seed, so runs on the same
+    data agree either way; pass data.split to share one file explicitly)."""
+    return Path(cfg["data"]["split"]) if cfg["data"]["split"] else run_dir(cfg) / "split.json"
+
+
+def dump_config(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,252 @@
+"""What data a run trains on: the DataModule, the mask policy and a sampler
+that makes every epoch reproducible (also after ``--resume`` and on many ranks).
+
+The sampler yields *encoded* indices ``epoch * len(dataset) + i``; the dataset
+decodes them, so the random mask of item ``i`` in epoch ``e`` is a pure
+function of ``(seed, e, i)``: it does not depend on worker processes, ranks,
+or whether the run was interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fmrecon.data import split as splits
+from fmrecon.data.slices import SliceDataset, collate
+from fmrecon.data.volumes import VolumeInfo, discover
+from fmrecon.errors import ConfigError, DataError
+from fmrecon.physics.masks import MaskFunc, create_mask
+
+FRACTION_KINDS = ("equispaced", "equispaced-fraction", "random")
+
+
+class MaskChoice:
+    """Several mask functions (accelerations x centre fractions) behind the
+    MaskFunc call signature; every call picks one with the call's seed (or the
+    object's own generator), the way fastMRI's mask functions pick an
+    acceleration per sample."""
+
+    def __init__(self, funcs: Sequence[MaskFunc], seed=None):
+        self.funcs = list(funcs)
+        self.acceleration = self.funcs[0].acceleration
+        self.kind = self.funcs[0].kind
+        self.official_pattern = getattr(self.funcs[0], "official_pattern", "Uniform")
+        self.rng = np.random.RandomState(seed)
+
+    def __call__(self, shape, seed=None, offset=None):
+        rng = self.rng if seed is None else np.random.RandomState(_seed32(seed))
+        func = self.funcs[rng.randint(len(self.funcs))] if len(self.funcs) > 1 else self.funcs[0]
+        return func(shape, seed=seed, offset=offset)
+
+
+def _seed32(seed) -> int:
+    """A 32-bit seed from an int or a tuple of ints."""
+    if isinstance(seed, int):
+        return seed % (2**32)
+    return int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
+
+
+def build_masks(cfg: dict) -> list[MaskFunc]:
+    """One mask function per (acceleration, centre fraction) of a mask config."""
+    kind = cfg["kind"]
+    fractions = cfg.get("center_fractions")
+    if kind in FRACTION_KINDS:
+        if not fractions:
+            raise ConfigError(f"data.mask: kind '{kind}' needs center_fractions (e.g. [0.08])")
+    elif fractions:
+        raise ConfigError(f"data.mask: center_fractions apply to fastMRI masks, not to '{kind}'")
+    out = []
+    for acc in cfg["accelerations"]:
+        for cf in fractions or [None]:
+            out.append(create_mask(kind, acc, center_fraction=cf, num_acs=cfg.get("num_acs")))
+    return out
+
+
+class EpochSeededDataset(Dataset):
+    """Wraps a SliceDataset whose masks are drawn per item: decodes the
+    sampler's ``epoch * n + i`` and seeds item ``i``'s mask with
+    ``(seed, epoch, i)``."""
+
+    def __init__(self, base: SliceDataset, seed: int):
+        self.base = base
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, encoded: int):
+        epoch, i = divmod(int(encoded), len(self.base))
+        return self.base.get(i, mask_seed=(self.seed, epoch, i))
+
+
+class EpochBatchSampler:
+    """Batches of items of one image size, reshuffled per epoch from
+    ``(seed, epoch)``, split across ``num_replicas`` ranks with the same
+    number of batches on each (DDP needs that). Yields encoded indices
+    ``epoch * n + i``. Lightning calls ``set_epoch`` (it finds it as
+    ``batch_sampler.sampler``)."""
+
+    def __init__(
+        self,
+        shapes: Sequence[tuple],
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_uneven: bool = True,
+    ):
+        self.shapes = list(shapes)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.drop_uneven = drop_uneven
+        self.epoch = 0
+        self.sampler = self  # where Lightning looks for set_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _batches(self) -> list[list[int]]:
+        n = len(self.shapes)
+        order = np.arange(n)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if self.shuffle:
+            order = rng.permutation(n)
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i in order:
+            groups[self.shapes[i]].append(int(i))
+        batches = [
+            idx[j : j + self.batch_size]
+            for idx in groups.values()
+            for j in range(0, len(idx), self.batch_size)
+        ]
+        if self.shuffle:
+            batches = [batches[j] for j in rng.permutation(len(batches))]
+        else:
+            batches.sort(key=lambda b: b[0])
+        return batches
+
+    def _mine(self) -> list[list[int]]:
+        batches = self._batches()
+        if self.num_replicas > 1:
+            if self.drop_uneven:  # every rank the same number of batches
+                per = len(batches) // self.num_replicas
+                batches = batches[: per * self.num_replicas]
+            batches = batches[self.rank :: self.num_replicas]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n = len(self.shapes)
+        for b in self._mine():
+            yield [self.epoch * n + i for i in b]
+
+    def __len__(self) -> int:
+        return len(self._mine())
+
+
+def _keep(volumes: list[VolumeInfo], modalities) -> list[VolumeInfo]:
+    if not modalities:
+        return volumes
+    chosen = [v for v in volumes if v.modality in set(modalities)]
+    if not chosen:
+        found = sorted({v.modality for v in volumes})
+        raise DataError(f"data.modalities {list(modalities)} match none of the files ({found})")
+    return chosen
+
+
+class ReconDataModule(L.LightningDataModule):
+    """Train/val data from a folder of CMRxRecon or fastMRI files, split by
+    subject (the split file is created on first use and shared afterwards)."""
+
+    def __init__(self, cfg: dict, seed: int = 0, split_path=None):
+        super().__init__()
+        self.cfg = cfg
+        self.seed = int(seed)
+        self.split_path = split_path or cfg.get("split")
+        self.volumes: dict[str, list[VolumeInfo]] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.volumes:
+            return
+        cfg = self.cfg
+        found, _ = discover(cfg["root"])
+        found = [v for v in found if v.fully_sampled]
+        if not found:
+            raise DataError(f"{cfg['root']}: no fully sampled k-space files to train on")
+        found = _keep(found, cfg.get("modalities"))
+        split = splits.load_or_create_split(
+            self.split_path, found, cfg["split_fractions"], cfg["split_seed"]
+        )
+        for name in ("train", "val"):
+            self.volumes[name] = splits.select(found, split, name)
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        cfg = self.cfg
+        funcs = build_masks(cfg["mask"])
+        official = bool(cfg["mask"].get("official"))
+        vols = self.volumes[name]
+        if name == "train" and not official:
+            ds = EpochSeededDataset(
+                SliceDataset(vols, MaskChoice(funcs), mask_seed="random"), self.seed
+            )
+            base = ds.base
+        else:  # validation: the fixed per-file masks of evaluation
+            base = ds = SliceDataset(
+                vols, MaskChoice(funcs), mask_seed="file", official_masks=official
+            )
+        shapes = [base.volumes[i].shape for i, _, _ in base.index]
+        world, rank = self._world()
+        bs = cfg["batch_size"] if name == "train" else cfg["val_batch_size"]
+        sampler = EpochBatchSampler(
+            shapes, bs, shuffle, seed=self.seed, num_replicas=world, rank=rank,
+            drop_uneven=name == "train",
+        )  # fmt: skip
+        if name != "train":  # validation indices are plain (epoch 0 encoding = identity)
+            sampler.set_epoch(0)
+            sampler.sampler = None
+        workers = int(cfg["num_workers"])
+        return DataLoader(
+            ds,
+            batch_sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def describe(self) -> dict:
+        """Counts for logs: files and slices per part."""
+        out = {}
+        for name, vols in self.volumes.items():
+            out[name] = {
+                "files": len(vols),
+                "subjects": len({v.subject for v in vols}),
+                "images": int(sum(v.n_images for v in vols)),
+            }
+        return out
+
+
+def steps_per_epoch(n_batches: int, accumulate: int) -> int:
+    return math.ceil(n_batches / max(1, accumulate))

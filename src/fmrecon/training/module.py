@@ -1,0 +1,106 @@
+"""What a run computes: any registered model trained with the SSIM loss.
+
+``ReconModule`` wraps a model built by name (``create_model``); it never
+special-cases a model. Checkpoints carry the model's spec under
+``checkpoint["fmrecon"]`` so ``fmrecon.models.io.load_model`` can rebuild it
+without the config.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from fmrecon.losses import SSIMLoss, ssim
+from fmrecon.models.io import CHECKPOINT_KEY
+from fmrecon.models.registry import create_model
+
+
+def center_crop_to(x: torch.Tensor, shape) -> torch.Tensor:
+    """Centre-crop (..., H, W) to ``shape`` (fastMRI: start (H - h) // 2);
+    the model's full-FOV output is scored on the stored target's region."""
+    h, w = x.shape[-2:]
+    th, tw = int(shape[0]), int(shape[1])
+    if (h, w) == (th, tw):
+        return x
+    top, left = (h - th) // 2, (w - tw) // 2
+    return x[..., top : top + th, left : left + tw]
+
+
+class ReconModule(L.LightningModule):
+    """SSIM-loss training of ``create_model(model_cfg["name"], ...)``.
+
+    Batches are :class:`fmrecon.data.slices.Sample`. Validation reports the
+    mean over slices of SSIM (data range = the slice's ``max_value``, as the
+    loss), PSNR and NMSE, reduced exactly across ranks.
+    """
+
+    def __init__(self, model_cfg: dict, optim_cfg: dict, run_config: dict | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = create_model(
+            model_cfg["name"],
+            encoder_weights=model_cfg.get("encoder_weights", "default"),
+            allow_random_encoder=bool(model_cfg.get("allow_random_encoder", False)),
+            encoder_config=model_cfg.get("encoder_config") or None,
+            **dict(model_cfg.get("options") or {}),
+        )
+        self.loss = SSIMLoss()
+        self.optim_cfg = optim_cfg
+        self._val_sums: torch.Tensor | None = None
+
+    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model(masked_kspace, mask)
+
+    def _predict(self, batch):
+        out = self.model(batch.kspace, batch.mask)
+        return center_crop_to(out, batch.target.shape[-2:]).float()
+
+    def training_step(self, batch, batch_idx):
+        out = self._predict(batch)
+        loss = self.loss(out, batch.target, batch.max_value)
+        self.log("train_loss", loss, prog_bar=True, batch_size=out.shape[0])
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(5, dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch, batch_idx):
+        out = self._predict(batch)
+        tgt = batch.target.float()
+        s = ssim(out, tgt, batch.max_value)
+        err = ((out - tgt) ** 2).flatten(1)
+        mse = err.mean(dim=1)
+        psnr = 10 * torch.log10(batch.max_value.double() ** 2 / mse.double().clamp_min(1e-20))
+        nmse = err.sum(dim=1).double() / (tgt.flatten(1) ** 2).sum(dim=1).double().clamp_min(1e-20)
+        loss = (1 - s).sum()
+        self._val_sums += torch.stack(
+            (s.double().sum(), psnr.sum(), nmse.sum(), loss.double(), torch.tensor(
+                float(out.shape[0]), dtype=torch.float64, device=self.device))
+        )  # fmt: skip
+
+    def on_validation_epoch_end(self) -> None:
+        sums = self._val_sums
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+        n = max(float(sums[4]), 1.0)
+        names = ("val_ssim", "val_psnr", "val_nmse", "val_loss")
+        for name, value in zip(names, sums[:4] / n, strict=True):
+            # already reduced across ranks: every rank logs the same value
+            self.log(name, value.float(), prog_bar=name == "val_ssim", sync_dist=False)
+
+    def configure_optimizers(self):
+        cfg = self.optim_cfg
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        cls = torch.optim.AdamW if cfg["name"] == "adamw" else torch.optim.Adam
+        opt = cls(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], betas=tuple(cfg["betas"]))
+        if not cfg.get("lr_step_epochs"):
+            return opt
+        sched = torch.optim.lr_scheduler.StepLR(opt, cfg["lr_step_epochs"], gamma=cfg["lr_gamma"])
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "model_spec": dict(self.model.fmrecon_spec),
+            "config": self.hparams.get("run_config"),
+        }

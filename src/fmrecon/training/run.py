@@ -1,0 +1,261 @@
+"""How a run executes: the Lightning Trainer (one CPU to many GPU nodes),
+callbacks, loggers, atomic checkpoints, resume, and the run folder.
+
+Run folder (``output_dir/name``)::
+
+    config.yaml          the resolved configuration
+    environment.json     versions, devices, encoder weight source, rank check
+    split.json           the subject split (unless data.split points elsewhere)
+    checkpoints/best.ckpt, last.ckpt
+    csv/version_N/metrics.csv   CSV log per attempt (a resume starts version N+1)
+    tensorboard/         TensorBoard events
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from fmrecon import __version__
+from fmrecon.data.h5io import atomic_path
+from fmrecon.errors import ConfigError, FmreconError
+from fmrecon.training.config import dump_config, run_dir, split_path
+from fmrecon.training.data import ReconDataModule
+from fmrecon.training.module import ReconModule
+from fmrecon.utils import count_parameters
+
+
+class _QuietTips(logging.Filter):
+    """Drop Lightning's advertising tips from the log (not its warnings)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_QuietTips())
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# frozen encoders are in eval mode on purpose (FrozenEncoder.train keeps them so)
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to a temporary file beside the target, fsync, then
+    rename: a crash or a full disk never leaves a truncated checkpoint under
+    the final name, and earlier checkpoints stay intact."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        try:
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    torch.save(checkpoint, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except OSError as err:
+            raise FmreconError(
+                f"cannot write checkpoint {path}: {err.strerror or err}; "
+                "earlier checkpoints are intact"
+            ) from None
+
+
+class RankSyncCheck(Callback):
+    """At the end of training, compare a checksum of the trainable weights
+    across ranks (DDP keeps them identical) and record it."""
+
+    def __init__(self):
+        self.result: dict | None = None
+
+    @staticmethod
+    def checksum(module: torch.nn.Module) -> float:
+        with torch.no_grad():
+            return float(sum(p.double().sum() for p in module.parameters() if p.requires_grad))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        value = torch.tensor([self.checksum(pl_module.model)], dtype=torch.float64)
+        if trainer.world_size > 1 and torch.distributed.is_initialized():
+            value = value.to(pl_module.device)
+            gathered = [torch.zeros_like(value) for _ in range(trainer.world_size)]
+            torch.distributed.all_gather(gathered, value)
+            values = [float(v) for v in gathered]
+        else:
+            values = value.tolist()
+        self.result = {
+            "world_size": trainer.world_size,
+            "weight_checksums": values,
+            "in_sync": max(values) - min(values) <= 1e-9 * max(1.0, abs(values[0])),
+        }
+
+
+def environment(module: ReconModule, cfg: dict) -> dict:
+    """What produced a run: versions, devices, encoder weights."""
+    import lightning
+    import transformers
+
+    spec = module.model.fmrecon_spec
+    enc = spec.get("encoder_weights")
+    return {
+        "fmrecon": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "transformers": transformers.__version__,
+        "cuda": torch.version.cuda,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "cpu_count": os.cpu_count(),
+        "model": spec["name"],
+        "encoder_weights": enc,
+        "encoder_random_init": enc == "random-init",
+        "total_params": count_parameters(module.model),
+        "trainable_params": count_parameters(module.model, trainable_only=True),
+        "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
+    }
+
+
+def build_module(cfg: dict) -> ReconModule:
+    return ReconModule(cfg["model"], cfg["optim"], run_config=cfg)
+
+
+def describe_module(module: ReconModule) -> str:
+    spec = module.model.fmrecon_spec
+    lines = [
+        f"model {spec['name']}: {count_parameters(module.model):,} parameters, "
+        f"{count_parameters(module.model, trainable_only=True):,} trainable"
+    ]
+    if spec.get("encoder_weights"):
+        lines.append(f"encoder weights: {spec['encoder_weights']}")
+        if spec["encoder_weights"] == "random-init":
+            lines.append("WARNING: the foundation-model encoder is RANDOMLY INITIALISED")
+    return "\n".join(lines)
+
+
+def _write_json(path: Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def make_trainer(cfg: dict, out: Path, extra_callbacks=()) -> tuple[L.Trainer, RankSyncCheck]:
+    t = cfg["trainer"]
+    ckpt_dir = out / "checkpoints"
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor="val_ssim", mode="max", save_top_k=1,
+        save_last=True, enable_version_counter=False,
+    )  # fmt: skip
+    callbacks: list[Callback] = [best]
+    if t["checkpoint_every_n_steps"]:
+        step_ckpt = ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="last-step",
+            every_n_train_steps=t["checkpoint_every_n_steps"],
+            save_top_k=1,
+            enable_version_counter=False,
+            save_on_train_epoch_end=False,
+        )
+        callbacks.append(step_ckpt)
+    if t["early_stopping_patience"]:
+        callbacks.append(
+            EarlyStopping(monitor="val_ssim", mode="max", patience=t["early_stopping_patience"])
+        )
+    sync = RankSyncCheck()
+    callbacks += [sync, *extra_callbacks]
+    loggers = [
+        # a new csv/version_N per attempt: a resumed run never overwrites its history
+        CSVLogger(out, name="csv"),
+        TensorBoardLogger(out, name="", version="tensorboard", default_hp_metric=False),
+    ]
+    strategy = t["strategy"]
+    if strategy == "ddp" and t["accelerator"] == "cpu":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = DDPStrategy(process_group_backend="gloo")
+    trainer = L.Trainer(
+        default_root_dir=out,
+        max_epochs=t["max_epochs"],
+        accelerator=t["accelerator"],
+        devices=t["devices"],
+        num_nodes=t["num_nodes"],
+        strategy=strategy,
+        precision=t["precision"],
+        accumulate_grad_batches=t["accumulate_grad_batches"],
+        gradient_clip_val=t["gradient_clip_val"],
+        # None (not 1.0) for "all": Lightning then stays quiet about it
+        limit_train_batches=None if t["limit_train_batches"] == 1.0 else t["limit_train_batches"],
+        limit_val_batches=None if t["limit_val_batches"] == 1.0 else t["limit_val_batches"],
+        val_check_interval=None if t["val_check_interval"] == 1.0 else t["val_check_interval"],
+        log_every_n_steps=t["log_every_n_steps"],
+        enable_progress_bar=t["progress_bar"],
+        deterministic=t["deterministic"],
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # EpochBatchSampler shards by rank itself
+        enable_model_summary=False,
+    )
+    return trainer, sync
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newer of the run's epoch-end ``last.ckpt`` and step ``last-step.ckpt``."""
+    found = [p for p in (out / "checkpoints").glob("last*.ckpt") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
+def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) -> dict:
+    """Run ``cfg``; returns a summary (best checkpoint, best val SSIM, ...)."""
+    out = run_dir(cfg)
+    ckpt_path = None
+    if resume:
+        ckpt_path = Path(resume) if isinstance(resume, str) else latest_checkpoint(out)
+        if ckpt_path is None or not ckpt_path.is_file():
+            raise ConfigError(f"--resume: no checkpoint at {ckpt_path or out / 'checkpoints'}")
+    elif latest_checkpoint(out) is not None:
+        raise ConfigError(
+            f"run folder {out} already holds checkpoints: pass --resume to continue it, "
+            "or choose another name= / output_dir="
+        )
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    module = build_module(cfg)
+    data = ReconDataModule(cfg["data"], seed=cfg["seed"], split_path=split_path(cfg))
+    trainer, sync = make_trainer(cfg, out, extra_callbacks)
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "config.yaml") as tmp:
+            tmp.write_text(dump_config(cfg))
+        env = environment(module, cfg)
+        _write_json(out / "environment.json", env)
+        log(describe_module(module))
+    data.setup("fit")
+    if trainer.is_global_zero:
+        counts = data.describe()
+        log("data: " + ", ".join(f"{k} {v['files']} files / {v['images']} images"
+                                 for k, v in counts.items()))  # fmt: skip
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    ckpt = trainer.checkpoint_callback
+    summary = {
+        "run_dir": str(out),
+        "best_checkpoint": ckpt.best_model_path,
+        "last_checkpoint": str(out / "checkpoints" / "last.ckpt"),
+        "best_val_ssim": None if ckpt.best_model_score is None else float(ckpt.best_model_score),
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "ranks": sync.result,
+        "is_global_zero": trainer.is_global_zero,
+    }
+    if trainer.is_global_zero:
+        env = json.loads((out / "environment.json").read_text())
+        env["rank_check"] = sync.result
+        _write_json(out / "environment.json", env)
+        _write_json(out / "train_summary.json", summary)
+    return summary

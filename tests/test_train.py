@@ -1,0 +1,255 @@
+"""`fmrecon train`: configs, a real (tiny) run, resume after a kill, DDP on two
+CPU processes, checkpoints, and the errors users hit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from fmrecon.cli import main
+from fmrecon.data.simulate import simulate_cmrxrecon
+from fmrecon.errors import ConfigError
+from fmrecon.models.io import load_model
+from fmrecon.training.config import load_config
+from fmrecon.training.data import EpochBatchSampler
+
+TINY_VARNET = {"num_cascades": 2, "chans": 4, "pools": 2, "sens_chans": 4, "sens_pools": 2}
+
+
+@pytest.fixture(scope="module")
+def cine(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cine")
+    # 6 subjects: 4 train (x 1 slice x 2 frames = 8 steps an epoch), 1 val, 1 test
+    simulate_cmrxrecon(root, 6, seed=1, size=(48, 40), n_slices=1, n_frames=2, n_coils=3, lax=False)
+    return root
+
+
+def _config(tmp_path: Path, data: Path, **model) -> Path:
+    cfg = {
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"name": "e2e-varnet", "options": dict(TINY_VARNET), **model},
+        "data": {"root": str(data), "num_workers": 0},
+        "trainer": {"max_epochs": 2, "accelerator": "cpu", "progress_bar": False},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_config_defaults_overrides_and_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {root: /data}\ntrainer: {max_epochs: 3}\n")
+    cfg = load_config(path, ["optim.lr=2e-4", "model.options.num_cascades=4", "data.batch_size=8"])
+    assert cfg["name"] == "c" and cfg["trainer"]["max_epochs"] == 3
+    assert cfg["optim"]["lr"] == 2e-4 and cfg["data"]["batch_size"] == 8
+    assert cfg["model"]["options"] == {"num_cascades": 4}
+    assert cfg["trainer"]["early_stopping_patience"] == 5  # the paper's default
+    with pytest.raises(ConfigError, match="did you mean 'trainer.max_epochs'"):
+        load_config(path, ["trainer.max_epoch=3"])
+    with pytest.raises(ConfigError, match="'optim.lr' must be"):
+        load_config(path, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match="data.root' is required"):
+        load_config(None, [])
+    path.write_text("data: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_dry_run_builds_the_model_without_data(tmp_path, capsys):
+    path = tmp_path / "fm.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"root": str(tmp_path / "not-there")},
+                "model": {
+                    "name": "fm-varnet-clip",
+                    "options": {"num_cascades": 2, "chans": [16, 16, 8, 8, 8]},
+                    "encoder_config": {
+                        "hidden_size": 32,
+                        "num_hidden_layers": 6,
+                        "num_attention_heads": 2,
+                        "intermediate_size": 64,
+                        "image_size": 32,
+                        "patch_size": 8,
+                    },
+                },
+            }
+        )  # fmt: skip
+    )
+    assert main(["train", "--config", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "name: fm-varnet-clip" in out and "trainable" in out
+    assert "RANDOMLY INITIALISED" in out  # no weights on this machine: said loudly
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_writes_a_complete_run_folder_and_learns(tmp_path, cine, capsys):
+    cfg = _config(tmp_path, cine)
+    assert main(["train", "--config", str(cfg), "trainer.max_epochs=3",
+                 "trainer.early_stopping_patience=0"]) == 0  # fmt: skip
+    run = tmp_path / "runs" / "tiny"
+    for name in ("config.yaml", "environment.json", "split.json", "train_summary.json"):
+        assert (run / name).is_file(), name
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    rows = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    assert "val_ssim" in rows[0] and len(rows) > 2
+    env = json.loads((run / "environment.json").read_text())
+    assert env["model"] == "e2e-varnet" and env["torch"] == torch.__version__
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert 0 < summary["best_val_ssim"] <= 1 and summary["epochs"] == 3
+    col = rows[0].split(",").index("val_ssim")
+    ssims = [float(r.split(",")[col]) for r in rows[1:] if r.split(",")[col]]
+    assert len(ssims) == 3 and ssims[-1] > ssims[0]  # validation SSIM improves
+    # the checkpoint rebuilds the model without the config, with the trained weights
+    model = load_model(run / "checkpoints" / "best.ckpt")
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    w = ckpt["state_dict"]["model.cascades.0.dc_weight"]
+    assert torch.equal(model.cascades[0].dc_weight.detach(), w)
+    assert "best val SSIM" in capsys.readouterr().out
+    # a second run into the same folder is refused rather than mixing runs
+    assert main(["train", "--config", str(cfg)]) == 2
+
+
+KILLER = """
+import os, signal, sys
+import lightning as L
+from fmrecon.training.config import load_config
+from fmrecon.training.run import train
+
+class KillAt(L.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+train(load_config(sys.argv[1], sys.argv[3:]), extra_callbacks=[KillAt()])
+"""
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, cine):
+    cfg = _config(tmp_path, cine)
+    common = ["trainer.max_epochs=2", "trainer.early_stopping_patience=0"]
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    # 8 steps an epoch: step 12 is in the middle of the second epoch
+    proc = subprocess.run(
+        [sys.executable, str(script), str(cfg), "12", "name=killed", *common],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    ckpts = tmp_path / "runs" / "killed" / "checkpoints"
+    assert (ckpts / "last.ckpt").is_file()  # from the end of epoch 1, intact
+    assert not list(ckpts.glob(".*tmp*"))
+    assert main(["train", "--config", str(cfg), "name=killed", *common, "--resume"]) == 0
+    logs = sorted((tmp_path / "runs/killed/csv").glob("version_*/metrics.csv"))
+    assert len(logs) == 2  # the first attempt's log is kept
+    assert main(["train", "--config", str(cfg), "name=straight", *common]) == 0
+    a = torch.load(ckpts / "last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "runs/straight/checkpoints/last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 16
+    for k, v in b["state_dict"].items():
+        assert torch.equal(a["state_dict"][k], v), k
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path, cine, capsys):
+    cfg = _config(tmp_path, cine)
+    assert main(["train", "--config", str(cfg), "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_train_in_step(tmp_path, cine):
+    cfg = _config(tmp_path, cine)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fmrecon.cli", "train", "--config", str(cfg), "name=ddp",
+         "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    env = json.loads((tmp_path / "runs/ddp/environment.json").read_text())
+    check = env["rank_check"]
+    assert check["world_size"] == 2 and check["in_sync"]
+    assert len(set(check["weight_checksums"])) == 1
+    # each rank saw half the batches: 8 items / 2 ranks = 4 steps
+    summary = json.loads((tmp_path / "runs/ddp/train_summary.json").read_text())
+    assert summary["global_step"] == 4
+
+
+def test_fm_model_trains_and_its_run_says_random_encoder(tmp_path, cine):
+    cfg = _config(
+        tmp_path,
+        cine,
+        name="fm-varnet-clip",
+        options={"num_cascades": 1, "sens_chans": 4, "sens_pools": 2, "chans": [8, 8, 8, 8, 8]},
+        encoder_weights="random",
+        allow_random_encoder=True,
+        encoder_config={"hidden_size": 32, "num_hidden_layers": 6, "num_attention_heads": 2,
+                        "intermediate_size": 64, "image_size": 32, "patch_size": 8},
+    )  # fmt: skip
+    assert main(["train", "--config", str(cfg), "trainer.max_epochs=1",
+                 "trainer.limit_train_batches=4"]) == 0  # fmt: skip
+    env = json.loads((tmp_path / "runs/tiny/environment.json").read_text())
+    assert env["encoder_random_init"] is True and env["encoder_weights"] == "random-init"
+    model = load_model(tmp_path / "runs/tiny/checkpoints/last.ckpt")
+    assert model.fmrecon_spec["encoder_weights"] == "random-init"
+    assert sum(p.numel() for p in model.encoder.parameters() if p.requires_grad) == 0
+
+
+def test_bad_inputs(tmp_path, cine, capsys):
+    cfg = _config(tmp_path, cine)
+    assert main(["train", "--config", str(cfg), "model.name=fm-varnet-sam"]) == 2
+    assert "unknown model 'fm-varnet-sam'" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--config", str(cfg), f"data.root={tmp_path / 'empty'}"]) == 2
+    assert "no readable k-space files" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_full_disk_keeps_earlier_checkpoints(tmp_path, cine, monkeypatch):
+    import errno
+
+    from fmrecon.training import run as run_mod
+
+    cfg = _config(tmp_path, cine)
+    assert main(["train", "--config", str(cfg), "trainer.max_epochs=1"]) == 0
+    last = tmp_path / "runs/tiny/checkpoints/last.ckpt"
+    before = last.read_bytes()
+
+    def full(obj, fh, *a, **k):
+        fh.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_mod.torch, "save", full)
+    code = main(["train", "--config", str(cfg), "trainer.max_epochs=2", "--resume"])
+    assert code == 2
+    assert last.read_bytes() == before  # untouched, no partial file beside it
+    assert not [p for p in last.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_epoch_batch_sampler_is_reproducible_and_shards_evenly():
+    shapes = [(8, 8)] * 7 + [(8, 6)] * 5
+    s = EpochBatchSampler(shapes, batch_size=2, shuffle=True, seed=3)
+    s.set_epoch(1)
+    first = list(s)
+    s.set_epoch(1)
+    assert list(s) == first
+    s.set_epoch(2)
+    assert list(s) != first
+    n = len(shapes)
+    for batch in first:  # one image size per batch, indices encode the epoch
+        assert len({shapes[i % n] for i in batch}) == 1 and all(i // n == 1 for i in batch)
+    ranks = [EpochBatchSampler(shapes, 2, True, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
+    a, b = list(ranks[0]), list(ranks[1])
+    assert len(a) == len(b) and not set(np.concatenate(a)) & set(np.concatenate(b))
