@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -303,3 +304,41 @@ def test_evaluate_with_worker_processes(cmrx_tree, tmp_path):
     assert main(base + ["--out", str(a)]) == 0
     assert main(base + ["--out", str(b), "--workers", "2"]) == 0
     assert (a / "metrics.csv").read_text() == (b / "metrics.csv").read_text()
+
+
+PRESETS = sorted((Path(__file__).parent.parent / "configs/paper/evaluation").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_paper_evaluation_presets_apply(preset, tmp_path, monkeypatch):
+    import yaml
+
+    from fmrecon.cli import build_parser
+    from fmrecon.commands import evaluate as ev
+
+    args = build_parser().parse_args(
+        ["evaluate", "--preset", str(preset), "--data", "d", "--out", "o", "--accelerations", "8"]
+    )
+    ev.apply_preset(args)
+    want = yaml.safe_load(preset.read_text())
+    assert args.mask == want["mask"] and args.convention == want["convention"]
+    assert args.accelerations == [8]  # the command line wins
+    assert ev.build_settings(args)  # every setting of the preset builds a mask
+
+
+def test_preset_runs_end_to_end_and_rejects_unknown_options(tmp_path, capsys):
+    write_fastmri(
+        tmp_path / "d" / "file_knee_1.h5", random_kspace((2, 2, 32, 24), 1), crop=(16, 16)
+    )
+    preset = Path(__file__).parent.parent / "configs/paper/evaluation/arxiv2026-crossdomain.yaml"
+    out = tmp_path / "o"
+    argv = ["evaluate", "--model", "zero-filled", "--preset", str(preset), "--data"]
+    assert main(argv + [str(tmp_path / "d"), "--out", str(out), "--quiet", "--no-figures"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {(s["acceleration"], s["center_fraction"]) for s in summary} == {
+        (a, c) for a in (4, 8, 10) for c in (0.08, 0.04)
+    }
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("masks: random\n")
+    assert main(argv + [str(tmp_path / "d"), "--out", str(out), "--preset", str(bad)]) == 2
+    assert "unknown option 'masks'" in capsys.readouterr().err

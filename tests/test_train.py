@@ -253,3 +253,41 @@ def test_epoch_batch_sampler_is_reproducible_and_shards_evenly():
     ranks = [EpochBatchSampler(shapes, 2, True, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
     a, b = list(ranks[0]), list(ranks[1])
     assert len(a) == len(b) and not set(np.concatenate(a)) & set(np.concatenate(b))
+
+
+CONFIGS = sorted(
+    p
+    for p in Path(__file__).parent.parent.joinpath("configs").rglob("*.yaml")
+    if p.parent.name != "evaluation"  # evaluation presets, tested with fmrecon evaluate
+)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_configs_are_valid(path):
+    cfg = load_config(path, ["data.root=/data/MultiCoil"])
+    from fmrecon.models.registry import get_spec
+
+    spec = get_spec(cfg["model"]["name"])  # a registered model
+    if "paper" in path.parts:
+        acc = cfg["data"]["mask"]["accelerations"]
+        assert len(acc) == 1 and f"x{acc[0]}" in path.stem  # one model per acceleration
+        assert cfg["trainer"]["max_epochs"] == 50 and cfg["trainer"]["early_stopping_patience"] == 5
+        if path.parent.name == "arxiv2026":
+            assert cfg["optim"] == {
+                **cfg["optim"],
+                "name": "adam",
+                "lr": 1e-3,
+                "lr_step_epochs": 40,
+            }
+            assert cfg["model"]["options"]["num_cascades"] == 12
+        else:
+            assert cfg["optim"]["name"] == "adamw" and cfg["optim"]["weight_decay"] == 0.01
+            assert cfg["optim"]["lr"] == 2e-4 and cfg["data"]["batch_size"] == 8
+        assert spec.family in ("e2e-varnet", "fm-varnet", "fm-unetr", "unet")
+
+
+def test_paper_config_dry_run_without_data(capsys):
+    path = Path(__file__).parent.parent / "configs/paper/arxiv2026/e2e-varnet-x4.yaml"
+    assert main(["train", "--config", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "29,936,966 parameters" in out and "data.root is not set" in out

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import torch
 from torch import nn
+
+from fmrecon.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("32", "bf16")  # inference: fp32, or bf16 autocast
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -10,3 +18,26 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     submodules is counted once (``Module.parameters()`` de-duplicates). Works on
     the meta device, so full-size architectures can be counted without memory."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` = CUDA when available, else CPU; a one-line error for a
+    device this machine does not have."""
+    if name not in DEVICES:
+        raise ConfigError(f"unknown device '{name}' (choose from {', '.join(DEVICES)})")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu)")
+    return torch.device(name)
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16 autocast for ``precision == "bf16"``, else a no-op context."""
+    if precision == "fp32":  # accepted spelling of "32"
+        precision = "32"
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import re
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -24,7 +22,6 @@ from fmrecon.data.volumes import VolumeInfo, discover
 from fmrecon.errors import ConfigError
 from fmrecon.evaluation.evaluate import (
     CONVENTIONS,
-    PRECISIONS,
     RANDOM_ENCODER,
     EvalModel,
     FigurePick,
@@ -35,6 +32,7 @@ from fmrecon.evaluation.evaluate import (
     write_results,
 )
 from fmrecon.physics.masks import MASK_KINDS, create_mask
+from fmrecon.utils import PRECISIONS, resolve_device
 
 HELP = "evaluate trained checkpoints and/or the zero-filled baseline on a data folder"
 
@@ -118,6 +116,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
+    p.add_argument(
+        "--preset",
+        type=Path,
+        help="YAML of evaluation options (mask, accelerations, center_fractions, convention, "
+        "...), e.g. configs/paper/evaluation/arxiv2026-crossdomain.yaml; options given on the "
+        "command line win",
+    )
+    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest != "help"})
+
+
+_DEFAULTS: dict = {}
+# options a preset may set (paths to data, outputs and checkpoints stay on the command line)
+_PRESETTABLE = (
+    "mask", "accelerations", "center_fractions", "num_acs", "official_masks", "convention",
+    "split_name", "batch_size", "precision", "error_scale",
+)  # fmt: skip
+
+
+def apply_preset(args) -> None:
+    """Fill options not given on the command line from ``args.preset``."""
+    import yaml
+
+    path = args.preset
+    if not path.is_file():
+        raise ConfigError(f"--preset {path}: file not found")
+    try:
+        preset = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise ConfigError(f"--preset {path}: not valid YAML") from None
+    if not isinstance(preset, dict):
+        raise ConfigError(f"--preset {path}: the top level must be a mapping of options")
+    for key, value in preset.items():
+        dest = str(key).replace("-", "_")
+        if dest not in _PRESETTABLE:
+            raise ConfigError(
+                f"--preset {path}: unknown option '{key}' (allowed: {', '.join(_PRESETTABLE)})"
+            )
+        if getattr(args, dest) == _DEFAULTS.get(dest):  # not given on the command line
+            setattr(args, dest, value)
 
 
 def build_settings(args) -> list[Setting]:
@@ -138,15 +175,6 @@ def build_settings(args) -> list[Setting]:
         mask_func = create_mask(kind, acc, center_fraction=cf, num_acs=args.num_acs)
         settings.append(Setting(kind, acc, cf, mask_func, official_masks=args.official_masks))
     return settings
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` = CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu)")
-    return torch.device(name)
 
 
 def _check_model_args(args) -> None:
@@ -175,61 +203,11 @@ def _check_model_args(args) -> None:
         raise ConfigError(f"--error-scale must be > 0, got {args.error_scale}")
 
 
-_UNET_FIRST = "down_sample_layers.0.layers.0.weight"
-
-
-def fastmri_varnet_config(state: Mapping) -> dict:
-    """E2E-VarNet constructor options read off a fastMRI VarNet state dict
-    (plain or with a Lightning prefix such as ``varnet.``): cascades, chans,
-    pools, sens_chans, sens_pools. Empty when the layout is not recognised
-    (the loader then reports what it found against the default size)."""
-    from fmrecon.models.varnet import _PREFIXES
-
-    def strip(prefix: str) -> dict:
-        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-    def is_varnet(s: dict) -> int:
-        return sum(k.startswith(("cascades.", "sens_net.")) for k in s)
-
-    s = max((strip(p) for p in _PREFIXES), key=is_varnet)
-    cascades = {int(m.group(1)) for k in s if (m := re.match(r"cascades\.(\d+)\.", k))}
-
-    def unet(prefix: str) -> tuple[int, int] | None:  # (chans, pools)
-        first = s.get(f"{prefix}.unet.{_UNET_FIRST}")
-        pat = re.escape(prefix) + r"\.unet\.down_sample_layers\.(\d+)\."
-        pools = {int(m.group(1)) for k in s if (m := re.match(pat, k))}
-        return (int(first.shape[0]), len(pools)) if first is not None and pools else None
-
-    main, sens = unet("cascades.0.model"), unet("sens_net.norm_unet")
-    if not cascades or main is None or sens is None:
-        return {}
-    return {
-        "num_cascades": max(cascades) + 1,
-        "chans": main[0],
-        "pools": main[1],
-        "sens_chans": sens[0],
-        "sens_pools": sens[1],
-    }
-
-
 def load_checkpoint(path: Path, model_name: str | None, device: torch.device):
-    """A model from ``path``: an fmrecon checkpoint (``model_name`` must match
-    if given) or, with ``model_name == "e2e-varnet"``, a fastMRI VarNet state
-    dict of any size (the size is read off the weights)."""
-    from fmrecon.models.io import checkpoint_spec, load_model, read_checkpoint
+    """A model from ``path`` (an fmrecon checkpoint, or with ``model_name ==
+    "e2e-varnet"`` a fastMRI VarNet state dict of any size)."""
+    from fmrecon.models.io import load_model
 
-    if model_name == "e2e-varnet":
-        ckpt = read_checkpoint(path)
-        if checkpoint_spec(ckpt) is None:
-            from fmrecon.models.registry import create_model
-            from fmrecon.models.varnet import load_fastmri_state_dict
-
-            state = ckpt.get("state_dict", ckpt)
-            state = state if isinstance(state, Mapping) else {}
-            model = create_model("e2e-varnet", **fastmri_varnet_config(state))
-            load_fastmri_state_dict(model, ckpt)
-            model.fmrecon_spec.update(checkpoint=str(path), source="fastmri")
-            return model.to(device).eval()
     return load_model(path, model_name=model_name, map_location=device)
 
 
@@ -297,6 +275,8 @@ def pick_figure(args, volumes: list[VolumeInfo]) -> FigurePick:
 
 
 def run(args) -> int:
+    if args.preset is not None:
+        apply_preset(args)
     _check_model_args(args)
     settings = build_settings(args)
     volumes, skipped = discover(args.data)

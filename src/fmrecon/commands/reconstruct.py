@@ -11,16 +11,14 @@ from pathlib import Path
 
 from fmrecon.errors import ConfigError
 from fmrecon.inference.reconstruct import (
-    DEVICES,
-    PRECISIONS,
     plan_jobs,
     random_encoder,
     random_encoder_warning,
     reconstruct_files,
-    select_device,
     summary_line,
 )
 from fmrecon.physics.masks import MASK_KINDS, create_mask
+from fmrecon.utils import DEVICES, PRECISIONS, resolve_device
 
 HELP = (
     "reconstruct k-space files with a model; write CMRxRecon submissions (.mat), "
@@ -68,7 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--png", action="store_true", help="write a preview PNG beside each output")
     p.add_argument("--batch-size", type=int, default=4, metavar="B", help="slices per batch")
     p.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16 = autocast")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="32", help="32 = fp32, bf16 = bf16 autocast"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -106,7 +106,7 @@ def load(args):
 def run(args) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    device = select_device(args.device)
+    device = resolve_device(args.device)
     mask_func = build_mask(args)
     # check every input (formats, masks, output paths) before loading the model
     jobs, skipped = plan_jobs(args.inputs, args.out, mask_func, args.full_volume)

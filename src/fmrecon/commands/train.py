@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from fmrecon.training.config import dump_config, load_config, run_dir
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, require_data=not args.dry_run)
     if args.dry_run:
         from fmrecon.training.run import build_module, describe_module
 
@@ -43,6 +43,8 @@ def run(args) -> int:
         module = build_module(cfg)
         print(dump_config(cfg), end="")
         print(f"# run folder: {run_dir(cfg)}")
+        if not cfg["data"]["root"]:
+            print("# data.root is not set: the real run needs it (data.root=/path/to/MultiCoil)")
         print("# " + describe_module(module).replace("\n", "\n# "))
         return 0
     from fmrecon.training.run import train

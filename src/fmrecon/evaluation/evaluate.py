@@ -28,7 +28,6 @@ not measure the method) or ``fastMRI state dict`` (fastMRI's published VarNet).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -56,9 +55,9 @@ from fmrecon.metrics import (
     ranking_indices,
 )
 from fmrecon.physics.masks import MaskFunc
+from fmrecon.utils import autocast_context
 
 CONVENTIONS = ("fastmri", "cmrxrecon")
-PRECISIONS = ("32", "bf16")
 CSV_FIELDS = (
     "model",
     "file",
@@ -163,15 +162,6 @@ def file_batches(index: Sequence[tuple[int, int, int]], batch_size: int) -> list
             batches.append([])
         batches[-1].append(n)
     return batches
-
-
-def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast for ``precision == "bf16"``, else a no-op context."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def convention_crop(

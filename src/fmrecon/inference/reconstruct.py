@@ -27,7 +27,6 @@ H = readout (CMRxRecon kx), W = phase encode (ky), as ``fmrecon.metrics``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -50,11 +49,10 @@ from fmrecon.errors import ConfigError, DataError
 from fmrecon.metrics import center_crop, cmrxrecon_crop, ranking_crop_size, ranking_indices
 from fmrecon.physics.coils import num_low_frequencies
 from fmrecon.physics.masks import MaskFunc
+from fmrecon.utils import autocast_context
 
 SUBMISSION_KEY = "img4ranking"  # CMRxRecon submission variable (run4Ranking.m)
 FASTMRI_KEY = "reconstruction"  # fastMRI save_reconstructions dataset
-PRECISIONS = ("fp32", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
 RANDOM_INIT = "random-init"  # fmrecon_spec["encoder_weights"] of random encoders
 MAX_PREVIEW_TILES = 36
 
@@ -116,17 +114,6 @@ def _sub_mask_file(info: VolumeInfo) -> Path:
 # ----------------------------------------------------------------------------- model
 
 
-def select_device(name: str = "auto") -> torch.device:
-    """``auto`` = CUDA when available, else CPU."""
-    if name not in DEVICES:
-        raise ConfigError(f"unknown device '{name}' (choose from {', '.join(DEVICES)})")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: CUDA is not available on this machine")
-    return torch.device(name)
-
-
 def model_attrs(model: nn.Module) -> dict[str, str]:
     """What goes into each output's attributes about the model."""
     spec = dict(getattr(model, "fmrecon_spec", None) or {})
@@ -155,14 +142,6 @@ def random_encoder_warning(model: nn.Module) -> str:
     )
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 # ----------------------------------------------------------------------------- reconstruction
 
 
@@ -174,7 +153,7 @@ def reconstruct_volume(
     slices: Sequence[int] | None = None,
     batch_size: int = 4,
     device: str | torch.device = "cpu",
-    precision: str = "fp32",
+    precision: str = "32",
     progress: Progress = None,
 ) -> np.ndarray:
     """Reconstruct the (frame, slice) images of one file: (T', Z', H, W) float32.
@@ -214,7 +193,7 @@ def reconstruct_volume(
     z_pos = {z: i for i, z in enumerate(slices)}
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
     try:
-        with torch.inference_mode(), _autocast(device, precision):
+        with torch.inference_mode(), autocast_context(device, precision):
             for batch in loader:
                 img = model(batch.kspace.to(device), batch.mask.to(device))
                 img = img.float().cpu().numpy()
@@ -543,7 +522,7 @@ def reconstruct_files(
     png: bool = False,
     batch_size: int = 4,
     device: str | torch.device = "cpu",
-    precision: str = "fp32",
+    precision: str = "32",
     show_progress: bool = True,
     report: Callable[[str], None] | None = None,
 ) -> list[Written]:

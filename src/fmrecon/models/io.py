@@ -65,15 +65,18 @@ def load_model(
     """The model stored in ``path``, in eval mode.
 
     ``model_name`` is optional for fmrecon checkpoints (if given it must match)
-    and required for fastMRI state dicts (``"e2e-varnet"``).
+    and required for fastMRI state dicts (``"e2e-varnet"``; their size --
+    cascades, channels, pools -- is read off the weights).
     """
     ckpt = read_checkpoint(path)
     spec = checkpoint_spec(ckpt)
     if spec is None:
         if model_name == "e2e-varnet":
-            from fmrecon.models.varnet import load_fastmri_state_dict
+            from fmrecon.models.varnet import fastmri_varnet_config, load_fastmri_state_dict
 
-            model = create_model("e2e-varnet")
+            state = ckpt.get("state_dict", ckpt)
+            size = fastmri_varnet_config(state if isinstance(state, Mapping) else {})
+            model = create_model("e2e-varnet", **size)
             load_fastmri_state_dict(model, ckpt)
             model.fmrecon_spec.update(checkpoint=str(path), source="fastmri")
             return model.to(map_location).eval()

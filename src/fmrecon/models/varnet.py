@@ -212,33 +212,57 @@ _PREFIXES = ("", "varnet.", "module.", "model.", "module.varnet.", "model.varnet
 _UNET_FIRST = "unet.down_sample_layers.0.layers.0.weight"
 
 
+def _unet_size(state: Mapping[str, torch.Tensor], prefix: str) -> tuple[int, int] | None:
+    """(chans, pools) of the U-Net stored under ``prefix`` (e.g.
+    ``cascades.0.model``), or None when there is none."""
+    first = state.get(f"{prefix}.{_UNET_FIRST}")
+    if first is None:
+        return None
+    pat = re.escape(prefix) + r"\.unet\.down_sample_layers\.(\d+)\."
+    pools = {int(m.group(1)) for k in state if (m := re.match(pat, k))}
+    return int(first.shape[0]), len(pools)
+
+
+def _cascade_count(state: Mapping[str, torch.Tensor]) -> int:
+    found = {int(m.group(1)) for k in state if (m := re.match(r"cascades\.(\d+)\.", k))}
+    return max(found) + 1 if found else 0
+
+
 def _describe(state: Mapping[str, torch.Tensor]) -> str:
     """A short description of a VarNet-like state dict: cascades, chans, pools."""
-    cascades = {int(m.group(1)) for k in state if (m := re.match(r"cascades\.(\d+)\.", k))}
     parts = []
-    if cascades:
-        parts.append(f"{max(cascades) + 1} cascades")
-        first = state.get(f"cascades.0.model.{_UNET_FIRST}")
-        if first is not None:
-            pools = {
-                int(m.group(1))
-                for k in state
-                if (m := re.match(r"cascades\.0\.model\.unet\.down_sample_layers\.(\d+)\.", k))
-            }
-            parts.append(f"chans {first.shape[0]}, pools {len(pools)}")
-        else:
-            parts.append("a non-U-Net regularizer")
-    sens = state.get(f"sens_net.norm_unet.{_UNET_FIRST}")
-    if sens is not None:
-        pools = {
-            int(m.group(1))
-            for k in state
-            if (m := re.match(r"sens_net\.norm_unet\.unet\.down_sample_layers\.(\d+)\.", k))
-        }
-        parts.append(f"sens_chans {sens.shape[0]}, sens_pools {len(pools)}")
+    if n := _cascade_count(state):
+        parts.append(f"{n} cascades")
+        main = _unet_size(state, "cascades.0.model")
+        parts.append(f"chans {main[0]}, pools {main[1]}" if main else "a non-U-Net regularizer")
+    if sens := _unet_size(state, "sens_net.norm_unet"):
+        parts.append(f"sens_chans {sens[0]}, sens_pools {sens[1]}")
     if not parts:
         return f"{len(state)} keys and no VarNet layout"
     return ", ".join(parts)
+
+
+def fastmri_varnet_config(state: Mapping[str, torch.Tensor]) -> dict:
+    """VarNet constructor options read off a fastMRI VarNet state dict (plain
+    or with a Lightning prefix such as ``varnet.``): num_cascades, chans, pools,
+    sens_chans, sens_pools. Empty when the layout is not recognised (loading
+    then reports what it found against the default size)."""
+
+    def strip(prefix: str) -> dict:
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+    s = max((strip(p) for p in _PREFIXES), key=_cascade_count)
+    n = _cascade_count(s)
+    main, sens = _unet_size(s, "cascades.0.model"), _unet_size(s, "sens_net.norm_unet")
+    if not n or main is None or sens is None:
+        return {}
+    return {
+        "num_cascades": n,
+        "chans": main[0],
+        "pools": main[1],
+        "sens_chans": sens[0],
+        "sens_pools": sens[1],
+    }
 
 
 def _shape(t: torch.Tensor) -> str:

@@ -184,8 +184,8 @@ def _check_types(cfg: dict) -> None:
             raise ConfigError(f"config key '{key}' must be {names}, got {value!r}")
 
 
-def _check_values(cfg: dict) -> None:
-    if not cfg["data"]["root"]:
+def _check_values(cfg: dict, require_data: bool = True) -> None:
+    if require_data and not cfg["data"]["root"]:
         raise ConfigError("config key 'data.root' is required (a folder of k-space files)")
     mask = cfg["data"]["mask"]
     if not mask["accelerations"]:
@@ -205,9 +205,12 @@ def _check_values(cfg: dict) -> None:
         raise ConfigError(f"data.split_fractions must be 3 numbers summing to 1, got {fr}")
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> dict:
+def load_config(
+    path: str | os.PathLike | None, overrides: list[str] = (), require_data: bool = True
+) -> dict:
     """Defaults <- the YAML file (if any) <- ``key=value`` overrides; validated.
-    Relative paths in the file are taken relative to the working directory."""
+    Relative paths in the file are taken relative to the working directory.
+    ``require_data=False`` (dry runs) accepts a config without ``data.root``."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
         path = Path(path)
@@ -230,7 +233,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> di
     if cfg["name"] is None:
         cfg["name"] = cfg["model"]["name"]
     _check_types(cfg)
-    _check_values(cfg)
+    _check_values(cfg, require_data)
     return cfg
 
 
