@@ -291,3 +291,14 @@ def test_paper_config_dry_run_without_data(capsys):
     assert main(["train", "--config", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "29,936,966 parameters" in out and "data.root is not set" in out
+
+
+@pytest.mark.parametrize("name", ["e2e-varnet", "fm-varnet"])
+def test_quickstart_configs_train(name, tmp_path, cine):
+    """The quick start's configs run (a few steps on tiny data)."""
+    path = Path(__file__).parent.parent / f"configs/quickstart/{name}.yaml"
+    over = [f"data.root={cine}", f"output_dir={tmp_path}", f"data.split={tmp_path / 's.json'}",
+            "data.num_workers=0", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=2", "trainer.progress_bar=false"]  # fmt: skip
+    assert main(["train", "--config", str(path), *over]) == 0
+    assert list(tmp_path.glob("*/checkpoints/best.ckpt"))
