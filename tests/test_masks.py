@@ -441,3 +441,16 @@ def test_bad_offset():
     )
     for kind in ["random", "kt-gaussian", "kt-radial"]:
         _one_line_error(lambda kind=kind: make(kind, 4)((4, 64), offset=0), "has no offset")
+
+
+def test_mask_grid_combines_every_acceleration_with_every_fraction():
+    from fmrecon.physics.masks import mask_grid
+
+    grid = mask_grid("equispaced-fraction", [4, 8], [0.08, 0.04])
+    assert [(a, c) for a, c, _ in grid] == [(4, 0.08), (4, 0.04), (8, 0.08), (8, 0.04)]
+    assert all(f.acceleration == a for a, _, f in grid)
+    assert [(a, c) for a, c, _ in mask_grid("cmrxrecon-uniform", [10])] == [(10, None)]
+    with pytest.raises(MaskError, match="needs --cf"):
+        mask_grid("random", [4], None, option="--cf")
+    with pytest.raises(MaskError, match="applies to fastMRI masks"):
+        mask_grid("kt-radial", [8], [0.08])

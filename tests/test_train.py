@@ -100,7 +100,7 @@ def test_train_writes_a_complete_run_folder_and_learns(tmp_path, cine, capsys):
         assert (run / name).is_file(), name
     assert (run / "checkpoints" / "best.ckpt").is_file()
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run / "tensorboard").glob("version_0/events.out.tfevents.*"))
     rows = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
     assert "val_ssim" in rows[0] and len(rows) > 2
     env = json.loads((run / "environment.json").read_text())

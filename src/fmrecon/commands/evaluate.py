@@ -11,7 +11,6 @@ models) go to ``OUT/figures``.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
@@ -31,13 +30,11 @@ from fmrecon.evaluation.evaluate import (
     weights_label,
     write_results,
 )
-from fmrecon.physics.masks import MASK_KINDS, create_mask
+from fmrecon.physics.masks import MASK_KINDS, mask_grid
 from fmrecon.utils import PRECISIONS, resolve_device
 
 HELP = "evaluate trained checkpoints and/or the zero-filled baseline on a data folder"
 
-# masks whose centre is given as a fraction of W (fastMRI); the others have fixed ACS lines
-FRACTION_KINDS = ("equispaced", "equispaced-fraction", "random")
 ZERO_FILLED = "zero-filled"
 
 
@@ -158,23 +155,13 @@ def apply_preset(args) -> None:
 
 
 def build_settings(args) -> list[Setting]:
-    kind = args.mask
-    if kind in FRACTION_KINDS:
-        if not args.center_fractions:
-            raise ConfigError(f"--mask {kind} needs --center-fractions (e.g. 0.08 or 0.04 0.08)")
-        fractions = args.center_fractions
-    else:
-        if args.center_fractions:
-            raise ConfigError(
-                f"--center-fractions applies to fastMRI masks ({', '.join(FRACTION_KINDS)}), "
-                f"not to {kind}; use --num-acs"
-            )
-        fractions = [None]
-    settings = []
-    for acc, cf in itertools.product(args.accelerations, fractions):
-        mask_func = create_mask(kind, acc, center_fraction=cf, num_acs=args.num_acs)
-        settings.append(Setting(kind, acc, cf, mask_func, official_masks=args.official_masks))
-    return settings
+    grid = mask_grid(
+        args.mask, args.accelerations, args.center_fractions, args.num_acs, "--center-fractions"
+    )
+    return [
+        Setting(args.mask, acc, cf, func, official_masks=args.official_masks)
+        for acc, cf, func in grid
+    ]
 
 
 def _check_model_args(args) -> None:

@@ -91,7 +91,9 @@ __all__ = [
     "KtUniformMask",
     "MaskFunc",
     "RandomMask",
+    "FRACTION_KINDS",
     "create_mask",
+    "mask_grid",
 ]
 
 Seed = int | Sequence[int] | None
@@ -771,3 +773,35 @@ def create_mask(
     if center_fraction is not None:
         raise MaskError(f"mask '{kind}' takes num_acs, not center_fraction")
     return cls(acceleration, num_acs=num_acs, seed=seed)
+
+
+# the fastMRI kinds: their centre is a fraction of W; the CMRxRecon kinds have fixed ACS lines
+FRACTION_KINDS = ("random", "equispaced", "equispaced-fraction")
+
+
+def mask_grid(
+    kind: str,
+    accelerations: Sequence[float],
+    center_fractions: Sequence[float] | None = None,
+    num_acs: int | None = None,
+    option: str = "center_fractions",
+) -> list[tuple[float, float | None, MaskFunc]]:
+    """``(acceleration, centre fraction, mask)`` for every combination, as the
+    papers' tables combine them. fastMRI kinds need centre fractions, the others
+    refuse them; ``option`` names the setting in the one-line error."""
+    if kind in FRACTION_KINDS:
+        if not center_fractions:
+            raise MaskError(f"mask '{kind}' needs {option} (e.g. 0.08, or 0.04 and 0.08)")
+        fractions: Sequence[float | None] = list(center_fractions)
+    else:
+        if center_fractions:
+            raise MaskError(
+                f"{option} applies to fastMRI masks ({', '.join(FRACTION_KINDS)}), not to "
+                f"'{kind}' (its ACS lines are fixed; set num_acs)"
+            )
+        fractions = [None]
+    return [
+        (acc, cf, create_mask(kind, acc, center_fraction=cf, num_acs=num_acs))
+        for acc in accelerations
+        for cf in fractions
+    ]

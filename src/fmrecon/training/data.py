@@ -21,10 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 from fmrecon.data import split as splits
 from fmrecon.data.slices import SliceDataset, collate
 from fmrecon.data.volumes import VolumeInfo, discover
-from fmrecon.errors import ConfigError, DataError
-from fmrecon.physics.masks import MaskFunc, create_mask
-
-FRACTION_KINDS = ("equispaced", "equispaced-fraction", "random")
+from fmrecon.errors import DataError
+from fmrecon.physics.masks import MaskFunc, mask_grid
 
 
 class MaskChoice:
@@ -55,18 +53,14 @@ def _seed32(seed) -> int:
 
 def build_masks(cfg: dict) -> list[MaskFunc]:
     """One mask function per (acceleration, centre fraction) of a mask config."""
-    kind = cfg["kind"]
-    fractions = cfg.get("center_fractions")
-    if kind in FRACTION_KINDS:
-        if not fractions:
-            raise ConfigError(f"data.mask: kind '{kind}' needs center_fractions (e.g. [0.08])")
-    elif fractions:
-        raise ConfigError(f"data.mask: center_fractions apply to fastMRI masks, not to '{kind}'")
-    out = []
-    for acc in cfg["accelerations"]:
-        for cf in fractions or [None]:
-            out.append(create_mask(kind, acc, center_fraction=cf, num_acs=cfg.get("num_acs")))
-    return out
+    grid = mask_grid(
+        cfg["kind"],
+        cfg["accelerations"],
+        cfg.get("center_fractions"),
+        cfg.get("num_acs"),
+        "data.mask.center_fractions",
+    )
+    return [func for _, _, func in grid]
 
 
 class EpochSeededDataset(Dataset):

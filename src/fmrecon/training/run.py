@@ -8,7 +8,7 @@ Run folder (``output_dir/name``)::
     split.json           the subject split (unless data.split points elsewhere)
     checkpoints/best.ckpt, last.ckpt
     csv/version_N/metrics.csv   CSV log per attempt (a resume starts version N+1)
-    tensorboard/         TensorBoard events
+    tensorboard/version_N/      TensorBoard events per attempt
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def make_trainer(cfg: dict, out: Path, extra_callbacks=()) -> tuple[L.Trainer, R
     loggers = [
         # a new csv/version_N per attempt: a resumed run never overwrites its history
         CSVLogger(out, name="csv"),
-        TensorBoardLogger(out, name="", version="tensorboard", default_hp_metric=False),
+        TensorBoardLogger(out, name="tensorboard", default_hp_metric=False),
     ]
     strategy = t["strategy"]
     if strategy == "ddp" and t["accelerator"] == "cpu":
