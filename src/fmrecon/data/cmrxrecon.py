@@ -104,6 +104,13 @@ def read_mask(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes(raw, -1, -2)).astype(bool)
 
 
+def undersampled_mask_path(path: str | Path) -> Path:
+    """The mask file the challenge ships beside an undersampled file:
+    ``AccFactor04/P001/cine_sax.mat`` -> ``AccFactor04/P001/cine_sax_mask.mat``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_mask.mat")
+
+
 def official_mask_path(full_path: str | Path, acceleration: int, pattern: str = "Uniform") -> Path:
     """The official mask file that goes with a fully sampled file.
 

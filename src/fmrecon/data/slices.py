@@ -232,8 +232,7 @@ class SliceDataset(Dataset):
 
 
 def _sub_mask_path(v: VolumeInfo):
-    """``AccFactor04/P001/cine_sax.mat`` -> ``AccFactor04/P001/cine_sax_mask.mat``."""
-    path = v.path.with_name(f"{v.path.stem}_mask.mat")
+    path = cmrxrecon.undersampled_mask_path(v.path)
     if not path.exists():
         raise DataError(f"{v.path}: undersampled file without its mask file {path.name}")
     return path

@@ -42,6 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fmrecon import __version__
+from fmrecon.data.cmrxrecon import undersampled_mask_path
 from fmrecon.data.h5io import atomic_path, get_dataset, open_h5, read_real, write_mat73
 from fmrecon.data.slices import SliceDataset, collate
 from fmrecon.data.volumes import VolumeInfo, discover
@@ -106,11 +107,6 @@ def read_fastmri_mask(info: VolumeInfo) -> StoredMask | None:
     return StoredMask(raw.astype(bool), source=str(info.path))
 
 
-def _sub_mask_file(info: VolumeInfo) -> Path:
-    # the challenge ships AccFactor04/P001/cine_sax.mat with cine_sax_mask.mat beside it
-    return info.path.with_name(f"{info.path.stem}_mask.mat")
-
-
 # ----------------------------------------------------------------------------- model
 
 
@@ -173,10 +169,9 @@ def reconstruct_volume(
             f"{info.path}: fully sampled k-space needs a mask to undersample it "
             "(--mask KIND --acceleration R)"
         )
-    if not info.fully_sampled and not _sub_mask_file(info).exists():
-        raise DataError(
-            f"{info.path}: undersampled file without its mask file {_sub_mask_file(info).name}"
-        )
+    mask_file = undersampled_mask_path(info.path)
+    if not info.fully_sampled and not mask_file.exists():
+        raise DataError(f"{info.path}: undersampled file without its mask file {mask_file.name}")
     device = torch.device(device)
     h, w = info.shape
     out = np.zeros((len(frames), len(slices), h, w), dtype=np.float32)
@@ -457,7 +452,7 @@ def plan_jobs(
 def _plan_one(info, out_dir, root, mask_func, full_volume) -> Job:
     if info.format == "cmrxrecon":
         if not info.fully_sampled:
-            mask_file = _sub_mask_file(info)
+            mask_file = undersampled_mask_path(info.path)
             if not mask_file.exists():
                 raise DataError(
                     f"{info.path}: undersampled file without its mask file {mask_file.name}"
