@@ -64,19 +64,23 @@ def build_masks(cfg: dict) -> list[MaskFunc]:
 
 
 class EpochSeededDataset(Dataset):
-    """Wraps a SliceDataset whose masks are drawn per item: decodes the
-    sampler's ``epoch * n + i`` and seeds item ``i``'s mask with
-    ``(seed, epoch, i)``."""
+    """Wraps the training SliceDataset: decodes the sampler's ``epoch * n + i``;
+    masks drawn per item are seeded with ``(seed, epoch, i)``, fixed masks
+    (``fixed=True``: official mask files, the same every epoch) are the
+    dataset's own."""
 
-    def __init__(self, base: SliceDataset, seed: int):
+    def __init__(self, base: SliceDataset, seed: int, fixed: bool = False):
         self.base = base
         self.seed = int(seed)
+        self.fixed = bool(fixed)
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, encoded: int):
         epoch, i = divmod(int(encoded), len(self.base))
+        if self.fixed:
+            return self.base[i]
         return self.base.get(i, mask_seed=(self.seed, epoch, i))
 
 
@@ -196,14 +200,11 @@ class ReconDataModule(L.LightningDataModule):
         official = bool(cfg["mask"].get("official"))
         vols = self.volumes[name]
         if name == "train" and not official:
-            ds = EpochSeededDataset(
-                SliceDataset(vols, MaskChoice(funcs), mask_seed="random"), self.seed
-            )
-            base = ds.base
-        else:  # validation: the fixed per-file masks of evaluation
-            base = ds = SliceDataset(
-                vols, MaskChoice(funcs), mask_seed="file", official_masks=official
-            )
+            base = SliceDataset(vols, MaskChoice(funcs), mask_seed="random")
+        else:  # official mask files, and validation: the fixed per-file masks of evaluation
+            base = SliceDataset(vols, MaskChoice(funcs), mask_seed="file", official_masks=official)
+        # training indices carry the epoch (EpochBatchSampler): decode them
+        ds = EpochSeededDataset(base, self.seed, fixed=official) if name == "train" else base
         shapes = [base.volumes[i].shape for i, _, _ in base.index]
         world, rank = self._world()
         bs = cfg["batch_size"] if name == "train" else cfg["val_batch_size"]
