@@ -15,6 +15,14 @@ zero-filled RSS image (B, H, W)
   -> 1x1 head -> resize to H x W -> residual on the scaled zero-filled image
   -> (B, H, W) magnitude, scaled back.
 
+Precomputed features: ``forward(masked_kspace, mask, features=None)`` takes the
+tapped blocks' hidden states when a caller already has them, and a
+:class:`fmrecon.perf.cache.FeatureCache` attached as ``model.feature_cache``
+(``attach_feature_cache``; opt-in, ``model.feature_cache`` in a run config)
+is consulted otherwise: the encoder's input is a pure function of the masked
+k-space, so with fixed masks its features can be read from disk instead of
+recomputed every epoch. Without a cache nothing changes.
+
 Choices the paper leaves open (ours, configurable): the tapped blocks, the
 MLP shape, the decoder width ``feature_size=64`` (it reproduces the paper's
 20.87M trainable parameters for CLIP), the residual output. The learnable
@@ -140,16 +148,36 @@ class FMUNETR(nn.Module):
             ]
         )
         self.head = nn.Conv2d(fs, 1, 1)
+        # optional fmrecon.perf.cache.FeatureCache (a plain attribute: never in the state dict)
+        self.feature_cache = None
 
-    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder pixels (B, 3, S, S) -> the tapped blocks' tokens, each (B, N, D)."""
+        feats = self.encoder(pixels)
+        return [feats[i - 1] for i in self.feature_layers]
+
+    def forward(
+        self,
+        masked_kspace: torch.Tensor,
+        mask: torch.Tensor,
+        features: Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``features``: optional precomputed :meth:`encode` output for these
+        inputs (skips the encoder); else an attached feature cache is consulted."""
         zf = rss(ifft2c(masked_kspace), dim=1)  # (B, H, W)
         h, w = zf.shape[-2:]
         kwargs = {} if self.percentile is None else {"percentile": self.percentile}
         pixels, scale = prepare_images(zf, self.encoder, stats=self.stats, **kwargs)
         s = scale.view(-1, 1, 1, 1)
-        feats = self.encoder(pixels)
+        if features is not None:
+            taps = list(features)
+        elif self.feature_cache is not None and not masked_kspace.requires_grad:
+            taps = self.feature_cache.features(self, masked_kspace, mask, pixels)
+        else:  # no cache, or gradients wanted through the encoder to the k-space
+            taps = self.encode(pixels)
+        if len(taps) != len(self.feature_layers):
+            raise ValueError(f"expected {len(self.feature_layers)} feature maps, got {len(taps)}")
         grid = tuple(self.encoder.grid)
-        taps = [feats[i - 1] for i in self.feature_layers]
         tokens = self.mlp(self.norm(torch.cat(taps, dim=-1))) + self.positions
         y = tokens_to_map(tokens, grid)
         # the stem sees the scaled image at 16x the token grid (224 px for patch 16)

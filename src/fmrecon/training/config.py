@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
         "encoder_weights": "default",  # HF cache, a path, or "random"
         "allow_random_encoder": False,  # let a missing encoder fall back to random weights
         "encoder_config": {},  # encoder architecture overrides (tiny encoders)
+        # FM-UNETR only: a folder for the on-disk cache of frozen-encoder features
+        # (fmrecon.perf.cache); needs fixed masks (data.mask.official: true)
+        "feature_cache": None,
+        "feature_cache_dtype": "float32",  # float32 (bit-exact) or float16 (half the disk)
     },
     "data": {
         "root": None,
@@ -78,6 +82,7 @@ DEFAULTS: dict[str, Any] = {
 # where a value may be of several types, the types allowed
 _TYPES: dict[str, tuple] = {
     "name": (str, type(None)),
+    "model.feature_cache": (str, type(None)),
     "data.root": (str, type(None)),
     "data.split": (str, type(None)),
     "data.modalities": (list, type(None)),
@@ -200,6 +205,18 @@ def _check_values(cfg: dict, require_data: bool = True) -> None:
             raise ConfigError(f"config key '{key}' must be >= 1, got {cfg[a][b]}")
     if cfg["data"]["num_workers"] < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {cfg['data']['num_workers']}")
+    model = cfg["model"]
+    if model["feature_cache"]:
+        if not mask.get("official"):
+            raise ConfigError(
+                "model.feature_cache needs fixed masks (data.mask.official: true): masks drawn "
+                "per epoch never repeat, so no cached feature would ever be reused"
+            )
+        if model["feature_cache_dtype"] not in ("float32", "float16"):
+            raise ConfigError(
+                f"model.feature_cache_dtype must be float32 or float16, "
+                f"got '{model['feature_cache_dtype']}'"
+            )
     fr = cfg["data"]["split_fractions"]
     if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) < 0:
         raise ConfigError(f"data.split_fractions must be 3 numbers summing to 1, got {fr}")

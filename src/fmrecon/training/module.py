@@ -8,6 +8,8 @@ without the config.
 
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 import torch
 
@@ -48,6 +50,19 @@ class ReconModule(L.LightningModule):
         self.loss = SSIMLoss()
         self.optim_cfg = optim_cfg
         self._val_sums: torch.Tensor | None = None
+        self.feature_cache = None
+        if model_cfg.get("feature_cache"):
+            # opt-in FM-UNETR encoder-feature cache; the model consults it itself
+            from fmrecon.perf.cache import attach_feature_cache
+
+            mask_cfg = ((run_config or {}).get("data") or {}).get("mask") or {}
+            self.feature_cache = attach_feature_cache(
+                self.model,
+                model_cfg["feature_cache"],
+                dtype=model_cfg.get("feature_cache_dtype") or "float32",
+                fixed_masks=bool(mask_cfg.get("official")),
+            )
+        self._cache_mark = (0, 0)
 
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(masked_kspace, mask)
@@ -61,6 +76,25 @@ class ReconModule(L.LightningModule):
         loss = self.loss(out, batch.target, batch.max_value)
         self.log("train_loss", loss, prog_bar=True, batch_size=out.shape[0])
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        if self.feature_cache is not None:
+            st = self.feature_cache.stats
+            self._cache_mark = (st["hits"], st["misses"])
+
+    def on_train_epoch_end(self) -> None:
+        if self.feature_cache is None:
+            return
+        st = self.feature_cache.stats
+        hits, misses = st["hits"] - self._cache_mark[0], st["misses"] - self._cache_mark[1]
+        rate = hits / max(1, hits + misses)
+        self.log("feature_cache_hit_rate", float(rate), sync_dist=False)
+        if self.current_epoch >= 1 and misses and not hits:
+            warnings.warn(
+                "feature cache: no hits in an epoch after the first; the encoder inputs are "
+                "not repeating (masks changing?)",
+                stacklevel=1,
+            )
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums = torch.zeros(5, dtype=torch.float64, device=self.device)

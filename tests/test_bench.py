@@ -1,0 +1,191 @@
+"""``fmrecon bench``: structure of the results and the report, goals computed
+from the same run's rows, the measurement process and the CLI. Timings are
+never asserted."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+import torch
+
+from fmrecon.cli import main
+from fmrecon.encoders import TINY_OVERRIDES
+from fmrecon.errors import ConfigError
+from fmrecon.perf import bench
+
+TINY = {
+    "e2e-varnet": {"num_cascades": 2, "chans": 4, "pools": 2, "sens_chans": 4, "sens_pools": 2},
+    "fm-varnet-clip": {
+        "num_cascades": 2,
+        "sens_chans": 4,
+        "sens_pools": 2,
+        "chans": [16, 16, 8, 8, 8],
+        "encoder_config": TINY_OVERRIDES["clip"],
+    },
+}
+ROW_KEYS = {
+    "model", "size", "coils", "batch", "precision", "checkpointing", "infer_s", "infer_times",
+    "train_s", "train_times", "infer_mem_mb", "train_mem_mb", "train_peak_mb", "mem_base_mb",
+    "mem_method", "trainable_params", "total_params", "error",
+}  # fmt: skip
+GOAL_KEYS = {"id", "goal", "figure", "target", "met", "unit", "note", "detail"}
+
+
+def test_sizes_and_config_checks():
+    assert bench.parse_size("218x180") == (218, 180)
+    with pytest.raises(ConfigError):
+        bench.parse_size("218by180")
+    quick = bench.BenchConfig.create(quick=True)
+    assert quick.sizes == bench.QUICK_SIZES and quick.repeats == 1 and not quick.interleave
+    full = bench.BenchConfig.create(repeats=None)
+    assert full.sizes == bench.SIZES and full.repeats == 3 and full.interleave
+    with pytest.raises(ConfigError, match="too small"):
+        bench.BenchConfig.create(sizes=((16, 64),))
+    with pytest.raises(ConfigError, match="unknown model"):
+        bench.BenchConfig.create(models=("no-such-model",))
+    assert bench.cine_size([(218, 180), (246, 512), (64, 48)]) == (246, 512)
+
+
+def _row(model, precision, ckpt, train_s, mem, size="64x48"):
+    return {
+        "model": model, "size": size, "precision": precision, "checkpointing": ckpt,
+        "train_s": train_s, "infer_s": train_s / 3, "train_times": [train_s],
+        "infer_times": [train_s / 3], "train_mem_mb": mem,
+        "train_peak_mb": mem + 1000, "mem_method": "test",
+    }  # fmt: skip
+
+
+def test_goals_are_ratios_of_this_runs_measurements():
+    cfg = bench.BenchConfig(sizes=((64, 48),), goals=(1, 3, 4, 5, 6, 7))
+    rows = [
+        _row("fm-varnet-clip", "fp32", False, 10.0, 2000.0),
+        _row("fm-varnet-clip", "bf16", False, 4.0, 1900.0),
+        _row("fm-varnet-clip", "fp32", True, 12.0, 500.0),
+        _row("fm-varnet-clip", "bf16", True, 5.0, 450.0),
+    ]
+    extras = {
+        "reference": {
+            "available": True, "max_rel_diff": 2e-6, "config": {},
+            "times": {"infer_ours": [1.0, 3.0, 2.0], "infer_ref": [2.0, 2.0, 2.0],
+                      "train_ours": [5.0], "train_ref": [4.0]},
+        },
+        "bf16_eval": {"abs_diff": 0.001, "ssim_fp32": 0.9, "ssim_bf16": 0.899, "slices": 1,
+                      "model": "fm-varnet-clip", "weights": "random"},
+        "loading": {"wait_s": [0.1, 0.1], "step_s": [1.9, 1.9], "serial_s_per_slice": 0.05,
+                    "slices_per_s": 30.0, "slices_per_s_serial": 20.0, "workers": 2,
+                    "steps": 2},
+        "feature_cache": {"skipped": "not available (test)"},
+        "memory_estimate": {"table": [{"model": "fm-varnet-clip", "gb": 3.0}]},
+    }  # fmt: skip
+    machine = {"bf16": {"supported": True}}
+    goals = {g["id"]: g for g in bench.compute_goals(rows, extras, cfg, machine)}
+    assert set(goals) == {"1a", "1b", "3a", "3b", "4", "5", "6", "7"}
+    assert all(GOAL_KEYS <= set(g) for g in goals.values())
+    # 1a: the worse of the median ratios (inference 2/2 = 1.0, training 5/4)
+    assert goals["1a"]["figure"] == pytest.approx(1.25) and goals["1a"]["met"] is False
+    assert goals["1b"]["met"] is True
+    assert goals["3a"]["figure"] == pytest.approx(10.0 / 4.0) and goals["3a"]["met"] is True
+    assert goals["3a"]["detail"]["per_size"]["64x48 ckpt on"]["train_ratio"] == pytest.approx(2.4)
+    assert goals["3b"]["met"] is True
+    assert goals["4"]["figure"] == pytest.approx(1 - 500 / 2000) and goals["4"]["met"] is True
+    assert goals["4"]["detail"]["time_ratio_on_off"] == pytest.approx(1.2)
+    assert goals["5"]["met"] is None and "skipped" in goals["5"]["note"]
+    assert goals["6"]["figure"] == pytest.approx(0.05) and goals["6"]["met"] is True
+    assert goals["7"]["met"] is True
+    # without bf16 hardware the speed target does not apply; without fastmri, say so
+    extras["reference"] = {"available": False, "note": bench.FASTMRI_HINT}
+    goals = {g["id"]: g for g in bench.compute_goals(rows, extras, cfg, {"bf16": {}})}
+    assert goals["3a"]["met"] is None and goals["3a"]["figure"] == pytest.approx(2.5)
+    assert goals["1a"]["figure"] is None and "pip install --no-deps fastmri" in goals["1a"]["note"]
+    # rows missing: no figure, and the reason
+    goals = {g["id"]: g for g in bench.compute_goals([], extras, cfg, machine)}
+    assert goals["4"]["figure"] is None and goals["4"]["met"] is None
+
+
+def test_figures_are_formatted_with_units():
+    assert bench.format_figure({"figure": 0.427, "unit": "fraction"}) == "42.7%"
+    assert bench.format_figure({"figure": 1.956, "unit": "x"}) == "1.96x"
+    assert bench.format_figure({"figure": "3 settings"}) == "3 settings"
+    assert bench.format_figure({"figure": None}) == "-"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc memory counters")
+def test_memory_probe_sees_a_freed_peak():
+    probe = bench.MemoryProbe(torch.device("cpu"))
+    probe.start()
+    x = torch.ones(64 * 2**20)  # 256 MB, freed before stop()
+    del x
+    m = probe.stop()
+    assert m["delta_mb"] > 200 and m["peak_mb"] >= m["base_mb"]
+
+
+def test_run_bench_in_process_tiny_models():
+    cfg = bench.BenchConfig(
+        models=("e2e-varnet", "fm-varnet-clip"), sizes=((32, 32),), coils=2, repeats=1,
+        warmup=0, goals=(1, 2, 3, 4, 6), isolate=False, model_options=TINY,
+        encoder="clip-vit-b16-tiny",
+    )  # fmt: skip
+    logs = []
+    result = bench.run_bench(cfg, log=logs.append)
+    assert result["schema"] == bench.SCHEMA and result["errors"] == []
+    assert {"cpu", "logical_cores", "bf16", "torch", "calibration_gflops"} <= set(result["machine"])
+    rows = result["rows"]
+    # 2 models x 2 precisions x checkpointing off/on
+    assert len(rows) == 8 and all(ROW_KEYS <= set(r) for r in rows)
+    assert {(r["precision"], r["checkpointing"]) for r in rows} == {
+        ("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True),
+    }  # fmt: skip
+    for r in rows:
+        assert r["train_s"] > 0 and r["infer_s"] > 0 and len(r["train_times"]) == 1
+        assert r["train_mem_mb"] is not None and r["mem_base_mb"] > 0
+    goals = {g["id"]: g for g in result["goals"]}
+    assert set(goals) == {"1a", "1b", "2", "3a", "3b", "4", "6"}
+    # goal 3a / 4 are ratios of rows of this very result
+    fp = bench.find_row(rows, "fm-varnet-clip", (32, 32), "fp32", False)
+    bf = bench.find_row(rows, "fm-varnet-clip", (32, 32), "bf16", False)
+    on = bench.find_row(rows, "fm-varnet-clip", (32, 32), "fp32", True)
+    assert goals["3a"]["figure"] == pytest.approx(fp["train_s"] / bf["train_s"])
+    assert goals["4"]["figure"] == pytest.approx(1 - on["train_mem_mb"] / fp["train_mem_mb"])
+    assert goals["1b"]["figure"] < 1e-4  # same weights as fastMRI's VarNet
+    assert math.isfinite(goals["3b"]["figure"])
+    assert goals["6"]["detail"]["slices_per_s"] > 0
+    json.dumps(result)  # machine-readable as it is
+    report = bench.format_report(result)
+    lines = report.splitlines()
+    assert any(line.startswith("model") and "train MB" in line for line in lines)
+    assert sum(line.startswith("fm-varnet-clip  32x32") for line in lines) == 4
+    assert any(line.startswith("goal") and "target" in line for line in lines)
+    assert any(line.startswith("4 checkpointing") for line in lines)
+
+
+def test_a_failing_measurement_process_is_reported():
+    cfg = bench.BenchConfig()
+    res = bench.run_task("run", {"no_such_argument": 1}, cfg)
+    assert "TypeError" in res["error"]
+
+
+def test_cli_quick_json(tmp_path, capsys):
+    out = tmp_path / "out.json"
+    code = main([
+        "bench", "--quick", "--json", str(out), "--models", "e2e-varnet", "--sizes", "32x32",
+        "--repeats", "1", "--precisions", "fp32", "--goals", "none",
+    ])  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "e2e-varnet  32x32  fp32  off" in text and "train MB" in text
+    result = json.loads(out.read_text())
+    assert {"schema", "settings", "machine", "rows", "goals", "errors"} <= set(result)
+    assert result["settings"]["sizes"] == ["32x32"] and result["settings"]["quick"] is True
+    assert len(result["rows"]) == 2 and all(ROW_KEYS <= set(r) for r in result["rows"])
+    # a fresh process per variant: each row has its own memory measurement
+    assert all(r["train_mem_mb"] > 0 for r in result["rows"])
+    assert result["goals"] == [] and result["errors"] == []
+
+
+def test_cli_rejects_bad_options(capsys):
+    assert main(["bench", "--sizes", "8x8"]) == 2
+    assert main(["bench", "--goals", "9"]) == 2
+    assert "error" in capsys.readouterr().err
