@@ -183,6 +183,10 @@ def test_cli_quick_json(tmp_path, capsys):
     # a fresh process per variant: each row has its own memory measurement
     assert all(r["train_mem_mb"] > 0 for r in result["rows"])
     assert result["goals"] == [] and result["errors"] == []
+    # quick runs the unrolled networks with fewer cascades, and says so
+    assert result["settings"]["model_options"]["e2e-varnet"] == {"num_cascades": 3}
+    assert "e2e-varnet 3 cascades" in text
+    assert result["rows"][0]["total_params"] < 29_936_966 / 3
 
 
 def test_cli_rejects_bad_options(capsys):

@@ -585,3 +585,84 @@ def test_full_size_parameter_counts_match_reference():
     # DINOv2 at 224 px: 518-px position embeddings interpolated to 16x16 = 256 tokens
     assert tokens["dinov2-vit-b14"] == (1, 256, 768)
     assert tokens["clip-vit-b16"] == tokens["biomedclip-vit-b16"] == (1, 196, 768)
+
+
+@pytest.mark.parametrize("name", ["clip-vit-b16-tiny", "dinov2-vit-b14-tiny"])
+def test_bf16_autocast_casts_the_frozen_weights_once(name):
+    """Under bf16 autocast the blocks run on one cached bf16 copy of their
+    Linear weights: the same features as casting at every call (the default
+    autocast path), the copy reused across calls, rebuilt when weights change,
+    dropped outside autocast, and gradients still reach the input."""
+    torch.manual_seed(0)
+    enc = build_encoder(name, weights="random")
+    s = enc.image_size
+    x = torch.randn(2, 3, s, s)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        enc.cast_weights_once = False
+        want = enc(x)
+        assert enc._low_cache is None
+        enc.cast_weights_once = True
+        got = enc(x)
+        first = enc._low_cache[1]
+        enc(x)
+        assert enc._low_cache[1] is first  # reused, not recast
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+    assert first[0]["mlp.fc1.weight"].dtype == torch.bfloat16
+    # new weights (in place, as load_state_dict does): the copy follows
+    with torch.no_grad():
+        enc.blocks[0].mlp.fc1.weight.mul_(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = enc(x)
+        assert enc._low_cache[1] is not first
+        enc.cast_weights_once = False
+        want = enc(x)
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    enc.cast_weights_once = True
+    enc(x)  # full precision: no copy kept
+    assert enc._low_cache is None
+    xg = x.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats = enc(xg)
+    sum(f.float().sum() for f in feats).backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0
+    assert all(p.grad is None for p in enc.parameters())
+
+
+def test_bf16_cascades_keep_one_copy_of_the_encoder_for_backward():
+    """A 3-cascade FM-VarNet in bf16 autocast: with the weights cast once, the
+    tensors saved for backward hold one bf16 copy of the encoder's Linear
+    weights instead of one per cascade."""
+    from fmrecon.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model(
+        "fm-varnet-clip", num_cascades=3, sens_chans=4, sens_pools=2, chans=(16, 16, 8, 8, 8),
+        encoder_weights="random", allow_random_encoder=True,
+        encoder_config=TINY_OVERRIDES["clip"],
+    )  # fmt: skip
+    enc = model.encoder
+    shapes = {
+        tuple(m.weight.shape) for b in enc.blocks for m in b.modules() if isinstance(m, nn.Linear)
+    }
+    k = torch.randn(1, 2, 24, 20, dtype=torch.complex64)
+    mask = torch.zeros(1, 1, 24, 20, dtype=torch.bool)
+    mask[..., ::2] = True
+
+    def saved_weight_copies(once: bool) -> int:
+        enc.cast_weights_once = once
+        seen: dict[int, torch.Tensor] = {}
+
+        def pack(t):
+            if t.dtype == torch.bfloat16 and tuple(t.shape) in shapes and t.ndim == 2:
+                seen[t.untyped_storage().data_ptr()] = t
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                model(k * mask, mask)
+        return len(seen)
+
+    per_call, once = saved_weight_copies(False), saved_weight_copies(True)
+    n_linear = sum(isinstance(m, nn.Linear) for b in enc.blocks for m in b.modules())
+    assert once == n_linear and per_call == 3 * n_linear

@@ -88,6 +88,10 @@ class FrozenEncoder(nn.Module):
         self.pretrained = bool(pretrained)
         self.requires_grad_(False)
         super().train(False)
+        # under bf16/fp16 autocast, cast the blocks' weights once per weight update
+        # instead of at every call (see low_precision_weights); False: per call
+        self.cast_weights_once = True
+        self._low_cache = None
 
     def train(self, mode: bool = True) -> FrozenEncoder:
         """Always eval: the encoder is frozen, whatever the parent module asks."""
@@ -109,12 +113,52 @@ class FrozenEncoder(nn.Module):
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise ValueError(f"expected pixel values (B, 3, S, S), got {tuple(pixel_values.shape)}")
         x = self.embed(pixel_values)
+        low = self.low_precision_weights(x.device)
         features = []
-        for block in self.blocks:
-            out = block(x, None)  # no attention mask: all tokens attend to all
+        for i, block in enumerate(self.blocks):
+            if low is None:
+                out = block(x, None)  # no attention mask: all tokens attend to all
+            else:
+                out = torch.func.functional_call(block, low[i], (x, None), strict=False)
             x = out[0] if isinstance(out, tuple) else out
             features.append(x[:, self.num_prefix_tokens :])
         return features
+
+    def low_precision_weights(self, device: torch.device) -> list[dict] | None:
+        """Under bf16/fp16 autocast: the blocks' Linear weights cast once, or None.
+
+        Autocast caches its casts only for leaf tensors that require grad, so the
+        frozen weights would be cast anew at every call: twelve cascades made
+        twelve bf16 copies of the encoder (~86 MB each for six ViT-B blocks)
+        per step, all kept for the backward pass. Cast once instead and reuse the
+        copy while the fp32 weights are unchanged (the same rounding, so the same
+        outputs). LayerNorms keep their fp32 parameters, as under autocast."""
+        on = (
+            self.cast_weights_once
+            and torch.amp.is_autocast_available(device.type)  # not on the meta device
+            and torch.is_autocast_enabled(device.type)
+        )
+        dtype = torch.get_autocast_dtype(device.type) if on else None
+        if dtype not in (torch.bfloat16, torch.float16):
+            self._low_cache = None  # full precision again: free the copy
+            return None
+        linears = [
+            (i, f"{name}.{pname}", p)
+            for i, block in enumerate(self.blocks)
+            for name, mod in block.named_modules()
+            if isinstance(mod, nn.Linear)
+            for pname, p in mod.named_parameters(recurse=False)
+        ]
+        # changes when weights are replaced, moved or updated in place (load_state_dict)
+        key = (dtype, device, tuple((p.data_ptr(), p._version) for _, _, p in linears))
+        cached = self._low_cache
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                per_block: list[dict] = [{} for _ in self.blocks]
+                for i, name, p in linears:
+                    per_block[i][name] = p.detach().to(dtype)
+            self._low_cache = cached = (key, per_block)
+        return cached[1]
 
     def info(self) -> dict[str, Any]:
         """What logs and result files should record about this encoder."""

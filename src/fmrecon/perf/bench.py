@@ -47,6 +47,9 @@ SCHEMA = "fmrecon-bench/1"
 MODELS = ("e2e-varnet", "fm-varnet-clip", "fm-unetr-clip", "unet")
 SIZES = ((218, 180), (246, 512))
 QUICK_SIZES = ((64, 48),)
+# quick: the unrolled networks with 3 of their 12 cascades (an FM-VarNet step is
+# ~14 s on 2 cores even at 64x48, its 12 ViT-B passes do not shrink with the image)
+QUICK_CASCADES = 3
 PRECISIONS = ("fp32", "bf16")
 GOALS = (1, 2, 3, 4, 5, 6, 7)
 CHECKPOINTED = ("e2e-varnet", "fm-varnet")  # families with per-cascade checkpointing
@@ -89,6 +92,12 @@ class BenchConfig:
         base.update({k: v for k, v in kw.items() if v is not None})
         cfg = cls(quick=quick, **base)
         cfg.validate()
+        if quick:
+            from fmrecon.models.registry import get_spec
+
+            for name in (*cfg.models, "e2e-varnet", _fm_varnet(cfg)):  # goals 1, 3 too
+                if get_spec(name).family in CHECKPOINTED:
+                    cfg.model_options.setdefault(name, {"num_cascades": QUICK_CASCADES})
         return cfg
 
     def validate(self) -> None:
@@ -1170,12 +1179,16 @@ def compute_goals(rows: list[dict], extras: dict, cfg: BenchConfig, machine: dic
             if a16 and b16 and a16["train_mem_mb"] and b16["train_mem_mb"] is not None:
                 detail["bf16_reduction"] = 1 - b16["train_mem_mb"] / a16["train_mem_mb"]
                 detail["bf16_on_mb"] = b16["train_mem_mb"]
-            goals.append(_goal(
-                "4", g, red, ">= 40%", red >= 0.40, "fraction",
+            note = (
                 f"{a['train_mem_mb']:.0f} MB -> {b['train_mem_mb']:.0f} MB above the built "
-                f"model (fp32); step time x{detail['time_ratio_on_off'] or float('nan'):.2f}",
-                detail,
-            ))  # fmt: skip
+                f"model (fp32); step time x{detail['time_ratio_on_off'] or float('nan'):.2f}"
+            )
+            met = red >= 0.40
+            n = _opts(cfg, fm).get("num_cascades", 12)
+            if n < 12:  # the saving grows with the cascades: about 1 - 1/n of the activations
+                met = None
+                note += f"; {n} cascades (not judged: the goal is for 12)"
+            goals.append(_goal("4", g, red, ">= 40%", met, "fraction", note, detail))
 
     if 5 in want:
         goals.append(_external("5", "5 feature cache", ">= 5x", extras.get("feature_cache")))
@@ -1296,6 +1309,12 @@ def format_report(result: dict) -> str:
                 "quick: each variant timed once in its own process, so ratios between "
                 "variants are rough; the full bench times them round-robin in one process"
             )
+        opts = s.get("model_options") or {}
+        reduced = [
+            f"{k} {v['num_cascades']} cascades" for k, v in opts.items() if "num_cascades" in v
+        ]
+        if reduced:
+            out.append("reduced models (goals 1, 3, 4 measured on them): " + ", ".join(reduced))
         out.append("")
     if result["goals"]:
         head = ("goal", "figure", "target", "met")
