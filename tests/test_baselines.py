@@ -77,12 +77,37 @@ def test_parameter_counts_full_size():
 def test_unet_matches_fastmri(h, w):
     torch.manual_seed(0)
     ref = fm.Unet(3, 2, chans=4, num_pool_layers=3).eval()
-    ours = Unet(3, 2, chans=4, num_pool_layers=3).eval()
+    ours = Unet(3, 2, chans=4, num_pool_layers=3, channels_last=False).eval()
     assert ours.state_dict().keys() == ref.state_dict().keys()
     ours.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(2, 3, h, w)
     with torch.no_grad():
-        assert torch.equal(ours(x), ref(x))
+        want = ref(x)
+        assert torch.equal(ours(x), want)  # the default layout: bit-identical
+        ours.set_channels_last(None)  # the default on the CPU: channels-last convolutions
+        assert rel_err(ours(x), want) < 1e-5
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+
+
+def test_channels_last_same_output_and_gradients():
+    """Channels-last convolutions (the CPU default) give the default layout's
+    outputs and gradients up to float rounding, and leave the weights' layout
+    (so state dicts) alone."""
+    torch.manual_seed(3)
+    a = Unet(2, 2, chans=4, num_pool_layers=2, channels_last=False)
+    b = Unet(2, 2, chans=4, num_pool_layers=2, channels_last=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(3, 2, 20, 18)
+    outs = []
+    for net in (a, b):
+        out = net(x)
+        out.square().mean().backward()
+        outs.append(out.detach())
+    assert outs[1].is_contiguous(memory_format=torch.channels_last)
+    assert rel_err(outs[1], outs[0]) < 1e-5
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert q.is_contiguous() and q.grad.shape == p.grad.shape
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("h,w", SIZES)

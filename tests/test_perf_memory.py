@@ -142,3 +142,25 @@ def test_models_memory_command(monkeypatch, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert calls == {"sizes": [(32, 32)], "coils": 2}
     assert len(rows) == 2 and rows[0]["model"] == "e2e-varnet"
+
+
+def test_probes_use_the_gpu_layout_and_the_cast_once_encoder():
+    """The estimate is for a GPU: U-Nets in the default layout (channels-last
+    is a CPU-only choice), and the bf16 encoder copy counted once per model."""
+    from fmrecon.models.unet import Unet
+
+    model = M._probe_model("e2e-varnet", TINY["e2e-varnet"], None)
+    convs = [m for u in model.modules() if isinstance(u, Unet) for m in u.modules()]
+    assert any(getattr(m, "channels_last", None) is False for m in convs)
+    assert all(getattr(m, "channels_last", False) is False for m in convs)
+    fm = M._probe_model("fm-varnet-clip", TINY["fm-varnet"], TINY_OVERRIDES["clip"])
+    enc = fm.encoder
+    linear = sum(
+        m.weight.numel() + m.bias.numel()
+        for b in enc.blocks
+        for m in b.modules()
+        if isinstance(m, nn.Linear)
+    )
+    got = M.measure(fm, (24, 20), 2, precision="bf16")
+    assert got["weight_copies"] == 2 * linear  # bf16: 2 bytes per Linear parameter
+    assert M.measure(fm, (24, 20), 2, precision="32")["weight_copies"] == 0

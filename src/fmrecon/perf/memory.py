@@ -331,7 +331,7 @@ def _probe_model(name: str, options: dict, encoder_config: dict | None) -> nn.Mo
         kw.update(encoder_weights="random", allow_random_encoder=True)
         kw["encoder_config"] = encoder_config or None
     torch.manual_seed(0)
-    return create_model(name, **kw)
+    return gpu_layout(create_model(name, **kw))
 
 
 @functools.lru_cache(maxsize=32)
@@ -553,6 +553,17 @@ def format_table(rows: Sequence[dict]) -> str:
     )
 
 
+def gpu_layout(model: nn.Module) -> nn.Module:
+    """Run the U-Nets' convolutions in the layout they use on a GPU (the
+    default one; channels-last is a CPU choice that keeps extra copies)."""
+    from fmrecon.models.unet import Unet
+
+    for m in model.modules():
+        if isinstance(m, Unet):
+            m.set_channels_last(False)
+    return model
+
+
 # ------------------------------------------------------------------------- validation
 
 
@@ -564,7 +575,7 @@ def _full_model(name: str, options: dict, encoder_config: dict | None) -> nn.Mod
         kw.update(encoder_weights="random", allow_random_encoder=True)
         kw["encoder_config"] = encoder_config or None
     torch.manual_seed(0)
-    return create_model(name, **kw)
+    return gpu_layout(create_model(name, **kw))
 
 
 def check_extrapolation(
