@@ -329,3 +329,69 @@ def test_training_options_fastmri_data_official_masks_bf16_accumulation(tmp_path
     # official masks that are not there: a one-line error
     over[1] = "data.mask.accelerations=[6]"
     assert main(["train", "--config", str(cfg), f"data.root={cine}", "name=nomask", *over]) == 2
+
+
+def _tiny_clip_dir(path: Path, seed: int = 0) -> Path:
+    """A tiny CLIP vision model in the Hugging Face directory format."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from fmrecon.encoders import TINY_OVERRIDES
+
+    torch.manual_seed(seed)
+    cfg = {k: v for k, v in TINY_OVERRIDES["clip"].items() if k != "input_size"}
+    CLIPVisionModel(CLIPVisionConfig(**cfg)).save_pretrained(path)
+    return path
+
+
+def test_lean_checkpoints_keep_the_encoder_by_reference(tmp_path, cine, capsys):
+    """model.checkpoint_encoder=reference: checkpoints leave out the pretrained
+    frozen encoder (its source and SHA-256 instead), evaluate/reconstruct load
+    them by reloading and checking it, resume works, and changed or random
+    encoder weights are refused with one line."""
+    from fmrecon.encoders import TINY_OVERRIDES
+    from fmrecon.models.io import ENCODER_REFERENCE, read_checkpoint, save_model
+
+    clip = _tiny_clip_dir(tmp_path / "clip")
+    model = {
+        "name": "fm-unetr-clip",
+        "options": {"feature_layers": [2, 3, 4, 6], "feature_size": 4},
+        "encoder_weights": str(clip),
+        "encoder_config": TINY_OVERRIDES["clip"],
+        "checkpoint_encoder": "reference",
+    }
+    cfg = _config(tmp_path, cine, **model)
+    over = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+    assert main(["train", "--config", str(cfg), "name=lean", *over]) == 0
+    run = tmp_path / "runs/lean"
+    ckpt = read_checkpoint(run / "checkpoints/last.ckpt")
+    ref = ckpt["fmrecon"][ENCODER_REFERENCE]
+    assert ref["weight_source"] == f"dir:{clip}" and len(ref["sha256"]) == 64
+    assert not any(".encoder." in k for k in ckpt["state_dict"])
+    # resume into a second epoch: the run's encoder fills the gap
+    over[0] = "trainer.max_epochs=2"
+    # (overrides may follow --resume: the first is not taken for a checkpoint path)
+    assert main(["train", "--config", str(cfg), "name=lean", "--resume", *over]) == 0
+    assert json.loads((run / "train_summary.json").read_text())["epochs"] == 2
+    # the lean checkpoint loads to the same model as a self-contained one
+    lean = load_model(run / "checkpoints/last.ckpt")
+    full = save_model(lean, tmp_path / "full.ckpt")
+    k = torch.randn(1, 3, 48, 40, dtype=torch.complex64)
+    mask = torch.zeros(1, 1, 48, 40, dtype=torch.bool)
+    mask[..., ::2] = True
+    with torch.no_grad():
+        assert torch.equal(lean(k * mask, mask), load_model(full)(k * mask, mask))
+    lean_file = save_model(lean, tmp_path / "lean.ckpt", encoder="reference")
+    assert lean_file.stat().st_size < 0.8 * full.stat().st_size
+    # other encoder weights at the recorded place: refused, on load and on resume
+    _tiny_clip_dir(clip, seed=1)
+    with pytest.raises(ConfigError, match="not the ones it was trained with") as err:
+        load_model(lean_file)
+    assert "\n" not in str(err.value)
+    over[0] = "trainer.max_epochs=3"
+    capsys.readouterr()
+    assert main(["train", "--config", str(cfg), "name=lean", *over, "--resume"]) == 2
+    assert "not the one the checkpoint was trained with" in capsys.readouterr().err
+    # a random-init encoder has nothing to reload from
+    cfg = _config(tmp_path, cine, **dict(model, encoder_weights="random"))
+    assert main(["train", "--config", str(cfg), "name=rand", "--dry-run"]) == 2
+    assert "random-init encoder cannot be stored by reference" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 
 import torch
 from torch import nn
@@ -41,3 +42,19 @@ def autocast_context(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def tensor_bytes(t: torch.Tensor) -> memoryview:
+    """The raw bytes of a tensor (any dtype, any device), C order."""
+    t = t.detach().resolve_conj().resolve_neg().to("cpu").contiguous()
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
+
+
+def state_digest(module: nn.Module) -> str:
+    """SHA-256 of every tensor of ``module``'s state dict (name, shape, dtype, bytes):
+    the identity of a set of weights (e.g. a frozen encoder's)."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(tensor_bytes(t))
+    return h.hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 HELP = "train a model from a YAML config (one CPU to many GPUs); key=value overrides"
@@ -35,6 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from fmrecon.training.config import dump_config, load_config, run_dir
 
+    if isinstance(args.resume, str) and "=" in args.resume and not os.path.exists(args.resume):
+        # `--resume key=value`: an override after a bare --resume, not a checkpoint path
+        args.overrides.append(args.resume)
+        args.resume = True
     cfg = load_config(args.config, args.overrides, require_data=not args.dry_run)
     if args.dry_run:
         from fmrecon.training.run import build_module, describe_module

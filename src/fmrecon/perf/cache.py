@@ -45,15 +45,15 @@ is needed. Masks drawn per epoch never repeat, so the cache refuses them
 (``data.mask.official: true`` is required; config error otherwise).
 
 Measured (``bench_feature_cache``, 2 CPU cores, full-size FM-UNETR, 8 slices
-of 218x180 x 10 coils): an epoch after the first takes 6.7 s with the cache
-against 9.4 s without, **1.39x** (1.17-1.28x in quick runs), an inference
-epoch 1.9x; the first cached epoch costs about the same as an uncached one
-(hashing 2 ms and file i/o 2 ms per slice). The issue's 5x is out of reach by
-construction: the encoder forward is only about a fifth of an FM-UNETR
-training step (0.24 s of ~1.2 s; the trainable UNETR decoder, 64 wide at up to
-224 px, forward and backward, is the rest), and a cache can only remove the
-encoder, so the bound is ``1 / (1 - encoder share)``, about 1.3x. The bench
-reports the encoder share and this bound next to the measured figure.
+of 218x180 x 10 coils, 2026-11-30): an epoch after the first takes 10.7 s
+with the cache against 12.7 s without, **1.19x** (1.16-1.39x over runs), an
+inference epoch 1.58x; the first cached epoch costs about the same as an
+uncached one (hashing and file i/o ~2 ms each per slice). The issue's 5x is
+out of reach by construction: the encoder forward is only 15-20% of an
+FM-UNETR training step (the trainable UNETR decoder, 64 wide at up to 224 px,
+forward and backward, is the rest), and a cache can only remove the encoder,
+so the bound is ``1 / (1 - encoder share)``, 1.2x here. The bench reports
+the encoder share and this bound next to the measured figure.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ import torch
 from torch import nn
 
 from fmrecon.errors import ConfigError
+from fmrecon.utils import state_digest, tensor_bytes
 
 CACHE_VERSION = 1
 MAGIC = b"FMRFC001"
@@ -86,24 +87,9 @@ _DTYPE_NAMES = {
 }
 
 
-def _tensor_bytes(t: torch.Tensor) -> memoryview:
-    """The raw bytes of a tensor (any dtype, any device), C order."""
-    t = t.detach().resolve_conj().resolve_neg().to("cpu").contiguous()
-    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
-
-
-def encoder_digest(encoder: nn.Module) -> str:
-    """SHA-256 of every tensor of the encoder's state dict (name, shape, dtype, bytes)."""
-    h = hashlib.sha256()
-    for name, t in encoder.state_dict().items():
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(_tensor_bytes(t))
-    return h.hexdigest()
-
-
 def model_identity(model: nn.Module, weights_sha256: str | None = None) -> dict:
     """Everything besides the input that determines FM-UNETR's encoder features
-    (``weights_sha256``: :func:`encoder_digest`, computed here if not given)."""
+    (``weights_sha256``: :func:`fmrecon.utils.state_digest`, computed here if not given)."""
     from fmrecon.encoders.preprocess import DEFAULT_PERCENTILE, normalization_stats
 
     enc = model.encoder
@@ -119,7 +105,7 @@ def model_identity(model: nn.Module, weights_sha256: str | None = None) -> dict:
             "config": config,
             "num_layers": enc.num_layers,
             "image_size": enc.image_size,
-            "weights_sha256": weights_sha256 or encoder_digest(enc),
+            "weights_sha256": weights_sha256 or state_digest(enc),
         },
         "feature_layers": list(model.feature_layers),
         "percentile": DEFAULT_PERCENTILE if model.percentile is None else model.percentile,
@@ -192,7 +178,7 @@ class FeatureCache:
         rest (config, taps, preprocessing) is rebuilt each time."""
         version = _weights_version(model.encoder)
         if self._weights is None or version != self._version:
-            self._weights, self._version = encoder_digest(model.encoder), version
+            self._weights, self._version = state_digest(model.encoder), version
         identity = model_identity(model, self._weights)
         text = json.dumps(identity, sort_keys=True, default=str)
         digest = hashlib.sha256(text.encode()).hexdigest()
@@ -221,8 +207,8 @@ class FeatureCache:
             mi = m[i] if m.shape[0] == k.shape[0] else m[0]
             h = hashlib.sha256(f"{self.digest}|{mode}|".encode())
             h.update(f"{tuple(k[i].shape)}|{k.dtype}|{tuple(mi.shape)}|".encode())
-            h.update(_tensor_bytes(k[i]))
-            h.update(_tensor_bytes(mi))
+            h.update(tensor_bytes(k[i]))
+            h.update(tensor_bytes(mi))
             keys.append(h.hexdigest())
         self.stats["hash_seconds"] += time.perf_counter() - t0
         return keys
@@ -274,7 +260,7 @@ class FeatureCache:
         """Write one item's features (already in a storage dtype) atomically;
         a failed write (disk full, permissions) warns once and is skipped."""
         t0 = time.perf_counter()
-        data = _tensor_bytes(stored)
+        data = tensor_bytes(stored)
         head = {
             "key": key,
             "shape": list(stored.shape),

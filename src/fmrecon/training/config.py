@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
         # (fmrecon.perf.cache); needs fixed masks (data.mask.official: true)
         "feature_cache": None,
         "feature_cache_dtype": "float32",  # float32 (bit-exact) or float16 (half the disk)
+        # how checkpoints keep a pretrained frozen encoder: its weights (self-contained)
+        # or a reference (weight source + SHA-256; reloaded and checked on load)
+        "checkpoint_encoder": "weights",
     },
     "data": {
         "root": None,
@@ -206,6 +209,11 @@ def _check_values(cfg: dict, require_data: bool = True) -> None:
     if cfg["data"]["num_workers"] < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {cfg['data']['num_workers']}")
     model = cfg["model"]
+    if model["checkpoint_encoder"] not in ("weights", "reference"):
+        raise ConfigError(
+            f"model.checkpoint_encoder must be 'weights' or 'reference', "
+            f"got '{model['checkpoint_encoder']}'"
+        )
     if model["feature_cache"]:
         if not mask.get("official"):
             raise ConfigError(

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 
 from fmrecon.losses import SSIMLoss, ssim
+from fmrecon.models import io as model_io
 from fmrecon.models.io import CHECKPOINT_KEY
 from fmrecon.models.registry import create_model
 
@@ -47,6 +48,10 @@ class ReconModule(L.LightningModule):
             encoder_config=model_cfg.get("encoder_config") or None,
             **dict(model_cfg.get("options") or {}),
         )
+        # lean checkpoints: the frozen encoder by reference (checked here, at the start)
+        self.encoder_reference = None
+        if model_cfg.get("checkpoint_encoder", "weights") == "reference":
+            self.encoder_reference = model_io.encoder_reference(self.model)
         self.loss = SSIMLoss()
         self.optim_cfg = optim_cfg
         self._val_sums: torch.Tensor | None = None
@@ -138,3 +143,29 @@ class ReconModule(L.LightningModule):
             "model_spec": dict(self.model.fmrecon_spec),
             "config": self.hparams.get("run_config"),
         }
+        if self.encoder_reference is not None:  # leave the frozen encoder out
+            checkpoint[CHECKPOINT_KEY][model_io.ENCODER_REFERENCE] = self.encoder_reference
+            state = checkpoint["state_dict"]
+            for k in model_io.encoder_keys(self.model):
+                state.pop(model_io.STATE_PREFIX + k, None)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resuming from a lean checkpoint: the encoder this run loaded must be
+        the one the checkpoint was trained with; its tensors fill the gap."""
+        ref = (checkpoint.get(CHECKPOINT_KEY) or {}).get(model_io.ENCODER_REFERENCE)
+        if not ref:
+            return
+        from fmrecon.errors import ConfigError
+        from fmrecon.utils import state_digest
+
+        enc = model_io.frozen_encoder(self.model)
+        got = state_digest(enc) if enc is not None else None
+        if got != ref.get("sha256"):
+            raise ConfigError(
+                f"resume: this run's encoder ({getattr(enc, 'weight_source', None)}) is not the "
+                f"one the checkpoint was trained with ({ref.get('weight_source')})"
+            )
+        state = checkpoint["state_dict"]
+        current = self.state_dict()
+        for k in model_io.encoder_keys(self.model):
+            state.setdefault(model_io.STATE_PREFIX + k, current[model_io.STATE_PREFIX + k])
