@@ -84,9 +84,21 @@ def test_unet_matches_fastmri(h, w):
     with torch.no_grad():
         want = ref(x)
         assert torch.equal(ours(x), want)  # the default layout: bit-identical
-        ours.set_channels_last(None)  # the default on the CPU: channels-last convolutions
+        ours.set_channels_last(True)  # channels-last convolutions (auto on larger CPU images)
         assert rel_err(ours(x), want) < 1e-5
     assert ours.state_dict().keys() == ref.state_dict().keys()
+
+
+def test_auto_layout_is_channels_last_for_larger_cpu_images():
+    net = Unet(2, 2, chans=4, num_pool_layers=2)  # channels_last=None: auto
+    conv = net.down_sample_layers[0].layers[0]
+    net(torch.randn(1, 2, 32, 24))
+    assert conv.use_channels_last is False  # small: the conversions cost more than they save
+    net(torch.randn(1, 2, 96, 80))
+    assert conv.use_channels_last is True
+    net.set_channels_last(False)
+    net(torch.randn(1, 2, 96, 80))
+    assert conv.use_channels_last is False
 
 
 def test_channels_last_same_output_and_gradients():

@@ -11,13 +11,14 @@ image-domain U-Net baseline of the MIDL 2025 paper.
   ``(masked_kspace (B, C, H, W) complex, mask) -> (B, H, W)``.
 
 Memory layout: on the CPU the convolutions run in channels-last layout
-(``channels_last=None``, "auto"): oneDNN's kernels are faster on it (a
-fastMRI-size U-Net forward + backward at 224x192 x 10 images: 1.83 s -> 1.46 s
-on 2 cores), for outputs equal to the default layout's up to float rounding
-(relative 4e-6). Weights and state dicts keep the default layout; only the
-operands of each convolution are converted. ``channels_last=False`` gives the
-default layout, bit-identical to ``fastmri.models.Unet``; on GPUs "auto" keeps
-the default (InstanceNorm converts back to it after every convolution there).
+(``channels_last=None``, "auto", for images of at least 64x96 pixels): oneDNN's
+kernels are faster on it (a fastMRI-size U-Net forward + backward at 224x192 x
+10 images: 1.83 s -> 1.46 s on 2 cores), for outputs equal to the default
+layout's up to float rounding (relative 4e-6). Weights and state dicts keep
+the default layout; only the operands of each convolution are converted.
+``channels_last=False`` gives the default layout, bit-identical to
+``fastmri.models.Unet``; on GPUs "auto" keeps the default (InstanceNorm
+converts back to it after every convolution there).
 """
 
 from __future__ import annotations
@@ -30,21 +31,29 @@ from fmrecon.physics.coils import rss
 from fmrecon.physics.fft import ifft2c
 
 CHANNELS_LAST = torch.channels_last
+# "auto" uses channels-last from this many input pixels up: below it the layout
+# conversions cost more than they save (E2E-VarNet training step on 2 cores,
+# channels-last / default time: 64x48 1.08, 96x80 0.98, 128x96 0.93, 218x180 0.81)
+CHANNELS_LAST_MIN_PIXELS = 64 * 96
 
 
 def _channels_last(mode: bool | None, x: torch.Tensor) -> bool:
-    """Whether a convolution on ``x`` runs channels-last (None = on the CPU)."""
-    return x.device.type == "cpu" if mode is None else bool(mode)
+    """Whether a U-Net on input ``x`` convolves channels-last (None = auto:
+    on the CPU, for images of at least CHANNELS_LAST_MIN_PIXELS)."""
+    if mode is not None:
+        return bool(mode)
+    return x.device.type == "cpu" and x.shape[-2] * x.shape[-1] >= CHANNELS_LAST_MIN_PIXELS
 
 
 class _Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters and keys) that converts its operands to
-    channels-last layout when ``channels_last`` says so (see the module doc)."""
+    channels-last layout when ``use_channels_last`` is set (by its U-Net, per
+    forward pass; see the module doc)."""
 
-    channels_last: bool | None = None
+    use_channels_last = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _channels_last(self.channels_last, x):
+        if not self.use_channels_last:
             return super().forward(x)
         w = self.weight.contiguous(memory_format=CHANNELS_LAST)
         return self._conv_forward(x.contiguous(memory_format=CHANNELS_LAST), w, self.bias)
@@ -53,10 +62,10 @@ class _Conv2d(nn.Conv2d):
 class _ConvTranspose2d(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` with the layout choice of :class:`_Conv2d`."""
 
-    channels_last: bool | None = None
+    use_channels_last = False
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        if not _channels_last(self.channels_last, x):
+        if not self.use_channels_last:
             return super().forward(x, output_size)
         pad = self._output_padding(
             x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
@@ -147,16 +156,24 @@ class Unet(nn.Module):
             )
         )
         self.up_conv = nn.ModuleList(up_conv)
+        # a plain list (not registered twice): the convolutions whose layout we choose
+        layout = (_Conv2d, _ConvTranspose2d)
+        self._layout_convs = [m for m in self.modules() if isinstance(m, layout)]
         self.set_channels_last(channels_last)
 
     def set_channels_last(self, mode: bool | None) -> None:
-        """True / False / None (= on the CPU) for every convolution."""
-        for m in self.modules():
-            if isinstance(m, (_Conv2d, _ConvTranspose2d)):
-                m.channels_last = mode
+        """True / False / None (= auto: on the CPU for images of at least
+        ``CHANNELS_LAST_MIN_PIXELS``), decided per forward pass for all convolutions."""
+        self.channels_last = mode
+
+    def _choose_layout(self, x: torch.Tensor) -> None:
+        use = _channels_last(self.channels_last, x)
+        for m in self._layout_convs:
+            m.use_channels_last = use
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_chans, H, W) -> (N, out_chans, H, W)."""
+        self._choose_layout(x)
         skips = []
         for block in self.down_sample_layers:
             x = block(x)
