@@ -40,6 +40,9 @@ def test_sizes_and_config_checks():
         bench.parse_size("218by180")
     quick = bench.BenchConfig.create(quick=True)
     assert quick.sizes == bench.QUICK_SIZES and quick.repeats == 1 and not quick.interleave
+    # goal 1 runs at the quick start's size in quick mode, at the first size otherwise
+    assert bench.reference_size(quick) == bench.QUICK_REFERENCE_SIZE == (128, 96)
+    assert bench.reference_size(bench.BenchConfig.create()) == (218, 180)
     full = bench.BenchConfig.create(repeats=None)
     assert full.sizes == bench.SIZES and full.repeats == 3 and full.interleave
     with pytest.raises(ConfigError, match="too small"):

@@ -25,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small images (64x48), 1 repeat after 1 warm-up, E2E-VarNet and FM-VarNet "
-        "with 3 cascades: the same report in about 3 minutes on 2 cores",
+        help="small images (64x48; goal 1 at 128x96), 1 repeat after 1 warm-up, E2E-VarNet "
+        "and FM-VarNet with 3 cascades: the same report in about 3 minutes on 2 cores",
     )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument(
