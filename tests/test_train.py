@@ -381,6 +381,10 @@ def test_lean_checkpoints_keep_the_encoder_by_reference(tmp_path, cine, capsys):
     with torch.no_grad():
         assert torch.equal(lean(k * mask, mask), load_model(full)(k * mask, mask))
     lean_file = save_model(lean, tmp_path / "lean.ckpt", encoder="reference")
+    with pytest.raises(ConfigError, match="encoder storage must be one of"):
+        save_model(lean, tmp_path / "x.ckpt", encoder="none")
+    with pytest.raises(ConfigError, match="checkpoint_encoder must be 'weights' or 'reference'"):
+        load_config(cfg, ["model.checkpoint_encoder=hash"])
     assert lean_file.stat().st_size < 0.8 * full.stat().st_size
     # other encoder weights at the recorded place: refused, on load and on resume
     _tiny_clip_dir(clip, seed=1)

@@ -1351,8 +1351,7 @@ def format_report(result: dict) -> str:
 
 def write_json(result: dict, path: str | os.PathLike) -> None:
     """Write the result atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
-    tmp.replace(path)
+    from fmrecon.data.h5io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=1, default=_json_default) + "\n")

@@ -73,6 +73,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fmrecon.data.h5io import atomic_path
 from fmrecon.errors import ConfigError
 from fmrecon.utils import state_digest, tensor_bytes
 
@@ -132,17 +133,9 @@ def _compute_mode(device: torch.device, encoder: nn.Module) -> str:
 
 def _atomic_write(path: Path, chunks: Sequence[bytes | memoryview]) -> None:
     """Write to a temporary file in the same folder, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for c in chunks:
+            f.write(c)
 
 
 class FeatureCache:

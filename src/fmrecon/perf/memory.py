@@ -319,13 +319,16 @@ def measure(
 # ----------------------------------------------------------------------------- models
 
 
-def _probe_model(name: str, options: dict, encoder_config: dict | None) -> nn.Module:
-    """The architecture with one cascade (random weights) for probing."""
+def _probe_model(
+    name: str, options: dict, encoder_config: dict | None, one_cascade: bool = True
+) -> nn.Module:
+    """The architecture (random weights, GPU layout) for probing: with one
+    cascade, or as configured (``one_cascade=False``, to validate the probe)."""
     from fmrecon.models.registry import create_model, get_spec
 
     spec = get_spec(name)
     kw = dict(options)
-    if "num_cascades" in {**spec.defaults, **kw}:
+    if one_cascade and "num_cascades" in {**spec.defaults, **kw}:
         kw["num_cascades"] = 1
     if spec.encoder is not None:
         kw.update(encoder_weights="random", allow_random_encoder=True)
@@ -404,11 +407,10 @@ def measure_probe(
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """ "246x512" -> (246, 512)."""
-    try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"size must be HxW (e.g. 246x512), got '{text}'") from None
+    """ "246x512" -> (246, 512) (:func:`fmrecon.perf.bench.parse_size`), at least 16x16."""
+    from fmrecon.perf.bench import parse_size as parse
+
+    h, w = parse(str(text))
     if h < 16 or w < 16:
         raise ConfigError(f"size {h}x{w} is too small (at least 16x16)")
     return h, w
@@ -567,17 +569,6 @@ def gpu_layout(model: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------------- validation
 
 
-def _full_model(name: str, options: dict, encoder_config: dict | None) -> nn.Module:
-    from fmrecon.models.registry import create_model, get_spec
-
-    kw = dict(options)
-    if get_spec(name).encoder is not None:
-        kw.update(encoder_weights="random", allow_random_encoder=True)
-        kw["encoder_config"] = encoder_config or None
-    torch.manual_seed(0)
-    return gpu_layout(create_model(name, **kw))
-
-
 def check_extrapolation(
     name: str,
     size: Sequence[int],
@@ -599,7 +590,7 @@ def check_extrapolation(
         model_options=opts, encoder_config=encoder_config,
     )  # fmt: skip
     predicted = est["breakdown"]["activations"] + est["breakdown"]["transient"]
-    model = _full_model(name, opts, encoder_config)
+    model = _probe_model(name, opts, encoder_config, one_cascade=False)
     measured = measure(model, size, coils, precision, checkpointing, training)["peak"]
     return {
         "model": name,
