@@ -96,7 +96,9 @@ def test_every_model_has_the_one_interface(name):
 @pytest.mark.parametrize("name", ["fm-varnet-clip", "fm-unetr-biomedclip", "fm-varnet-dinov2"])
 def test_fm_models_train_decoder_not_encoder(name):
     torch.manual_seed(0)
-    model = tiny_model(name)
+    # a non-zero head, as after the first step (a zero head passes gradients
+    # to itself only: tests/test_init_scale.py)
+    model = tiny_model(name, zero_init_head=False)
     model.train()
     assert not model.encoder.training  # frozen encoder stays in eval mode
     k, m = _inputs()
@@ -133,7 +135,7 @@ def test_gradient_flows_through_the_frozen_encoder_to_its_input():
     """Earlier cascades learn through later cascades' encoders: the denoiser's
     output depends on its input through the encoder path alone."""
     torch.manual_seed(0)
-    model = tiny_model("fm-varnet-clip", num_cascades=1)
+    model = tiny_model("fm-varnet-clip", num_cascades=1, zero_init_head=False)  # a trained head
     den = model.varnet.cascades[0].model
     with torch.no_grad():  # cut the input-level skip: only the encoder path remains
         for p in den.input_skip.parameters():

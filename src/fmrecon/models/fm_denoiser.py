@@ -18,8 +18,21 @@ Choices the paper leaves open (ours, configurable): the decoder widths
 ``(512, 376, 192, 96, 48)`` (bottleneck, three stages, final stage) reproduce
 the paper's ~56M trainable parameters for 12 cascades; the final stage runs
 at the input's own size (the image is never resampled on the skip path), so
-the head's output needs no resize; the output is the denoised image itself,
-not a residual, as E2E-VarNet's regularizer (the cascade subtracts it).
+the head's output needs no resize; the output is the regularizer term
+itself, as E2E-VarNet's (the cascade subtracts it from the k-space).
+
+Initialisation (ours; the paper does not say): the head's weights and bias
+start at zero (``zero_init_head=True``), so every cascade starts as pure data
+consistency and the untrained FM-VarNet returns the zero-filled image. With
+PyTorch's default initialisation the head emits an image of the input's own
+magnitude (InstanceNorm + ReLU features of unit scale, times the percentile
+scale), each cascade subtracts it and passes a larger image to the next, and
+twelve cascades grow the output ~600-fold: the SSIM loss saturates at 1 and the
+paper-size model never trains. A zero head makes this independent of the
+encoder's features (pretrained or random): the term is exactly 0 whatever the
+fused tokens are. The rest of the decoder still learns from the first step on:
+the head's gradient is non-zero (its input features are), and once the head
+moves, the gradients reach the decoder, the fusion and the input skip.
 """
 
 from __future__ import annotations
@@ -95,6 +108,7 @@ class FMDenoiser(nn.Module):
         input_skip_chans: int | None = None,
         percentile: float | None = None,
         stats: str = "imagenet",
+        zero_init_head: bool = True,
     ):
         super().__init__()
         if fuse_layers > encoder.num_layers or max(skip_layers) > encoder.num_layers:
@@ -122,6 +136,9 @@ class FMDenoiser(nn.Module):
         if skip_c != chans[-1]:
             self.merges[-1] = ConvBlock(chans[-1] + skip_c, chans[-1])
         self.head = nn.Conv2d(chans[-1], 2, 1)
+        if zero_init_head:  # start at data consistency (see the module docstring)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     @property
     def encoder(self) -> nn.Module:

@@ -25,7 +25,11 @@ recomputed every epoch. Without a cache nothing changes.
 
 Choices the paper leaves open (ours, configurable): the tapped blocks, the
 MLP shape, the decoder width ``feature_size=64`` (it reproduces the paper's
-20.87M trainable parameters for CLIP), the residual output. The learnable
+20.87M trainable parameters for CLIP), the residual output, and its
+zero-initialised head (``zero_init_head``): the untrained model returns the
+zero-filled image exactly, whatever the encoder's features, instead of adding
+a random image of up to the image's own scale (output/target norm 1.3-2.3 at
+initialisation with PyTorch's default head init). The learnable
 token positions (N x D) explain the paper's DINOv2 figure: 16x16 tokens at
 224 px instead of 14x14 add 60 x 768 = 46k parameters, 20.87M -> 20.92M.
 """
@@ -112,6 +116,7 @@ class FMUNETR(nn.Module):
         residual: bool = True,
         percentile: float | None = None,
         stats: str = "imagenet",
+        zero_init_head: bool = True,
     ):
         super().__init__()
         if max(feature_layers) > encoder.num_layers:
@@ -148,6 +153,9 @@ class FMUNETR(nn.Module):
             ]
         )
         self.head = nn.Conv2d(fs, 1, 1)
+        if zero_init_head and residual:  # start at the zero-filled image (module docstring)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         # optional fmrecon.perf.cache.FeatureCache (a plain attribute: never in the state dict)
         self.feature_cache = None
 
