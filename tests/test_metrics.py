@@ -328,5 +328,14 @@ def test_fingerprint_edge_cases_and_unknown_convention(rng):
     t = _peaked(rng, (1, 12, 12))
     with pytest.raises(DataError, match="unknown convention 'nope'"):
         convention_metrics(t, t, "nope")
-    with pytest.raises(DataError, match="same shape"):
-        convention_metrics(t, t[:, :10], "full-per-image")
+    with pytest.raises(DataError, match="same N"):
+        convention_metrics(t, t[:0], "full-per-image")
+    # fastMRI files: the stored target is smaller than the k-space image
+    t = _peaked(rng, (1, 24, 24))
+    big = np.zeros((1, 32, 24))
+    big[:, 4:28] = t
+    assert convention_metrics(t, big, "full-per-image")["nmse"] == 0.0
+    # ranking crop of the 32x24 matrix: 11x12, taken from the target's centre too
+    m = convention_metrics(t, big, "cmrxrecon")
+    assert m["nmse"] == 0.0
+    assert m["fingerprint_db"] == pytest.approx(fingerprint_db(t[0, 7:18, 6:18]), abs=1e-12)

@@ -376,12 +376,20 @@ def convention_metrics(target, recon, convention: str) -> dict[str, float]:
     if convention == "full-volume":
         return _fastmri_metrics(target, recon, crop=False)
     target, recon = _as_real(target, "target"), _as_real(recon, "recon")
-    if target.ndim != 3 or target.shape != recon.shape or target.shape[0] == 0:
+    if target.ndim != 3 or recon.ndim != 3 or target.shape[0] != recon.shape[0]:
         raise DataError(
-            f"{convention}: target and recon must both be (N, H, W) of the same shape, "
+            f"{convention}: target and recon must both be (N, H, W) with the same N, "
             f"got {target.shape} and {recon.shape}"
         )
+    if target.shape[0] == 0:
+        raise DataError(f"{convention}: no images to score")
     if convention == "cmrxrecon":
-        size = ranking_crop_size(*target.shape[-2:])
+        # run4Ranking.m: crop round(kx/3) x round(ky/2) of the k-space matrix (the
+        # reconstruction's size; a smaller stored target is cropped to the same size)
+        size = ranking_crop_size(*recon.shape[-2:])
+        size = (min(size[0], target.shape[-2]), min(size[1], target.shape[-1]))
         target, recon = cmrxrecon_crop(target, size), cmrxrecon_crop(recon, size)
+    else:  # the target's whole field of view (a larger recon is cropped to it)
+        size = (min(target.shape[-2], recon.shape[-2]), min(target.shape[-1], recon.shape[-1]))
+        target, recon = center_crop(target, size), center_crop(recon, size)
     return _per_image_mean(target, recon)
