@@ -184,7 +184,8 @@ def convention_crop(
         def crop(x):
             return cmrxrecon_crop(x, size)
     else:
-        side = target.shape[-1] if convention == "fastmri" else target.shape[-2]
+        # fastMRI: (W, W) with W the target's width; full-*: the target's own size
+        side = target.shape[-1] if convention == "fastmri" else max(target.shape[-2:])
         h = min([side, target.shape[-2]] + [x.shape[-2] for x in images.values()])
         w = min([side, target.shape[-1]] + [x.shape[-1] for x in images.values()])
 
