@@ -149,6 +149,7 @@ def test_zero_filled_fastmri_convention(tmp_path):
         (["--mask", "random"], "needs --center-fractions"),
         (["--center-fractions", "0.08"], "applies to fastMRI masks"),
         (["--model", "nope"], "unknown model 'nope'"),
+        (["--convention", "nope"], "unknown convention 'nope'"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(cmrx_tree, tmp_path, capsys, args, message):
@@ -342,3 +343,61 @@ def test_preset_runs_end_to_end_and_rejects_unknown_options(tmp_path, capsys):
     bad.write_text("masks: random\n")
     assert main(argv + [str(tmp_path / "d"), "--out", str(out), "--preset", str(bad)]) == 2
     assert "unknown option 'masks'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("convention", ["full-volume", "full-per-image"])
+def test_full_conventions_score_every_image_and_report_fingerprints(tmp_path, convention):
+    """Every slice and frame over the whole field of view (kx 48 > ky 40, so fastMRI's
+    (W, W) crop would cut rows); fingerprints in metrics.csv, summary.json and .md."""
+    data = tmp_path / "MultiCoil" / "Cine" / "TrainingSet" / "FullSample"
+    vols = {}
+    for i, subj in enumerate(["P001", "P002"]):
+        vols[subj] = _smooth_kspace((48, 40, 2, 3, 4), i) * (1.0 + 2.0 * i)
+        write_cmrx(data / subj / "cine_sax.mat", vols[subj])
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", "zero-filled", "--data", str(tmp_path), "--out", str(out)]
+    argv += ["--accelerations", "4", "--convention", convention, "--quiet", "--no-figures"]
+    assert main(argv) == 0
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert len(rows) == 2 and all(int(r["n_images"]) == 3 * 4 for r in rows)
+    assert all(r["convention"] == convention for r in rows)
+    mask = create_mask("cmrxrecon-uniform", 4)((48, 40))
+    for r in rows:
+        vol = vols[r["file"].split("/")[-2]]
+        k = vol.transpose(4, 3, 2, 0, 1)  # (t, z, coil, kx, ky)
+        gt, zf = rss(ifft2c(k), dim=2), rss(ifft2c(k * mask), dim=2)
+        gt, zf = gt.reshape(-1, 48, 40), zf.reshape(-1, 48, 40)
+        if convention == "full-volume":  # fastMRI evaluate.py: data range = volume max
+            err = np.mean((gt - zf) ** 2)
+            psnr = 10 * np.log10(gt.max() ** 2 / err)
+            nmse = np.sum((gt - zf) ** 2) / np.sum(gt**2)
+            fp = 10 * np.log10(gt.max() ** 2 / np.mean(gt**2))
+        else:
+            per = [cmrxrecon_image_metrics(g, z) for g, z in zip(gt, zf, strict=True)]
+            psnr = np.mean([p["psnr"] for p in per])
+            nmse = np.mean([p["nmse"] for p in per])
+            fp = np.mean([10 * np.log10(g.max() ** 2 / np.mean(g**2)) for g in gt])
+        assert float(r["psnr"]) == pytest.approx(psnr, rel=1e-4)
+        assert float(r["nmse"]) == pytest.approx(nmse, rel=1e-4)
+        assert float(r["fingerprint_db"]) == pytest.approx(fp, abs=1e-3)
+    (s,) = json.loads((out / "summary.json").read_text())
+    assert s["fingerprint_db"] == pytest.approx(s["psnr"] + 10 * np.log10(s["nmse"]), abs=1e-9)
+    per_file = [float(r["fingerprint_db"]) for r in rows]
+    assert s["fingerprint_db_per_image"] == pytest.approx(np.mean(per_file), abs=1e-9)
+    # Jensen: the table statistic is never below the mean exact fingerprint
+    assert s["fingerprint_db"] >= s["fingerprint_db_per_image"] - 1e-6
+    md = (out / "summary.md").read_text()
+    assert "**Scoring fingerprint**" in md
+    line = next(x for x in md.splitlines() if x.startswith("| zero-filled | x4 |"))
+    assert line == (
+        f"| zero-filled | x4 | {s['fingerprint_db']:.2f} | {s['fingerprint_db_per_image']:.2f} |"
+    )
+
+
+def test_unknown_convention_in_a_preset_is_one_line(cmrx_tree, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("convention: full\n")
+    argv = ["evaluate", "--model", "zero-filled", "--data", str(cmrx_tree), "--preset", str(bad)]
+    assert main(argv + ["--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown convention 'full'" in err and "full-volume" in err and err.count("\n") == 1

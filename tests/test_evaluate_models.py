@@ -313,3 +313,19 @@ def test_comparison_figure_from_python(tmp_path):
     # m0 is the target itself: its error panel is uniform (all zero)
     err = _panel(img, box[(0, 2)])
     assert np.all(err == err[0, 0]) and not np.all(_panel(img, box[(2, 2)]) == err[0, 0])
+
+
+@pytest.mark.parametrize("convention", ["full-volume", "full-per-image"])
+def test_full_conventions_figure_panels_are_uncropped(convention):
+    """kx 24 < ky 40: the figure shows the whole 24x40 image (fastmri would show 24x40
+    too, cropped to (W, W) clipped to the image; cmrxrecon its 8x20 ranking crop)."""
+    from fmrecon.evaluation.evaluate import convention_crop
+
+    rng = np.random.default_rng(0)
+    target, recon = rng.random((24, 40)), rng.random((24, 40))
+    tgt, out = convention_crop(target, {"m": recon}, convention)
+    assert tgt.shape == (24, 40) and out["m"].shape == (24, 40)
+    # a fastMRI file: 16x16 stored target, 32x24 k-space image -> the target's size
+    tgt, out = convention_crop(target[:16, :16], {"m": rng.random((32, 24))}, convention)
+    assert tgt.shape == (16, 16) and out["m"].shape == (16, 16)
+    assert convention_crop(target, {"m": recon}, "cmrxrecon")[0].shape == (8, 20)

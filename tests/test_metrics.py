@@ -10,12 +10,16 @@ from skimage.metrics import structural_similarity
 
 from fmrecon.errors import DataError
 from fmrecon.metrics import (
+    CONVENTION_HELP,
+    CONVENTIONS,
     METRIC_NAMES,
     center_crop,
     cmrxrecon_crop,
     cmrxrecon_image_metrics,
     cmrxrecon_volume_metrics,
+    convention_metrics,
     fastmri_volume_metrics,
+    fingerprint_db,
     is_mapping_modality,
     nmse,
     psnr,
@@ -230,3 +234,108 @@ def test_cmrxrecon_volume_metrics_errors(rng):
         cmrxrecon_volume_metrics(t, bad, "cine_sax")
     with pytest.raises(DataError, match="complex"):
         cmrxrecon_volume_metrics(t.astype(complex), t, "cine_sax")
+
+
+# ----------------------------------------------------------------------------- fingerprint
+
+# the scored region of one 30x20 image, written out by hand per convention:
+# fastmri (W, W) = 20x20 from row (30-20)//2 = 5; cmrxrecon round(30/3) x round(20/2)
+# = 10x10 from row 15-5 = 10, col 10-5 = 5; full-*: everything
+REGION = {
+    "fastmri": (slice(5, 25), slice(0, 20)),
+    "cmrxrecon": (slice(10, 20), slice(5, 15)),
+    "full-volume": (slice(None), slice(None)),
+    "full-per-image": (slice(None), slice(None)),
+}
+
+
+def _peaked(rng, shape):
+    """A bright off-centre blob on a dim, noisy background: every crop changes the
+    ratio of peak to RMS, so a wrong region gives a wrong fingerprint."""
+    h, w = shape[-2:]
+    y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    blob = np.exp(-((y - 0.45 * h) ** 2 + (x - 0.55 * w) ** 2) / (0.02 * h * w))
+    return 0.05 + 0.1 * rng.random(shape) + blob
+
+
+def test_conventions_are_documented():
+    assert set(CONVENTION_HELP) == set(CONVENTIONS)
+    assert {"fastmri", "cmrxrecon", "full-volume", "full-per-image"} == set(CONVENTIONS)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_fingerprint_identity_per_image(rng, convention):
+    """PSNR + 10 log10(NMSE) == 10 log10(peak^2 / mean(target^2)) over the scored
+    region, whatever the reconstruction (the error cancels)."""
+    region = REGION[convention]
+    for trial in range(3):
+        target = _peaked(rng, (30, 20)) * 10.0**trial
+        recon = target * (1 + 0.1 * trial) + 0.05 * target.max() * rng.standard_normal(target.shape)
+        m = convention_metrics(target[None], recon[None], convention)
+        scored = target[region]
+        expected = 10 * np.log10(scored.max() ** 2 / np.mean(scored**2))
+        assert m["psnr"] + 10 * np.log10(m["nmse"]) == pytest.approx(expected, abs=1e-9)
+        assert m["fingerprint_db"] == pytest.approx(expected, abs=1e-9)
+        assert fingerprint_db(scored) == pytest.approx(expected, abs=1e-12)
+    if convention in ("fastmri", "cmrxrecon"):  # the region matters by far more than rounding
+        full = 10 * np.log10(target.max() ** 2 / np.mean(target**2))
+        assert abs(m["fingerprint_db"] - full) > 0.2
+
+
+def test_fingerprint_volume_max_versus_per_image(rng):
+    """full-volume: one fingerprint per volume (its max, its mean square); full-per-image:
+    the mean of the images' own fingerprints, each exact per image."""
+    target = _peaked(rng, (3, 16, 18)) * np.array([1.0, 0.3, 0.05])[:, None, None]
+    recon = target + 0.02 * rng.standard_normal(target.shape)
+    vol = convention_metrics(target, recon, "full-volume")
+    vol_fp = 10 * np.log10(target.max() ** 2 / np.mean(target**2))
+    assert vol["psnr"] + 10 * np.log10(vol["nmse"]) == pytest.approx(vol_fp, abs=1e-9)
+    assert vol["fingerprint_db"] == pytest.approx(vol_fp, abs=1e-9)
+    per = convention_metrics(target, recon, "full-per-image")
+    own = [10 * np.log10(t.max() ** 2 / np.mean(t**2)) for t in target]
+    assert per["fingerprint_db"] == pytest.approx(np.mean(own), abs=1e-9)
+    for t, r, fp in zip(target, recon, own, strict=True):
+        one = cmrxrecon_image_metrics(t, r)
+        assert one["psnr"] + 10 * np.log10(one["nmse"]) == pytest.approx(fp, abs=1e-9)
+    # dim images scored against the volume max lift the volume's fingerprint
+    assert vol["fingerprint_db"] > per["fingerprint_db"] + 1.0
+    # the table statistic (mean PSNR + log of mean NMSE) is >= the mean exact one
+    assert per["psnr"] + 10 * np.log10(per["nmse"]) >= per["fingerprint_db"] - 1e-12
+    # full-volume equals fastMRI's metrics when the (W, W) crop is a no-op
+    square = target[:, :16, :16]
+    a = convention_metrics(square, recon[:, :16, :16], "full-volume")
+    b = fastmri_volume_metrics(square, recon[:, :16, :16])
+    assert all(a[k] == pytest.approx(b[k]) for k in METRIC_NAMES)
+
+
+def test_full_volume_crops_a_larger_recon_to_the_target(rng):
+    target = _peaked(rng, (2, 12, 10))
+    recon = rng.random((2, 16, 14))
+    recon[:, 2:14, 2:12] = target
+    m = convention_metrics(target, recon, "full-volume")
+    assert m["nmse"] == pytest.approx(0.0) and m["ssim"] == pytest.approx(1.0)
+    # fastmri crops the 12x10 target to 10x10, full-volume keeps all 12 rows
+    assert m["fingerprint_db"] == pytest.approx(fingerprint_db(target), abs=1e-12)
+    assert convention_metrics(target, recon, "fastmri")["fingerprint_db"] == pytest.approx(
+        fingerprint_db(target[:, 1:11]), abs=1e-12
+    )
+
+
+def test_fingerprint_edge_cases_and_unknown_convention(rng):
+    assert fingerprint_db(np.zeros((4, 4))) == math.inf
+    assert fingerprint_db(np.full((4, 4), 2.0)) == pytest.approx(0.0)
+    assert fingerprint_db(np.array([[1.0, 0.0]])) == pytest.approx(10 * np.log10(2.0))
+    t = _peaked(rng, (1, 12, 12))
+    with pytest.raises(DataError, match="unknown convention 'nope'"):
+        convention_metrics(t, t, "nope")
+    with pytest.raises(DataError, match="same N"):
+        convention_metrics(t, t[:0], "full-per-image")
+    # fastMRI files: the stored target is smaller than the k-space image
+    t = _peaked(rng, (1, 24, 24))
+    big = np.zeros((1, 32, 24))
+    big[:, 4:28] = t
+    assert convention_metrics(t, big, "full-per-image")["nmse"] == 0.0
+    # ranking crop of the 32x24 matrix: 11x12, taken from the target's centre too
+    m = convention_metrics(t, big, "cmrxrecon")
+    assert m["nmse"] == 0.0
+    assert m["fingerprint_db"] == pytest.approx(fingerprint_db(t[0, 7:18, 6:18]), abs=1e-12)

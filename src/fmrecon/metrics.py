@@ -12,6 +12,24 @@ CMRxRecon (official challenge scoring): every 2-D image is divided by its own ma
 then SSIM/PSNR with data range 1 and NMSE; ranking uses only the central 2 slices,
 the first 3 frames (all weightings for mapping) and a centre crop of
 ``round(kx/3) x round(ky/2)`` (``run4Ranking.m``).
+
+Scoring conventions (:data:`CONVENTIONS`, :func:`convention_metrics`), each
+scoring a file's images (every image of the file, except ``cmrxrecon``):
+
+- ``fastmri``: fastMRI ``evaluate.py`` (crop to ``(W, W)``, volume max, PSNR/NMSE
+  per volume, SSIM per image);
+- ``cmrxrecon``: the challenge ranking (ranking slices/frames, ranking crop, each
+  image divided by its own max, mean over images);
+- ``full-volume``: as ``fastmri`` but with no crop: the full field of view, the file
+  (all slices and frames) as one volume, data range = the volume's max;
+- ``full-per-image``: as ``cmrxrecon`` but every slice and frame over the full field
+  of view: each image divided by its own max, mean over images.
+
+Scoring fingerprint: for one scored unit (a volume where PSNR/NMSE are per volume,
+an image where they are per image), ``PSNR + 10 log10(NMSE) = 10 log10(peak^2 /
+mean(target^2))`` over the scored region, exactly (the error cancels). It depends
+only on the target and the convention, so it tells which convention produced a
+table (see :func:`fingerprint_db`).
 """
 
 from __future__ import annotations
@@ -24,6 +42,19 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from fmrecon.errors import DataError
 
 METRIC_NAMES = ("ssim", "psnr", "nmse")
+#: scoring conventions understood by :func:`convention_metrics` (see the module doc)
+CONVENTIONS = ("fastmri", "cmrxrecon", "full-volume", "full-per-image")
+#: one line per convention: what it computes
+CONVENTION_HELP = {
+    "fastmri": "fastMRI evaluate.py: crop to (W, W), data range = volume max, "
+    "PSNR/NMSE per volume, SSIM per image",
+    "cmrxrecon": "CMRxRecon ranking: central 2 slices, first 3 frames, crop "
+    "round(kx/3) x round(ky/2), each image / its own max, mean over images",
+    "full-volume": "every image, full field of view, data range = volume max, "
+    "PSNR/NMSE per volume, SSIM per image (fastMRI with no crop)",
+    "full-per-image": "every image, full field of view, each image / its own max, "
+    "mean over images (CMRxRecon scoring with no reduction)",
+}
 
 # skimage structural_similarity defaults, used by both conventions: 7x7 uniform
 # window, K1 = 0.01, K2 = 0.03, sample covariance (N / (N - 1)).
@@ -129,14 +160,27 @@ def center_crop(x, shape: tuple[int, int]) -> np.ndarray:
     return arr[..., r0 : r0 + h, c0 : c0 + w]
 
 
-def fastmri_volume_metrics(target, recon) -> dict[str, float]:
-    """fastMRI metrics of one volume: ``dict(ssim=, psnr=, nmse=)``.
+def fingerprint_db(target, peak: float | None = None) -> float:
+    """Scoring fingerprint ``10 log10(peak^2 / mean(target^2))`` of a scored region.
 
-    ``target``: (S, H, W), ``recon``: (S, H', W'). Both are centre-cropped to
-    ``(W, W)`` with ``W = target.shape[-1]`` as ``fastmri/evaluate.py`` does (320x320 on
-    the public data); where an array is smaller than that, the crop size is clipped to
-    the smaller size so both arrays end up the same shape. Data range = target volume max.
+    ``peak`` defaults to ``target.max()``. For one scored unit it equals
+    ``PSNR + 10 log10(NMSE)`` whatever the reconstruction (PSNR with data range
+    ``peak``); ``inf`` for an all-zero target, ``nan`` for an empty one.
     """
+    target = _as_real(target, "target")
+    if target.size == 0:
+        return math.nan
+    peak = float(target.max()) if peak is None else float(peak)
+    energy = float(np.mean(target**2))
+    if energy == 0.0:
+        return math.inf
+    if peak == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(peak**2 / energy)
+
+
+def _fastmri_metrics(target, recon, crop: bool) -> dict[str, float]:
+    """fastMRI metrics of one volume plus its fingerprint; ``crop``: to (W, W)."""
     target, recon = _as_real(target, "target"), _as_real(recon, "recon")
     if target.ndim != 3 or recon.ndim != 3:
         raise DataError(
@@ -149,13 +193,21 @@ def fastmri_volume_metrics(target, recon) -> dict[str, float]:
         )
     _check_finite(target, "target")
     _check_finite(recon, "recon")
-    side = target.shape[-1]
-    # evaluate.py: center_crop(target, (W, W)), then center_crop(recon, (W, W)).
-    crop = (
-        min(side, target.shape[-2], recon.shape[-2]),
-        min(side, target.shape[-1], recon.shape[-1]),
-    )
-    target, recon = center_crop(target, crop), center_crop(recon, crop)
+    if crop:
+        # evaluate.py: center_crop(target, (W, W)), then center_crop(recon, (W, W)).
+        side = target.shape[-1]
+        size = (
+            min(side, target.shape[-2], recon.shape[-2]),
+            min(side, target.shape[-1], recon.shape[-1]),
+        )
+    else:
+        # the target's whole field of view; a larger recon (fastMRI k-space images are
+        # larger than the stored 320x320 reconstruction_rss) is cropped to it
+        size = (
+            min(target.shape[-2], recon.shape[-2]),
+            min(target.shape[-1], recon.shape[-1]),
+        )
+    target, recon = center_crop(target, size), center_crop(recon, size)
     maxval = float(target.max())
     if maxval <= 0.0:
         raise DataError("target volume is all zero (or negative); PSNR/SSIM are undefined")
@@ -164,7 +216,20 @@ def fastmri_volume_metrics(target, recon) -> dict[str, float]:
         "ssim": ssim(target, recon, maxval),
         "psnr": psnr(target, recon, maxval),
         "nmse": nmse(target, recon),
+        "fingerprint_db": fingerprint_db(target, maxval),
     }
+
+
+def fastmri_volume_metrics(target, recon) -> dict[str, float]:
+    """fastMRI metrics of one volume: ``dict(ssim=, psnr=, nmse=)``.
+
+    ``target``: (S, H, W), ``recon``: (S, H', W'). Both are centre-cropped to
+    ``(W, W)`` with ``W = target.shape[-1]`` as ``fastmri/evaluate.py`` does (320x320 on
+    the public data); where an array is smaller than that, the crop size is clipped to
+    the smaller size so both arrays end up the same shape. Data range = target volume max.
+    """
+    m = _fastmri_metrics(target, recon, crop=True)
+    return {k: m[k] for k in METRIC_NAMES}
 
 
 # ----------------------------------------------------------------------------- CMRxRecon
@@ -282,3 +347,49 @@ def cmrxrecon_volume_metrics(target, recon, modality: str, reduce: bool = True) 
         for z in range(target.shape[1])
     ]
     return {k: float(np.mean([m[k] for m in per_image])) for k in METRIC_NAMES}
+
+
+def _per_image_mean(target: np.ndarray, recon: np.ndarray) -> dict[str, float]:
+    """Mean over (N, h, w) images of the CMRxRecon per-image metrics and fingerprints
+    (each image divided by its own max: peak 1 for the normalised target)."""
+    per = [cmrxrecon_image_metrics(t, r) for t, r in zip(target, recon, strict=True)]
+    out = {k: float(np.mean([m[k] for m in per])) for k in METRIC_NAMES}
+    out["fingerprint_db"] = float(np.mean([fingerprint_db(t) for t in target]))
+    return out
+
+
+def convention_metrics(target, recon, convention: str) -> dict[str, float]:
+    """Metrics of the scored images of one file in ``convention`` (:data:`CONVENTIONS`).
+
+    ``target``, ``recon``: (N, H, W) stacks of the file's scored images (the caller
+    selects the ranking slices/frames for ``cmrxrecon``; the other conventions score
+    every image). Returns ``dict(ssim=, psnr=, nmse=, fingerprint_db=)``, where
+    ``fingerprint_db`` is the exact fingerprint ``10 log10(peak^2/mean(target^2))`` of
+    the file's scored region (``fastmri``, ``full-volume``: the volume and its max) or
+    the mean of its images' fingerprints (``cmrxrecon``, ``full-per-image``: each image
+    and its own max).
+    """
+    if convention not in CONVENTIONS:
+        raise DataError(f"unknown convention '{convention}' (choose from {', '.join(CONVENTIONS)})")
+    if convention == "fastmri":
+        return _fastmri_metrics(target, recon, crop=True)
+    if convention == "full-volume":
+        return _fastmri_metrics(target, recon, crop=False)
+    target, recon = _as_real(target, "target"), _as_real(recon, "recon")
+    if target.ndim != 3 or recon.ndim != 3 or target.shape[0] != recon.shape[0]:
+        raise DataError(
+            f"{convention}: target and recon must both be (N, H, W) with the same N, "
+            f"got {target.shape} and {recon.shape}"
+        )
+    if target.shape[0] == 0:
+        raise DataError(f"{convention}: no images to score")
+    if convention == "cmrxrecon":
+        # run4Ranking.m: crop round(kx/3) x round(ky/2) of the k-space matrix (the
+        # reconstruction's size; a smaller stored target is cropped to the same size)
+        size = ranking_crop_size(*recon.shape[-2:])
+        size = (min(size[0], target.shape[-2]), min(size[1], target.shape[-1]))
+        target, recon = cmrxrecon_crop(target, size), cmrxrecon_crop(recon, size)
+    else:  # the target's whole field of view (a larger recon is cropped to it)
+        size = (min(target.shape[-2], recon.shape[-2]), min(target.shape[-1], recon.shape[-1]))
+        target, recon = center_crop(target, size), center_crop(recon, size)
+    return _per_image_mean(target, recon)

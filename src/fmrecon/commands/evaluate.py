@@ -30,6 +30,7 @@ from fmrecon.evaluation.evaluate import (
     weights_label,
     write_results,
 )
+from fmrecon.metrics import CONVENTION_HELP
 from fmrecon.physics.masks import MASK_KINDS, mask_grid
 from fmrecon.utils import PRECISIONS, resolve_device
 
@@ -81,7 +82,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="CMRxRecon: use the challenge's mask files next to the data instead of generating",
     )
-    p.add_argument("--convention", choices=CONVENTIONS, default="fastmri")
+    p.add_argument(
+        "--convention",
+        default="fastmri",
+        metavar="NAME",
+        help="scoring convention (default fastmri): "
+        + "; ".join(f"{name} = {text}" for name, text in CONVENTION_HELP.items()),
+    )
     p.add_argument("--split", type=Path, help="split JSON file (from fmrecon or hand-written)")
     p.add_argument("--split-name", default="test", help="part of the split to evaluate")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
@@ -165,8 +172,14 @@ def build_settings(args) -> list[Setting]:
 
 
 def _check_model_args(args) -> None:
-    """Fail fast on a bad --model / --checkpoint / --labels combination."""
+    """Fail fast on a bad --model / --checkpoint / --labels combination or --convention."""
     from fmrecon.models.registry import get_spec
+
+    if args.convention not in CONVENTIONS:  # from the command line or a preset
+        raise ConfigError(
+            f"--convention: unknown convention '{args.convention}' "
+            f"(choose from {', '.join(CONVENTIONS)})"
+        )
 
     if args.model is None and not args.checkpoint:
         raise ConfigError("give --checkpoint CKPT [CKPT ...] and/or --model zero-filled")

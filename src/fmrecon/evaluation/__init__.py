@@ -1,1 +1,2 @@
-"""Evaluation: metrics per file in the fastMRI or CMRxRecon convention, tables."""
+"""Evaluation: metrics per file in a scoring convention (fastMRI, CMRxRecon, full field
+of view), tables with the scoring fingerprint."""

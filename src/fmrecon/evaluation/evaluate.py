@@ -10,14 +10,19 @@ Outputs (stable; scripts depend on them; columns/keys are only ever added):
 
 - ``metrics.csv``: one row per file, setting and model (``model``, ``file``,
   ``subject``, ``modality``, ``mask``, ``acceleration``, ``center_fraction``,
-  ``convention``, ``n_images``, ``ssim``, ``psnr``, ``nmse``, then ``weights``
-  and ``checkpoint``);
+  ``convention``, ``n_images``, ``ssim``, ``psnr``, ``nmse``, then ``weights``,
+  ``checkpoint`` and ``fingerprint_db``: the file's exact scoring fingerprint,
+  see :func:`fmrecon.metrics.convention_metrics`);
 - ``summary.json``: a list of objects with ``model``, ``acceleration``,
   ``center_fraction``, ``ssim``, ``psnr``, ``nmse``, ``n_files``, ``weights``,
-  ``checkpoint``, ordered by model, then setting;
+  ``checkpoint``, ``fingerprint_db`` (mean PSNR + 10 log10(mean NMSE): what a
+  reader computes from a paper's table) and ``fingerprint_db_per_image`` (mean
+  of the files' exact fingerprints; the difference is the Jensen gap from NMSE
+  varying across files/images), ordered by model, then setting;
 - ``summary.md``: the papers' layout, rows = model, columns = acceleration x
   {SSIM, PSNR, NMSE}; with centre fractions (fastMRI masks) one such table per
-  centre fraction (the arXiv paper's Tables 2-3 group by centre fraction too).
+  centre fraction (the arXiv paper's Tables 2-3 group by centre fraction too);
+  then a table of the fingerprints per model and setting.
 
 ``weights`` says what the numbers measure (see :func:`weights_label`):
 ``none`` (zero-filled), ``trained`` (an fmrecon checkpoint of a model without
@@ -46,18 +51,17 @@ from fmrecon.data.slices import SliceDataset, collate
 from fmrecon.data.volumes import VolumeInfo
 from fmrecon.errors import ConfigError
 from fmrecon.metrics import (
+    CONVENTIONS,
     METRIC_NAMES,
     center_crop,
     cmrxrecon_crop,
-    cmrxrecon_volume_metrics,
-    fastmri_volume_metrics,
+    convention_metrics,
     ranking_crop_size,
     ranking_indices,
 )
 from fmrecon.physics.masks import MaskFunc
 from fmrecon.utils import autocast_context
 
-CONVENTIONS = ("fastmri", "cmrxrecon")
 CSV_FIELDS = (
     "model",
     "file",
@@ -74,6 +78,8 @@ CSV_FIELDS = (
     # added with checkpoint evaluation; older readers ignore them
     "weights",
     "checkpoint",
+    # added with the scoring fingerprint
+    "fingerprint_db",
 )
 RANDOM_ENCODER = "trained, random-init encoder"
 
@@ -168,15 +174,18 @@ def convention_crop(
     target: np.ndarray, images: dict[str, np.ndarray], convention: str
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Crop a target (h, w) and images (H, W) as the metrics do: fastMRI centre
-    crop to the target's width (clipped to both sizes), or the CMRxRecon
-    ranking crop round(kx/3) x round(ky/2). Returns float32 copies."""
+    crop to the target's width (clipped to both sizes), the CMRxRecon
+    ranking crop round(kx/3) x round(ky/2), or for the full-* conventions the
+    target's whole field of view (images larger than the target cropped to it).
+    Returns float32 copies."""
     if convention == "cmrxrecon":
         size = ranking_crop_size(*next(iter(images.values())).shape)
 
         def crop(x):
             return cmrxrecon_crop(x, size)
     else:
-        side = target.shape[-1]
+        # fastMRI: (W, W) with W the target's width; full-*: the target's own size
+        side = target.shape[-1] if convention == "fastmri" else max(target.shape[-2:])
         h = min([side, target.shape[-2]] + [x.shape[-2] for x in images.values()])
         w = min([side, target.shape[-1]] + [x.shape[-1] for x in images.values()])
 
@@ -336,8 +345,8 @@ def _capture(setting, info, key, target, zf, recons, max_value, convention) -> F
         target=tgt,
         zero_filled=zf_c,
         recons=cropped,
-        data_range=max_value if convention == "fastmri" else None,
-        per_image_max=convention == "cmrxrecon",
+        data_range=max_value if convention in ("fastmri", "full-volume") else None,
+        per_image_max=convention in ("cmrxrecon", "full-per-image"),
     )
 
 
@@ -422,22 +431,11 @@ def evaluate_volumes(
 
 
 def _score_file(info: VolumeInfo, images: list, convention: str) -> dict:
-    if convention == "fastmri":
-        target = np.stack([img[2] for img in images])
-        recon = np.stack([img[3] for img in images])
-        return fastmri_volume_metrics(target, recon)
-    # CMRxRecon ranking: the dataset already kept the ranking frames and
-    # slices; crop each image to round(kx/3) x round(ky/2), then score per image
-    frames = sorted({img[0] for img in images})
-    slices = sorted({img[1] for img in images})
-    h, w = images[0][3].shape
-    size = ranking_crop_size(h, w)
-    target = np.zeros((len(frames), len(slices), *size), dtype=np.float64)
-    recon = np.zeros_like(target)
-    for t, z, tgt, rec in images:
-        target[frames.index(t), slices.index(z)] = cmrxrecon_crop(tgt, size)
-        recon[frames.index(t), slices.index(z)] = cmrxrecon_crop(rec, size)
-    return cmrxrecon_volume_metrics(target, recon, info.modality, reduce=False)
+    """Metrics and fingerprint of one file's scored images (frame, slice, target,
+    recon); the dataset already kept the convention's frames and slices."""
+    target = np.stack([img[2] for img in images])
+    recon = np.stack([img[3] for img in images])
+    return convention_metrics(target, recon, convention)
 
 
 def _num(x: float):
@@ -461,8 +459,20 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
         entry["n_files"] = len(rs)
         entry["weights"] = rs[0].get("weights", "")
         entry["checkpoint"] = rs[0].get("checkpoint", "")
+        entry["fingerprint_db"] = table_fingerprint(entry["psnr"], entry["nmse"])
+        fps = [r.get("fingerprint_db") for r in rs]
+        mean_fp = float(np.mean(fps)) if all(f is not None for f in fps) else math.nan
+        entry["fingerprint_db_per_image"] = mean_fp if math.isfinite(mean_fp) else None
         out.append(entry)
     return out
+
+
+def table_fingerprint(psnr_db: float, nmse_value: float) -> float | None:
+    """``PSNR + 10 log10(NMSE)`` of a table's (mean) PSNR and NMSE; None where
+    undefined (NMSE 0, infinite PSNR)."""
+    if not (math.isfinite(psnr_db) and math.isfinite(nmse_value)) or nmse_value <= 0.0:
+        return None
+    return psnr_db + 10.0 * math.log10(nmse_value)
 
 
 def _table(entries: Sequence[dict], accs: Sequence, with_cf: bool) -> list[str]:
@@ -508,10 +518,35 @@ def markdown_table(summary: Sequence[dict]) -> str:
             label = f"{cf:g}" if cf is not None else "- (fixed ACS lines)"
             lines += [f"**Centre fraction {label}**", ""]
             lines += _table([s for s in summary if s["center_fraction"] == cf], accs, False)
+    lines += [""] + fingerprint_table(summary)
     n_files = sorted({s["n_files"] for s in summary})
     lines.append("")
     lines.append(f"Files per setting: {', '.join(map(str, n_files))}.")
     return "\n".join(lines) + "\n"
+
+
+def fingerprint_table(summary: Sequence[dict]) -> list[str]:
+    """Markdown lines: the scoring fingerprint of every model and setting, from the
+    table (mean PSNR + 10 log10(mean NMSE)) and per image (mean of the exact ones)."""
+    with_cf = any(s["center_fraction"] is not None for s in summary)
+    head = ["Model", "Setting", "From the table (dB)", "Mean exact (dB)"]
+    lines = [
+        "**Scoring fingerprint** (PSNR + 10 log10 NMSE = 10 log10(peak^2 / mean(target^2)) "
+        "over the scored region, exact per scored image, or per volume where PSNR and NMSE "
+        "are per volume; from the table: mean PSNR + 10 log10(mean NMSE), biased upward "
+        "when NMSE varies across images; mean exact: the mean of the exact ones)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for s in summary:
+        setting = f"x{s['acceleration']}" + (
+            f" cf {s['center_fraction']:g}" if with_cf and s["center_fraction"] is not None else ""
+        )
+        cells = [s["model"], setting]
+        cells += [_fmt(s.get("fingerprint_db"), 2), _fmt(s.get("fingerprint_db_per_image"), 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_results(out_dir: str | Path, rows: Sequence[dict], header_note: str = "") -> list[dict]:
