@@ -399,3 +399,58 @@ def test_lean_checkpoints_keep_the_encoder_by_reference(tmp_path, cine, capsys):
     cfg = _config(tmp_path, cine, **dict(model, encoder_weights="random"))
     assert main(["train", "--config", str(cfg), "name=rand", "--dry-run"]) == 2
     assert "random-init encoder cannot be stored by reference" in capsys.readouterr().err
+
+
+def test_official_masks_of_several_accelerations_are_all_used(tmp_path, cine, monkeypatch):
+    """data.mask.official with accelerations [4, 8]: every training item reads
+    the mask file of the acceleration drawn for (seed, epoch, i), so both the
+    x4 and the x8 files are read; the draw is reproducible; validation keeps a
+    fixed acceleration per file (accelerations[i % 2] for its file i)."""
+    from fmrecon.data import cmrxrecon
+    from fmrecon.training.data import ReconDataModule
+
+    reads: list[Path] = []
+    real_read = cmrxrecon.read_mask
+
+    def spy(path):
+        reads.append(Path(path))
+        return real_read(path)
+
+    monkeypatch.setattr(cmrxrecon, "read_mask", spy)
+    cfg = _config(tmp_path, cine)
+    over = ["data.mask.official=true", "data.mask.accelerations=[4,8]", "trainer.max_epochs=1"]
+    assert main(["train", "--config", str(cfg), "name=two", *over]) == 0
+    split = json.loads((tmp_path / "runs/two/split.json").read_text())
+    train_subjects = set(split["train"])
+    read = {(p.parent.name, p.parent.parent.name) for p in reads}
+    assert {s for s, acc in read if acc == "AccFactor04"} & train_subjects
+    assert {s for s, acc in read if acc == "AccFactor08"} & train_subjects
+    assert not {p.parent.parent.name for p in reads} - {"AccFactor04", "AccFactor08"}
+
+    # the draw is a function of (seed, epoch, item); items say which acceleration they used
+    data_cfg = load_config(cfg, over)["data"]
+    dm = ReconDataModule(data_cfg, seed=0, split_path=tmp_path / "runs/two/split.json")
+    dm.setup()
+    loader = dm.train_dataloader()
+    ds, n = loader.dataset, len(loader.dataset)
+
+    def accs(epoch):
+        return [ds[epoch * n + i].acceleration for i in range(n)]
+
+    assert accs(0) == accs(0) and set(accs(0) + accs(1)) == {4.0, 8.0}
+    assert accs(0) != accs(1) or accs(1) != accs(2)
+    for i in range(n):  # the mask is the official file of that acceleration
+        item = ds[i]
+        v = ds.base.volumes[ds.base.index[i][0]]
+        path = cmrxrecon.official_mask_path(v.path, int(item.acceleration))
+        assert torch.equal(item.mask[0], torch.from_numpy(real_read(path)))
+    # validation and evaluation (no seed): a fixed acceleration per file, alternating
+    from fmrecon.data.slices import SliceDataset
+    from fmrecon.data.volumes import discover
+    from fmrecon.training.data import MaskChoice, build_masks
+
+    volumes = [v for v in discover(cine)[0] if v.fully_sampled]
+    fixed = SliceDataset(volumes, MaskChoice(build_masks(data_cfg["mask"])), official_masks=True)
+    got = [fixed[j].acceleration for j in range(len(fixed))]
+    assert got == [(4.0, 8.0)[fixed.index[j][0] % 2] for j in range(len(fixed))]
+    assert got == [fixed[j].acceleration for j in range(len(fixed))]

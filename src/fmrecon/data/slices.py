@@ -90,9 +90,15 @@ class SliceDataset(Dataset):
     Masks for fully sampled files come from ``mask_func`` (seeded per
     ``mask_seed``: ``"file"`` = fastMRI's per-file seed, an int = that seed
     for every file, ``"random"`` = a fresh draw per item, for training) or,
-    with ``official_masks=True``, from the challenge's mask files for
-    ``mask_func.acceleration``. Already undersampled files (``kspace_subXX``)
-    always use their own mask file and have no target.
+    with ``official_masks=True``, from the challenge's mask files of the
+    item's acceleration. A ``mask_func`` with several mask functions (a
+    ``funcs`` list and ``choose(seed)``, e.g. the trainer's MaskChoice) picks
+    one per item with the item's seed; official mask files without an
+    explicit seed (validation, evaluation) use a fixed acceleration per file,
+    ``funcs[i % len(funcs)]`` for the dataset's file ``i``, so the
+    accelerations alternate over the files and every epoch sees the same
+    masks. Already undersampled files (``kspace_subXX``) always use their own
+    mask file and have no target.
 
     ``items``: ``"all"`` (every frame and slice) or a callable
     ``(info) -> list[(frame, slice)]`` (e.g. the CMRxRecon ranking subset).
@@ -129,7 +135,8 @@ class SliceDataset(Dataset):
             self.index.extend((i, t, z) for t, z in pairs)
         self._handles: OrderedDict = OrderedDict()
         self._pid = os.getpid()
-        self._masks: dict[int, np.ndarray] = {}
+        self._masks: dict[int, tuple[np.ndarray, float]] = {}
+        self._mask_files: dict = {}  # official mask file path -> (T, H, W) bool
 
     def __len__(self) -> int:
         return len(self.index)
@@ -159,35 +166,64 @@ class SliceDataset(Dataset):
         """The mask of volume ``i`` for every frame: bool (T, H, W). ``seed``
         (an int or a tuple of ints) overrides the dataset's seeding policy for
         masks drawn by ``mask_func`` (the trainer seeds items per epoch)."""
+        return self._volume_mask(i, seed)[0]
+
+    def _choose(self, i: int, seed) -> MaskFunc:
+        """The mask function of an item of volume ``i`` (see the class doc)."""
+        funcs = getattr(self.mask_func, "funcs", None)
+        if not funcs:
+            return self.mask_func
+        if len(funcs) == 1:
+            return funcs[0]
+        if seed is None and self.official_masks:
+            return funcs[i % len(funcs)]  # fixed per file, alternating over the files
+        return self.mask_func.choose(seed)
+
+    def _official_mask(self, v: VolumeInfo, func: MaskFunc) -> np.ndarray:
+        acc = int(round(func.acceleration))
+        pattern = getattr(func, "official_pattern", None) or getattr(
+            self.mask_func, "official_pattern", "Uniform"
+        )
+        path = cmrxrecon.official_mask_path(v.path, acc, pattern)
+        mask = self._mask_files.get(path)
+        if mask is None:  # each file read once per process
+            mask = _as_frames(cmrxrecon.read_mask(path), v)
+            self._mask_files[path] = mask
+        return mask
+
+    def _volume_mask(self, i: int, seed=None) -> tuple[np.ndarray, float]:
+        """(mask (T, H, W), the acceleration it was made for) of volume ``i``."""
         explicit = seed is not None
         if not explicit and i in self._masks:
             return self._masks[i]
         v = self.volumes[i]
         h, w = v.shape
         if not v.fully_sampled:
-            mask = _as_frames(cmrxrecon.read_mask(_sub_mask_path(v)), v)
+            out = (_as_frames(cmrxrecon.read_mask(_sub_mask_path(v)), v), float(v.acceleration))
         elif self.official_masks:
-            acc = int(round(self.mask_func.acceleration))
-            pattern = getattr(self.mask_func, "official_pattern", "Uniform")
-            path = cmrxrecon.official_mask_path(v.path, acc, pattern)
-            mask = _as_frames(cmrxrecon.read_mask(path), v)
+            func = self._choose(i, seed)
+            out = (self._official_mask(v, func), float(func.acceleration))
+            if explicit:
+                return out
         else:
             if seed is None:
                 if self.mask_seed == "file":
                     seed = fastmri_seed(v.path.name)
                 elif self.mask_seed != "random":
                     seed = int(self.mask_seed)
-            mask = self.mask_func((v.n_frames, h, w), seed=seed)
+            func = self._choose(i, seed)
+            mask = func((v.n_frames, h, w), seed=seed)
             if v.acq_limits is not None:
                 # fastMRI zeroes the mask outside the encoded phase-encode range
                 start, end = v.acq_limits
                 mask = mask.copy()
                 mask[..., :start] = False
                 mask[..., end:] = False
+            out = (mask, float(func.acceleration))
             if self.mask_seed == "random" or explicit:
-                return mask  # drawn for this item only
-        self._masks[i] = mask
-        return mask
+                return out  # drawn for this item only
+        self._masks[i] = out
+        return out
 
     def __getitem__(self, idx: int) -> Sample:
         return self.get(idx)
@@ -199,7 +235,8 @@ class SliceDataset(Dataset):
         f = self._file(i)
         reader = _READERS[v.format]
         kspace = check_finite(reader.read_kspace(f, v, t, z), f"{v.path} frame {t} slice {z}")
-        mask = self.volume_mask(i, seed=mask_seed if v.fully_sampled else None)[t]
+        mask, acceleration = self._volume_mask(i, seed=mask_seed if v.fully_sampled else None)
+        mask = mask[t]
         if v.fully_sampled:
             if v.format == "fastmri" and v.target_key is not None:
                 target = reader.read_target(f, v, z)
@@ -222,11 +259,7 @@ class SliceDataset(Dataset):
             frame=t,
             subject=v.subject,
             modality=v.modality,
-            acceleration=float(
-                v.acceleration
-                if v.acceleration is not None
-                else (self.mask_func.acceleration if self.mask_func is not None else 1.0)
-            ),
+            acceleration=acceleration,
             meta={"path": str(v.path), "format": v.format},
         )
 

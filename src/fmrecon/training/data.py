@@ -33,15 +33,22 @@ class MaskChoice:
 
     def __init__(self, funcs: Sequence[MaskFunc], seed=None):
         self.funcs = list(funcs)
+        # the first function's, for callers that need one value; per item, the
+        # dataset asks choose() (Sample.acceleration is the one actually used)
         self.acceleration = self.funcs[0].acceleration
         self.kind = self.funcs[0].kind
         self.official_pattern = getattr(self.funcs[0], "official_pattern", "Uniform")
         self.rng = np.random.RandomState(seed)
 
-    def __call__(self, shape, seed=None, offset=None):
+    def choose(self, seed=None) -> MaskFunc:
+        """The mask function a call with ``seed`` uses (None: the object's generator)."""
+        if len(self.funcs) == 1:
+            return self.funcs[0]
         rng = self.rng if seed is None else np.random.RandomState(_seed32(seed))
-        func = self.funcs[rng.randint(len(self.funcs))] if len(self.funcs) > 1 else self.funcs[0]
-        return func(shape, seed=seed, offset=offset)
+        return self.funcs[rng.randint(len(self.funcs))]
+
+    def __call__(self, shape, seed=None, offset=None):
+        return self.choose(seed)(shape, seed=seed, offset=offset)
 
 
 def _seed32(seed) -> int:
@@ -65,9 +72,11 @@ def build_masks(cfg: dict) -> list[MaskFunc]:
 
 class EpochSeededDataset(Dataset):
     """Wraps the training SliceDataset: decodes the sampler's ``epoch * n + i``;
-    masks drawn per item are seeded with ``(seed, epoch, i)``, fixed masks
-    (``fixed=True``: official mask files, the same every epoch) are the
-    dataset's own."""
+    masks drawn per item are seeded with ``(seed, epoch, i)``, and so is the
+    choice among several accelerations with official mask files (item ``i``
+    of epoch ``e`` reads the mask file of the acceleration drawn for
+    ``(seed, e, i)``); fixed masks (``fixed=True``: official mask files of
+    one acceleration, the same every epoch) are the dataset's own."""
 
     def __init__(self, base: SliceDataset, seed: int, fixed: bool = False):
         self.base = base
@@ -202,9 +211,13 @@ class ReconDataModule(L.LightningDataModule):
         if name == "train" and not official:
             base = SliceDataset(vols, MaskChoice(funcs), mask_seed="random")
         else:  # official mask files, and validation: the fixed per-file masks of evaluation
+            # (official files of several accelerations: file i of the part uses
+            # accelerations[i % n] for validation, see SliceDataset)
             base = SliceDataset(vols, MaskChoice(funcs), mask_seed="file", official_masks=official)
-        # training indices carry the epoch (EpochBatchSampler): decode them
-        ds = EpochSeededDataset(base, self.seed, fixed=official) if name == "train" else base
+        # training indices carry the epoch (EpochBatchSampler): decode them; official
+        # mask files of several accelerations: the acceleration is drawn per item
+        fixed = official and len(funcs) == 1
+        ds = EpochSeededDataset(base, self.seed, fixed=fixed) if name == "train" else base
         shapes = [base.volumes[i].shape for i, _, _ in base.index]
         world, rank = self._world()
         bs = cfg["batch_size"] if name == "train" else cfg["val_batch_size"]
