@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from fmrecon.data import cmrxrecon, fastmri
 from fmrecon.data.h5io import check_finite, open_h5
+from fmrecon.data.resize import KspaceResize
 from fmrecon.data.volumes import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
 from fmrecon.physics.coils import num_low_frequencies, rss
@@ -102,6 +103,14 @@ class SliceDataset(Dataset):
 
     ``items``: ``"all"`` (every frame and slice) or a callable
     ``(info) -> list[(frame, slice)]`` (e.g. the CMRxRecon ranking subset).
+
+    ``resize`` (a :class:`fmrecon.data.resize.KspaceResize`, e.g. MIDL 2025's
+    224 x 224) transforms the fully sampled k-space before masking: the mask is
+    made at the new size and the target is the RSS of the transformed coil
+    images (also for fastMRI files, whose stored ``reconstruction_rss`` no
+    longer matches; ``max_value`` is then the slice's target max). The
+    challenge's mask files exist at the native size only, so ``resize`` with
+    ``official_masks`` is an error (generate the same kind at the new size).
     """
 
     def __init__(
@@ -112,6 +121,7 @@ class SliceDataset(Dataset):
         official_masks: bool = False,
         items="all",
         max_open_files: int = 32,
+        resize: KspaceResize | None = None,
     ):
         if not volumes:
             raise DataError("no k-space files to build a dataset from")
@@ -121,6 +131,9 @@ class SliceDataset(Dataset):
         if needs_mask and mask_func is None:
             raise ConfigError("fully sampled files need a mask: pass mask_func")
         self.volumes = list(volumes)
+        self.resize = resize if resize is not None and resize.active else None
+        if self.resize is not None:
+            _check_resizable(self.volumes, self.resize, official_masks)
         self.mask_func = mask_func
         self.mask_seed = mask_seed
         self.official_masks = official_masks
@@ -140,6 +153,11 @@ class SliceDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def image_shape(self, i: int) -> tuple[int, int]:
+        """(H, W) of the items of volume ``i`` (after ``resize``)."""
+        h, w = self.volumes[i].shape
+        return self.resize.shape(h, w) if self.resize is not None else (h, w)
 
     # h5py handles are not fork-safe: each worker process opens its own
     def _file(self, i: int):
@@ -197,7 +215,7 @@ class SliceDataset(Dataset):
         if not explicit and i in self._masks:
             return self._masks[i]
         v = self.volumes[i]
-        h, w = v.shape
+        h, w = self.image_shape(i)
         if not v.fully_sampled:
             out = (_as_frames(cmrxrecon.read_mask(_sub_mask_path(v)), v), float(v.acceleration))
         elif self.official_masks:
@@ -235,15 +253,21 @@ class SliceDataset(Dataset):
         f = self._file(i)
         reader = _READERS[v.format]
         kspace = check_finite(reader.read_kspace(f, v, t, z), f"{v.path} frame {t} slice {z}")
+        if self.resize is not None:
+            kspace = self.resize(kspace)
         mask, acceleration = self._volume_mask(i, seed=mask_seed if v.fully_sampled else None)
         mask = mask[t]
         if v.fully_sampled:
-            if v.format == "fastmri" and v.target_key is not None:
+            if v.format == "fastmri" and v.target_key is not None and self.resize is None:
                 target = reader.read_target(f, v, z)
             else:
                 target = rss(ifft2c(kspace)).astype(np.float32)
             masked = kspace * mask
-            max_value = v.max_value if v.max_value is not None else float(target.max())
+            max_value = (
+                v.max_value
+                if v.max_value is not None and self.resize is None
+                else float(target.max())
+            )
         else:
             target = np.zeros((0, 0), dtype=np.float32)
             masked = kspace
@@ -262,6 +286,27 @@ class SliceDataset(Dataset):
             acceleration=acceleration,
             meta={"path": str(v.path), "format": v.format},
         )
+
+
+def _check_resizable(volumes: Sequence[VolumeInfo], resize: KspaceResize, official: bool) -> None:
+    if official:
+        raise ConfigError(
+            f"image size {resize.describe()}: the challenge's mask files are (kx, ky) at the "
+            "native size; generate masks of the same kind at the new size instead "
+            "(data.mask.official: false / no --official-masks; cmrxrecon24-uniform is the "
+            "official UniformSampling.m construction at any width)"
+        )
+    for v in volumes:
+        if not v.fully_sampled:
+            raise DataError(
+                f"{v.path}: undersampled file ({v.key}) with an image size: its own mask "
+                "is at the native size; resizing needs fully sampled k-space"
+            )
+        if v.acq_limits is not None:
+            raise DataError(
+                f"{v.path}: zero-padded phase encode (acquired lines {v.acq_limits[0]}.."
+                f"{v.acq_limits[1] - 1}) is not supported with an image size"
+            )
 
 
 def _sub_mask_path(v: VolumeInfo):
