@@ -280,9 +280,14 @@ def test_shipped_configs_are_valid(path):
                 "lr_step_epochs": 40,
             }
             assert cfg["model"]["options"]["num_cascades"] == 12
+            assert cfg["data"]["image_size"] is None  # native size
         else:
             assert cfg["optim"]["name"] == "adamw" and cfg["optim"]["weight_decay"] == 0.01
             assert cfg["optim"]["lr"] == 2e-4 and cfg["data"]["batch_size"] == 8
+            # the MIDL paper's 224x224 input, made in the data for every model
+            assert cfg["data"]["image_size"] == [224, 224]
+            assert cfg["data"]["readout_oversampling"] == 2
+            assert "resizes internally" not in path.read_text()
         assert spec.family in ("e2e-varnet", "fm-varnet", "fm-unetr", "unet")
 
 
@@ -454,3 +459,41 @@ def test_official_masks_of_several_accelerations_are_all_used(tmp_path, cine, mo
     got = [fixed[j].acceleration for j in range(len(fixed))]
     assert got == [(4.0, 8.0)[fixed.index[j][0] % 2] for j in range(len(fixed))]
     assert got == [fixed[j].acceleration for j in range(len(fixed))]
+
+
+def test_training_at_an_image_size(tmp_path, cine, monkeypatch):
+    """data.image_size: the model, the loss and validation see that size (the
+    48x40 simulated cine becomes 32x32 before masking); bad values are a
+    one-line config error naming the key."""
+    from fmrecon.training.module import ReconModule
+
+    shapes = []
+    real_predict = ReconModule._predict
+
+    def spy(self, batch):
+        out = real_predict(self, batch)
+        shapes.append((tuple(batch.kspace.shape), tuple(batch.mask.shape),
+                       tuple(batch.target.shape), tuple(out.shape)))  # fmt: skip
+        return out
+
+    monkeypatch.setattr(ReconModule, "_predict", spy)
+    cfg = _config(tmp_path, cine)
+    over = ["data.image_size=[32,32]", "data.batch_size=2", "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2"]  # fmt: skip
+    assert main(["train", "--config", str(cfg), "name=small", *over]) == 0
+    assert len(shapes) >= 4  # training batches and validation batches (sanity check too)
+    for k, m, t, o in shapes:
+        assert k[-2:] == (32, 32) and m[-2:] == (32, 32) and t[-2:] == (32, 32) and o == t
+    assert sum(k[0] == 2 for k, *_ in shapes) == 2  # the two training batches of two
+    saved = yaml.safe_load((tmp_path / "runs/small/config.yaml").read_text())
+    assert saved["data"]["image_size"] == [32, 32]
+    assert load_config(cfg, ["data.image_size=24"])["data"]["image_size"] == [24, 24]
+    for bad in ("[224]", "[0,224]", "[224,big]", "true"):
+        with pytest.raises(ConfigError, match="'data.image_size' must be"):
+            load_config(cfg, [f"data.image_size={bad}"])
+    with pytest.raises(ConfigError, match="mask files .* exist at the native size only"):
+        load_config(cfg, ["data.image_size=[224,224]", "data.mask.official=true"])
+    with pytest.raises(ConfigError, match="'data.image_resize' must be one of kspace, crop"):
+        load_config(cfg, ["data.image_size=[224,224]", "data.image_resize=bicubic"])
+    with pytest.raises(ConfigError, match="'data.readout_oversampling' must be >= 1"):
+        load_config(cfg, ["data.readout_oversampling=0"])

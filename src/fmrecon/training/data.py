@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fmrecon.data import split as splits
+from fmrecon.data.resize import KspaceResize
 from fmrecon.data.slices import SliceDataset, collate
 from fmrecon.data.volumes import VolumeInfo, discover
 from fmrecon.errors import DataError
@@ -56,6 +57,17 @@ def _seed32(seed) -> int:
     if isinstance(seed, int):
         return seed % (2**32)
     return int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
+
+
+def data_resize(cfg: dict) -> KspaceResize | None:
+    """The k-space transform of ``data.image_size`` / ``image_resize`` /
+    ``readout_oversampling`` (None: native size)."""
+    resize = KspaceResize(
+        size=cfg.get("image_size"),
+        method=cfg.get("image_resize", "kspace"),
+        readout_oversampling=int(cfg.get("readout_oversampling", 1)),
+    )
+    return resize if resize.active else None
 
 
 def build_masks(cfg: dict) -> list[MaskFunc]:
@@ -208,17 +220,20 @@ class ReconDataModule(L.LightningDataModule):
         funcs = build_masks(cfg["mask"])
         official = bool(cfg["mask"].get("official"))
         vols = self.volumes[name]
+        resize = data_resize(cfg)
         if name == "train" and not official:
-            base = SliceDataset(vols, MaskChoice(funcs), mask_seed="random")
+            base = SliceDataset(vols, MaskChoice(funcs), mask_seed="random", resize=resize)
         else:  # official mask files, and validation: the fixed per-file masks of evaluation
             # (official files of several accelerations: file i of the part uses
             # accelerations[i % n] for validation, see SliceDataset)
-            base = SliceDataset(vols, MaskChoice(funcs), mask_seed="file", official_masks=official)
+            base = SliceDataset(
+                vols, MaskChoice(funcs), mask_seed="file", official_masks=official, resize=resize
+            )
         # training indices carry the epoch (EpochBatchSampler): decode them; official
         # mask files of several accelerations: the acceleration is drawn per item
         fixed = official and len(funcs) == 1
         ds = EpochSeededDataset(base, self.seed, fixed=fixed) if name == "train" else base
-        shapes = [base.volumes[i].shape for i, _, _ in base.index]
+        shapes = [base.image_shape(i) for i, _, _ in base.index]
         world, rank = self._world()
         bs = cfg["batch_size"] if name == "train" else cfg["val_batch_size"]
         sampler = EpochBatchSampler(
