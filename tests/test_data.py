@@ -254,3 +254,79 @@ def test_split_errors(tmp_path):
     bad.write_text(json.dumps({"train": []}))
     with pytest.raises(DataError, match="lacks"):
         splits.load_split(bad)
+
+
+def _coil_kspace(shape, seed=0):
+    """(C, H, W) k-space of random coil images."""
+    return random_kspace(shape, seed)
+
+
+def test_kspace_resize_crop_gives_the_centre_block_of_the_coil_images():
+    from fmrecon.data.resize import KspaceResize
+    from fmrecon.metrics import center_crop
+
+    k = _coil_kspace((3, 40, 36))
+    out = KspaceResize((24, 20), method="crop")(k)
+    assert out.shape == (3, 24, 20) and out.dtype == np.complex64
+    want = rss(center_crop(ifft2c(k), (24, 20)))  # fastMRI centre: start (H - h) // 2
+    np.testing.assert_allclose(rss(ifft2c(out)), want, rtol=1e-4, atol=1e-6)
+    # padding: the coil images sit in the middle of a zero border
+    big = KspaceResize((48, 40), method="crop")(k)
+    img = ifft2c(big)
+    np.testing.assert_allclose(img[:, 4:44, 2:38], ifft2c(k), rtol=1e-4, atol=1e-5)
+    assert np.abs(img[:, :4]).max() < 1e-5
+
+
+def test_kspace_resize_kspace_keeps_central_samples_and_intensity():
+    from fmrecon.data.resize import KspaceResize
+
+    k = _coil_kspace((2, 40, 36), 1)
+    out = KspaceResize((24, 20))(k)  # default method: central k-space
+    scale = np.sqrt(24 * 20 / (40 * 36))
+    np.testing.assert_allclose(out, k[:, 8:32, 8:28] * scale, rtol=1e-6)
+    # a constant image keeps its value (orthonormal FFT, intensity-preserving factor)
+    flat = np.fft.fftshift(np.fft.fft2(np.ones((40, 36)), norm="ortho"))[None].astype(np.complex64)
+    np.testing.assert_allclose(np.abs(ifft2c(KspaceResize((24, 20))(flat))), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.abs(ifft2c(KspaceResize((64, 50))(flat))), 1.0, atol=1e-5)
+
+
+def test_readout_oversampling_removal_keeps_the_central_half_of_the_readout():
+    from fmrecon.data.resize import KspaceResize
+    from fmrecon.physics.fft import fft2c
+
+    rng = np.random.default_rng(2)
+    img = np.zeros((2, 48, 20), dtype=np.complex64)
+    img[:, 12:36] = rng.standard_normal((2, 24, 20)) + 1j * rng.standard_normal((2, 24, 20))
+    resize = KspaceResize(readout_oversampling=2)
+    out = resize(fft2c(img))
+    assert out.shape == (2, 24, 20) and resize.shape(48, 20) == (24, 20)
+    np.testing.assert_allclose(ifft2c(out), img[:, 12:36], atol=1e-5)
+    both = KspaceResize((16, 16), readout_oversampling=2)
+    assert both(fft2c(img)).shape == (2, 16, 16) and both.shape(48, 20) == (16, 16)
+
+
+def test_slice_dataset_with_image_size_masks_and_targets_at_that_size(cmrx_tree):
+    from fmrecon.data.resize import KspaceResize
+
+    volumes, _ = discover(cmrx_tree)
+    full = [v for v in volumes if v.fully_sampled]
+    func = create_mask("cmrxrecon-uniform", 4)
+    resize = KspaceResize((16, 32))
+    ds = SliceDataset(full, func, resize=resize)
+    s = ds[0]
+    i, t, z = ds.index[0]
+    assert s.kspace.shape[-2:] == (16, 32) and s.target.shape == (16, 32)
+    assert s.mask.shape == (1, 16, 32) and ds.image_shape(i) == (16, 32)
+    np.testing.assert_array_equal(s.mask[0].numpy(), func((16, 32)))  # made at width 32
+    with h5py.File(full[i].path) as f:
+        k = cmrxrecon.read_kspace(f, full[i], t, z)
+    np.testing.assert_allclose(s.target.numpy(), rss(ifft2c(resize(k))), rtol=1e-5)
+    np.testing.assert_allclose(s.kspace.numpy(), resize(k) * func((16, 32)), rtol=1e-6)
+    assert float(s.max_value) == pytest.approx(float(s.target.max()))
+    with pytest.raises(ConfigError, match="mask files are .* native size"):
+        SliceDataset(full, func, official_masks=True, resize=resize)
+    for bad in ([224], [0, 8], "big", [8.5, 8]):
+        with pytest.raises(ConfigError, match="image size must be null or two integers"):
+            KspaceResize(bad)
+    with pytest.raises(ConfigError, match="resize method must be one of kspace, crop"):
+        KspaceResize((8, 8), method="bilinear")

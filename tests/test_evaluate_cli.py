@@ -325,6 +325,12 @@ def test_paper_evaluation_presets_apply(preset, tmp_path, monkeypatch):
     assert args.mask == want["mask"] and args.convention == want["convention"]
     assert args.accelerations == [8]  # the command line wins
     assert ev.build_settings(args)  # every setting of the preset builds a mask
+    resize = ev.build_resize(args)
+    if preset.name == "midl2025.yaml":  # the paper's 224x224 input, as in training
+        assert resize.size == (224, 224) and resize.readout_oversampling == 2
+        assert resize.shape(512, 246) == (224, 224) and not args.official_masks
+    else:
+        assert resize is None  # native size
 
 
 def test_preset_runs_end_to_end_and_rejects_unknown_options(tmp_path, capsys):
@@ -401,3 +407,59 @@ def test_unknown_convention_in_a_preset_is_one_line(cmrx_tree, tmp_path, capsys)
     assert main(argv + ["--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "unknown convention 'full'" in err and "full-volume" in err and err.count("\n") == 1
+
+
+def test_evaluate_at_an_image_size_scores_images_of_that_size(tmp_path, capsys):
+    """--image-size: every slice is brought to H x W before masking (the same
+    KspaceResize as training), models get k-space and masks of that size, and
+    the scores are those of the transformed images (hand computation)."""
+    import torch
+
+    from fmrecon.data.resize import KspaceResize
+    from fmrecon.data.volumes import discover
+    from fmrecon.evaluation.evaluate import EvalModel, Setting, evaluate_models
+    from fmrecon.metrics import ranking_crop_size
+    from fmrecon.models.zero_filled import ZeroFilled
+
+    data = tmp_path / "MultiCoil" / "Cine" / "TrainingSet" / "FullSample"
+    vol = _smooth_kspace((30, 48, 2, 4, 3), 0)
+    write_cmrx(data / "P001" / "cine_sax.mat", vol)
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", "zero-filled", "--data", str(tmp_path), "--mask",
+            "cmrxrecon-uniform", "--accelerations", "4", "--convention", "cmrxrecon",
+            "--image-size", "32", "36", "--no-figures", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert "image size: 32x36" in (out / "summary.md").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    resize, mask = KspaceResize((32, 36)), create_mask("cmrxrecon-uniform", 4)((32, 36))
+    size = ranking_crop_size(32, 36)
+    scores = []
+    for t in (0, 1, 2):
+        for z in (0, 1):  # ranking slices of 4: MATLAB (round(4/2)-1):round(4/2)
+            k = resize(vol[:, :, :, z, t].transpose(2, 0, 1))
+            gt = cmrxrecon_crop(rss(ifft2c(k)), size)
+            zf = cmrxrecon_crop(rss(ifft2c(k * mask)), size)
+            scores.append(cmrxrecon_image_metrics(gt, zf))
+    for m in ("ssim", "psnr", "nmse"):
+        assert summary[0][m] == pytest.approx(np.mean([s[m] for s in scores]), rel=1e-5)
+    # what a model is given
+    seen = []
+
+    def model(kspace, mask):
+        seen.append((tuple(kspace.shape), tuple(mask.shape)))
+        return ZeroFilled()(kspace, mask)
+
+    volumes = [v for v in discover(tmp_path)[0] if v.fully_sampled]
+    func = create_mask("cmrxrecon-uniform", 4)
+    rows, _ = evaluate_models([EvalModel("spy", model)], volumes,
+                              [Setting("cmrxrecon-uniform", 4, None, func)],
+                              convention="fastmri", resize=KspaceResize((32, 36)))  # fmt: skip
+    assert seen and all(k == (1, 2, 32, 36) and m == (1, 1, 32, 36) for k, m in seen)
+    assert rows[0]["n_images"] == 12 and torch.isfinite(torch.tensor(rows[0]["ssim"]))
+    # the challenge's mask files are native-size: refused with an image size, one line
+    capsys.readouterr()
+    assert main(argv + ["--official-masks"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "mask files exist at the native size only" in err and "\n" not in err
+    assert main(argv[:-2] + ["--image-size", "0", "36", "--out", str(out)]) == 2
+    assert "--image-size must be null or two integers >= 1" in capsys.readouterr().err

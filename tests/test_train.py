@@ -280,9 +280,14 @@ def test_shipped_configs_are_valid(path):
                 "lr_step_epochs": 40,
             }
             assert cfg["model"]["options"]["num_cascades"] == 12
+            assert cfg["data"]["image_size"] is None  # native size
         else:
             assert cfg["optim"]["name"] == "adamw" and cfg["optim"]["weight_decay"] == 0.01
             assert cfg["optim"]["lr"] == 2e-4 and cfg["data"]["batch_size"] == 8
+            # the MIDL paper's 224x224 input, made in the data for every model
+            assert cfg["data"]["image_size"] == [224, 224]
+            assert cfg["data"]["readout_oversampling"] == 2
+            assert "resizes internally" not in path.read_text()
         assert spec.family in ("e2e-varnet", "fm-varnet", "fm-unetr", "unet")
 
 
@@ -399,3 +404,96 @@ def test_lean_checkpoints_keep_the_encoder_by_reference(tmp_path, cine, capsys):
     cfg = _config(tmp_path, cine, **dict(model, encoder_weights="random"))
     assert main(["train", "--config", str(cfg), "name=rand", "--dry-run"]) == 2
     assert "random-init encoder cannot be stored by reference" in capsys.readouterr().err
+
+
+def test_official_masks_of_several_accelerations_are_all_used(tmp_path, cine, monkeypatch):
+    """data.mask.official with accelerations [4, 8]: every training item reads
+    the mask file of the acceleration drawn for (seed, epoch, i), so both the
+    x4 and the x8 files are read; the draw is reproducible; validation keeps a
+    fixed acceleration per file (accelerations[i % 2] for its file i)."""
+    from fmrecon.data import cmrxrecon
+    from fmrecon.training.data import ReconDataModule
+
+    reads: list[Path] = []
+    real_read = cmrxrecon.read_mask
+
+    def spy(path):
+        reads.append(Path(path))
+        return real_read(path)
+
+    monkeypatch.setattr(cmrxrecon, "read_mask", spy)
+    cfg = _config(tmp_path, cine)
+    over = ["data.mask.official=true", "data.mask.accelerations=[4,8]", "trainer.max_epochs=1"]
+    assert main(["train", "--config", str(cfg), "name=two", *over]) == 0
+    split = json.loads((tmp_path / "runs/two/split.json").read_text())
+    train_subjects = set(split["train"])
+    read = {(p.parent.name, p.parent.parent.name) for p in reads}
+    assert {s for s, acc in read if acc == "AccFactor04"} & train_subjects
+    assert {s for s, acc in read if acc == "AccFactor08"} & train_subjects
+    assert not {p.parent.parent.name for p in reads} - {"AccFactor04", "AccFactor08"}
+
+    # the draw is a function of (seed, epoch, item); items say which acceleration they used
+    data_cfg = load_config(cfg, over)["data"]
+    dm = ReconDataModule(data_cfg, seed=0, split_path=tmp_path / "runs/two/split.json")
+    dm.setup()
+    loader = dm.train_dataloader()
+    ds, n = loader.dataset, len(loader.dataset)
+
+    def accs(epoch):
+        return [ds[epoch * n + i].acceleration for i in range(n)]
+
+    assert accs(0) == accs(0) and set(accs(0) + accs(1)) == {4.0, 8.0}
+    assert accs(0) != accs(1) or accs(1) != accs(2)
+    for i in range(n):  # the mask is the official file of that acceleration
+        item = ds[i]
+        v = ds.base.volumes[ds.base.index[i][0]]
+        path = cmrxrecon.official_mask_path(v.path, int(item.acceleration))
+        assert torch.equal(item.mask[0], torch.from_numpy(real_read(path)))
+    # validation and evaluation (no seed): a fixed acceleration per file, alternating
+    from fmrecon.data.slices import SliceDataset
+    from fmrecon.data.volumes import discover
+    from fmrecon.training.data import MaskChoice, build_masks
+
+    volumes = [v for v in discover(cine)[0] if v.fully_sampled]
+    fixed = SliceDataset(volumes, MaskChoice(build_masks(data_cfg["mask"])), official_masks=True)
+    got = [fixed[j].acceleration for j in range(len(fixed))]
+    assert got == [(4.0, 8.0)[fixed.index[j][0] % 2] for j in range(len(fixed))]
+    assert got == [fixed[j].acceleration for j in range(len(fixed))]
+
+
+def test_training_at_an_image_size(tmp_path, cine, monkeypatch):
+    """data.image_size: the model, the loss and validation see that size (the
+    48x40 simulated cine becomes 32x32 before masking); bad values are a
+    one-line config error naming the key."""
+    from fmrecon.training.module import ReconModule
+
+    shapes = []
+    real_predict = ReconModule._predict
+
+    def spy(self, batch):
+        out = real_predict(self, batch)
+        shapes.append((tuple(batch.kspace.shape), tuple(batch.mask.shape),
+                       tuple(batch.target.shape), tuple(out.shape)))  # fmt: skip
+        return out
+
+    monkeypatch.setattr(ReconModule, "_predict", spy)
+    cfg = _config(tmp_path, cine)
+    over = ["data.image_size=[32,32]", "data.batch_size=2", "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2"]  # fmt: skip
+    assert main(["train", "--config", str(cfg), "name=small", *over]) == 0
+    assert len(shapes) >= 4  # training batches and validation batches (sanity check too)
+    for k, m, t, o in shapes:
+        assert k[-2:] == (32, 32) and m[-2:] == (32, 32) and t[-2:] == (32, 32) and o == t
+    assert sum(k[0] == 2 for k, *_ in shapes) == 2  # the two training batches of two
+    saved = yaml.safe_load((tmp_path / "runs/small/config.yaml").read_text())
+    assert saved["data"]["image_size"] == [32, 32]
+    assert load_config(cfg, ["data.image_size=24"])["data"]["image_size"] == [24, 24]
+    for bad in ("[224]", "[0,224]", "[224,big]", "true"):
+        with pytest.raises(ConfigError, match="'data.image_size' must be"):
+            load_config(cfg, [f"data.image_size={bad}"])
+    with pytest.raises(ConfigError, match="mask files .* exist at the native size only"):
+        load_config(cfg, ["data.image_size=[224,224]", "data.mask.official=true"])
+    with pytest.raises(ConfigError, match="'data.image_resize' must be one of kspace, crop"):
+        load_config(cfg, ["data.image_size=[224,224]", "data.image_resize=bicubic"])
+    with pytest.raises(ConfigError, match="'data.readout_oversampling' must be >= 1"):
+        load_config(cfg, ["data.readout_oversampling=0"])

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from fmrecon.data import split as splits
+from fmrecon.data.resize import METHODS, KspaceResize, parse_image_size
 from fmrecon.data.volumes import VolumeInfo, discover
 from fmrecon.errors import ConfigError
 from fmrecon.evaluation.evaluate import (
@@ -89,6 +90,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="scoring convention (default fastmri): "
         + "; ".join(f"{name} = {text}" for name, text in CONVENTION_HELP.items()),
     )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="bring each slice to H x W before masking, as training's data.image_size "
+        "(MIDL 2025: 224 224); masks are generated at that size (not with --official-masks)",
+    )
+    p.add_argument(
+        "--image-resize",
+        choices=METHODS,
+        default="kspace",
+        help="with --image-size: kspace = central k-space (same FOV, lower resolution), "
+        "crop = centre crop of the coil images (default kspace)",
+    )
+    p.add_argument(
+        "--readout-oversampling",
+        type=int,
+        default=1,
+        metavar="F",
+        help="remove F x readout oversampling first (CMRxRecon raw k-space: 2); default 1",
+    )
     p.add_argument("--split", type=Path, help="split JSON file (from fmrecon or hand-written)")
     p.add_argument("--split-name", default="test", help="part of the split to evaluate")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
@@ -134,7 +158,8 @@ _DEFAULTS: dict = {}
 # options a preset may set (paths to data, outputs and checkpoints stay on the command line)
 _PRESETTABLE = (
     "mask", "accelerations", "center_fractions", "num_acs", "official_masks", "convention",
-    "split_name", "batch_size", "precision", "error_scale",
+    "split_name", "batch_size", "precision", "error_scale", "image_size", "image_resize",
+    "readout_oversampling",
 )  # fmt: skip
 
 
@@ -274,11 +299,25 @@ def pick_figure(args, volumes: list[VolumeInfo]) -> FigurePick:
     return FigurePick(info.path, frame, slc)
 
 
+def build_resize(args) -> KspaceResize | None:
+    """The k-space transform of --image-size / --image-resize / --readout-oversampling."""
+    size = parse_image_size(args.image_size, "--image-size")
+    resize = KspaceResize(size, args.image_resize, args.readout_oversampling)
+    if resize.active and args.official_masks:
+        raise ConfigError(
+            f"--image-size/--readout-oversampling ({resize.describe()}): the challenge's mask "
+            "files exist at the native size only; drop --official-masks to generate the same "
+            "mask kind at the new size"
+        )
+    return resize if resize.active else None
+
+
 def run(args) -> int:
     if args.preset is not None:
         apply_preset(args)
     _check_model_args(args)
     settings = build_settings(args)
+    resize = build_resize(args)
     volumes, skipped = discover(args.data)
     if args.split is not None:
         volumes = splits.select(volumes, splits.load_split(args.split), args.split_name)
@@ -297,6 +336,11 @@ def run(args) -> int:
         f"evaluating {len(full)} files ({len(skipped)} mask/other files and "
         f"{n_sub} undersampled files without ground truth skipped)"
     )
+    if resize is not None:
+        log(
+            f"image size: {resize.describe()} before masking; targets are the RSS of the "
+            f"transformed coil images; masks: {args.mask} generated at that size"
+        )
     rows, captures = evaluate_models(
         models,
         full,
@@ -308,8 +352,11 @@ def run(args) -> int:
         precision=args.precision,
         progress=log,
         figure=figure,
+        resize=resize,
     )
     note = f"Convention: {args.convention}; mask: {args.mask}; data: {args.data}"
+    if resize is not None:
+        note += f"; image size: {resize.describe()} (masks generated at that size)"
     trained = [m for m in models if m.model is not None]
     if trained:
         note += "\n\nModels: " + "; ".join(

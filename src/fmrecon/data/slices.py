@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from fmrecon.data import cmrxrecon, fastmri
 from fmrecon.data.h5io import check_finite, open_h5
+from fmrecon.data.resize import KspaceResize
 from fmrecon.data.volumes import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
 from fmrecon.physics.coils import num_low_frequencies, rss
@@ -90,12 +91,26 @@ class SliceDataset(Dataset):
     Masks for fully sampled files come from ``mask_func`` (seeded per
     ``mask_seed``: ``"file"`` = fastMRI's per-file seed, an int = that seed
     for every file, ``"random"`` = a fresh draw per item, for training) or,
-    with ``official_masks=True``, from the challenge's mask files for
-    ``mask_func.acceleration``. Already undersampled files (``kspace_subXX``)
-    always use their own mask file and have no target.
+    with ``official_masks=True``, from the challenge's mask files of the
+    item's acceleration. A ``mask_func`` with several mask functions (a
+    ``funcs`` list and ``choose(seed)``, e.g. the trainer's MaskChoice) picks
+    one per item with the item's seed; official mask files without an
+    explicit seed (validation, evaluation) use a fixed acceleration per file,
+    ``funcs[i % len(funcs)]`` for the dataset's file ``i``, so the
+    accelerations alternate over the files and every epoch sees the same
+    masks. Already undersampled files (``kspace_subXX``) always use their own
+    mask file and have no target.
 
     ``items``: ``"all"`` (every frame and slice) or a callable
     ``(info) -> list[(frame, slice)]`` (e.g. the CMRxRecon ranking subset).
+
+    ``resize`` (a :class:`fmrecon.data.resize.KspaceResize`, e.g. MIDL 2025's
+    224 x 224) transforms the fully sampled k-space before masking: the mask is
+    made at the new size and the target is the RSS of the transformed coil
+    images (also for fastMRI files, whose stored ``reconstruction_rss`` no
+    longer matches; ``max_value`` is then the slice's target max). The
+    challenge's mask files exist at the native size only, so ``resize`` with
+    ``official_masks`` is an error (generate the same kind at the new size).
     """
 
     def __init__(
@@ -106,6 +121,7 @@ class SliceDataset(Dataset):
         official_masks: bool = False,
         items="all",
         max_open_files: int = 32,
+        resize: KspaceResize | None = None,
     ):
         if not volumes:
             raise DataError("no k-space files to build a dataset from")
@@ -115,6 +131,9 @@ class SliceDataset(Dataset):
         if needs_mask and mask_func is None:
             raise ConfigError("fully sampled files need a mask: pass mask_func")
         self.volumes = list(volumes)
+        self.resize = resize if resize is not None and resize.active else None
+        if self.resize is not None:
+            _check_resizable(self.volumes, self.resize, official_masks)
         self.mask_func = mask_func
         self.mask_seed = mask_seed
         self.official_masks = official_masks
@@ -129,10 +148,16 @@ class SliceDataset(Dataset):
             self.index.extend((i, t, z) for t, z in pairs)
         self._handles: OrderedDict = OrderedDict()
         self._pid = os.getpid()
-        self._masks: dict[int, np.ndarray] = {}
+        self._masks: dict[int, tuple[np.ndarray, float]] = {}
+        self._mask_files: dict = {}  # official mask file path -> (T, H, W) bool
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def image_shape(self, i: int) -> tuple[int, int]:
+        """(H, W) of the items of volume ``i`` (after ``resize``)."""
+        h, w = self.volumes[i].shape
+        return self.resize.shape(h, w) if self.resize is not None else (h, w)
 
     # h5py handles are not fork-safe: each worker process opens its own
     def _file(self, i: int):
@@ -159,35 +184,64 @@ class SliceDataset(Dataset):
         """The mask of volume ``i`` for every frame: bool (T, H, W). ``seed``
         (an int or a tuple of ints) overrides the dataset's seeding policy for
         masks drawn by ``mask_func`` (the trainer seeds items per epoch)."""
+        return self._volume_mask(i, seed)[0]
+
+    def _choose(self, i: int, seed) -> MaskFunc:
+        """The mask function of an item of volume ``i`` (see the class doc)."""
+        funcs = getattr(self.mask_func, "funcs", None)
+        if not funcs:
+            return self.mask_func
+        if len(funcs) == 1:
+            return funcs[0]
+        if seed is None and self.official_masks:
+            return funcs[i % len(funcs)]  # fixed per file, alternating over the files
+        return self.mask_func.choose(seed)
+
+    def _official_mask(self, v: VolumeInfo, func: MaskFunc) -> np.ndarray:
+        acc = int(round(func.acceleration))
+        pattern = getattr(func, "official_pattern", None) or getattr(
+            self.mask_func, "official_pattern", "Uniform"
+        )
+        path = cmrxrecon.official_mask_path(v.path, acc, pattern)
+        mask = self._mask_files.get(path)
+        if mask is None:  # each file read once per process
+            mask = _as_frames(cmrxrecon.read_mask(path), v)
+            self._mask_files[path] = mask
+        return mask
+
+    def _volume_mask(self, i: int, seed=None) -> tuple[np.ndarray, float]:
+        """(mask (T, H, W), the acceleration it was made for) of volume ``i``."""
         explicit = seed is not None
         if not explicit and i in self._masks:
             return self._masks[i]
         v = self.volumes[i]
-        h, w = v.shape
+        h, w = self.image_shape(i)
         if not v.fully_sampled:
-            mask = _as_frames(cmrxrecon.read_mask(_sub_mask_path(v)), v)
+            out = (_as_frames(cmrxrecon.read_mask(_sub_mask_path(v)), v), float(v.acceleration))
         elif self.official_masks:
-            acc = int(round(self.mask_func.acceleration))
-            pattern = getattr(self.mask_func, "official_pattern", "Uniform")
-            path = cmrxrecon.official_mask_path(v.path, acc, pattern)
-            mask = _as_frames(cmrxrecon.read_mask(path), v)
+            func = self._choose(i, seed)
+            out = (self._official_mask(v, func), float(func.acceleration))
+            if explicit:
+                return out
         else:
             if seed is None:
                 if self.mask_seed == "file":
                     seed = fastmri_seed(v.path.name)
                 elif self.mask_seed != "random":
                     seed = int(self.mask_seed)
-            mask = self.mask_func((v.n_frames, h, w), seed=seed)
+            func = self._choose(i, seed)
+            mask = func((v.n_frames, h, w), seed=seed)
             if v.acq_limits is not None:
                 # fastMRI zeroes the mask outside the encoded phase-encode range
                 start, end = v.acq_limits
                 mask = mask.copy()
                 mask[..., :start] = False
                 mask[..., end:] = False
+            out = (mask, float(func.acceleration))
             if self.mask_seed == "random" or explicit:
-                return mask  # drawn for this item only
-        self._masks[i] = mask
-        return mask
+                return out  # drawn for this item only
+        self._masks[i] = out
+        return out
 
     def __getitem__(self, idx: int) -> Sample:
         return self.get(idx)
@@ -199,14 +253,21 @@ class SliceDataset(Dataset):
         f = self._file(i)
         reader = _READERS[v.format]
         kspace = check_finite(reader.read_kspace(f, v, t, z), f"{v.path} frame {t} slice {z}")
-        mask = self.volume_mask(i, seed=mask_seed if v.fully_sampled else None)[t]
+        if self.resize is not None:
+            kspace = self.resize(kspace)
+        mask, acceleration = self._volume_mask(i, seed=mask_seed if v.fully_sampled else None)
+        mask = mask[t]
         if v.fully_sampled:
-            if v.format == "fastmri" and v.target_key is not None:
+            if v.format == "fastmri" and v.target_key is not None and self.resize is None:
                 target = reader.read_target(f, v, z)
             else:
                 target = rss(ifft2c(kspace)).astype(np.float32)
             masked = kspace * mask
-            max_value = v.max_value if v.max_value is not None else float(target.max())
+            max_value = (
+                v.max_value
+                if v.max_value is not None and self.resize is None
+                else float(target.max())
+            )
         else:
             target = np.zeros((0, 0), dtype=np.float32)
             masked = kspace
@@ -222,13 +283,30 @@ class SliceDataset(Dataset):
             frame=t,
             subject=v.subject,
             modality=v.modality,
-            acceleration=float(
-                v.acceleration
-                if v.acceleration is not None
-                else (self.mask_func.acceleration if self.mask_func is not None else 1.0)
-            ),
+            acceleration=acceleration,
             meta={"path": str(v.path), "format": v.format},
         )
+
+
+def _check_resizable(volumes: Sequence[VolumeInfo], resize: KspaceResize, official: bool) -> None:
+    if official:
+        raise ConfigError(
+            f"image size {resize.describe()}: the challenge's mask files are (kx, ky) at the "
+            "native size; generate masks of the same kind at the new size instead "
+            "(data.mask.official: false / no --official-masks; cmrxrecon24-uniform is the "
+            "official UniformSampling.m construction at any width)"
+        )
+    for v in volumes:
+        if not v.fully_sampled:
+            raise DataError(
+                f"{v.path}: undersampled file ({v.key}) with an image size: its own mask "
+                "is at the native size; resizing needs fully sampled k-space"
+            )
+        if v.acq_limits is not None:
+            raise DataError(
+                f"{v.path}: zero-padded phase encode (acquired lines {v.acq_limits[0]}.."
+                f"{v.acq_limits[1] - 1}) is not supported with an image size"
+            )
 
 
 def _sub_mask_path(v: VolumeInfo):

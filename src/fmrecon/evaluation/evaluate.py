@@ -47,6 +47,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fmrecon.data.h5io import atomic_path
+from fmrecon.data.resize import KspaceResize
 from fmrecon.data.slices import SliceDataset, collate
 from fmrecon.data.volumes import VolumeInfo
 from fmrecon.errors import ConfigError
@@ -228,6 +229,7 @@ def evaluate_models(
     precision: str = "32",
     progress: Callable[[str], None] | None = None,
     figure: FigurePick | None = None,
+    resize: KspaceResize | None = None,
 ) -> tuple[list[dict], list[FigureCapture]]:
     """Reconstruct every scored slice of every volume under every setting with
     every model and score each file in ``convention``.
@@ -235,6 +237,8 @@ def evaluate_models(
     Returns one row per (setting, file, model), in that order, and, when
     ``figure`` is given, one :class:`FigureCapture` per setting (the figure's
     slice is reconstructed even when the convention does not score it).
+    ``resize`` (e.g. 224 x 224) transforms each slice's fully sampled k-space
+    before masking, exactly as training does (the same SliceDataset code).
     """
     if convention not in CONVENTIONS:
         raise ConfigError(
@@ -267,6 +271,7 @@ def evaluate_models(
             mask_seed="file",
             official_masks=setting.official_masks,
             items=items,
+            resize=resize,
         )
         batches = file_batches(ds.index, batch_size)
         loader = DataLoader(ds, batch_sampler=batches, num_workers=num_workers, collate_fn=collate)
@@ -411,6 +416,7 @@ def evaluate_volumes(
     progress: Callable[[str], None] | None = None,
     batch_size: int = 1,
     precision: str = "32",
+    resize: KspaceResize | None = None,
 ) -> list[dict]:
     """One model: reconstruct every slice of every volume under every setting
     and score each file in ``convention``. Returns one row per (file, setting).
@@ -426,6 +432,7 @@ def evaluate_volumes(
         batch_size=batch_size,
         precision=precision,
         progress=progress,
+        resize=resize,
     )
     return rows
 

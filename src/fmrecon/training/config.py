@@ -50,6 +50,18 @@ DEFAULTS: dict[str, Any] = {
             "num_acs": None,
             "official": False,  # use the challenge's mask files (fixed masks)
         },
+        # model input size [H, W] (null: native). Applied to the fully sampled k-space
+        # before masking (fmrecon.data.resize.KspaceResize), so the model, the loss and the
+        # metrics all see H x W: the target is the RSS of the transformed coil images and
+        # masks are generated at width W (the challenge's mask files exist at the native
+        # size only: official: true is then an error). MIDL 2025: [224, 224].
+        "image_size": None,
+        # kspace: keep the central H x W k-space samples (same field of view, lower
+        # resolution); crop: centre-crop the coil images (native resolution, smaller FOV)
+        "image_resize": "kspace",
+        # readout oversampling factor removed first (coil images: keep the central 1/f of
+        # the readout rows); CMRxRecon raw k-space keeps 2x (e.g. cine 512 x 246). 1: keep
+        "readout_oversampling": 1,
         "batch_size": 1,
         "val_batch_size": 1,
         "num_workers": 2,
@@ -89,6 +101,7 @@ _TYPES: dict[str, tuple] = {
     "data.root": (str, type(None)),
     "data.split": (str, type(None)),
     "data.modalities": (list, type(None)),
+    "data.image_size": (list, int, type(None)),
     "data.mask.center_fractions": (list, type(None)),
     "data.mask.num_acs": (int, type(None)),
     "trainer.devices": (int, str, list),
@@ -225,9 +238,31 @@ def _check_values(cfg: dict, require_data: bool = True) -> None:
                 f"model.feature_cache_dtype must be float32 or float16, "
                 f"got '{model['feature_cache_dtype']}'"
             )
+    _check_image_size(cfg["data"])
     fr = cfg["data"]["split_fractions"]
     if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) < 0:
         raise ConfigError(f"data.split_fractions must be 3 numbers summing to 1, got {fr}")
+
+
+def _check_image_size(data: dict) -> None:
+    from fmrecon.data.resize import METHODS, parse_image_size
+
+    size = parse_image_size(data["image_size"], "config key 'data.image_size'")
+    data["image_size"] = list(size) if size is not None else None
+    if data["image_resize"] not in METHODS:
+        raise ConfigError(
+            f"config key 'data.image_resize' must be one of {', '.join(METHODS)}, "
+            f"got '{data['image_resize']}'"
+        )
+    factor = data["readout_oversampling"]
+    if factor < 1:
+        raise ConfigError(f"config key 'data.readout_oversampling' must be >= 1, got {factor}")
+    if (size is not None or data["readout_oversampling"] > 1) and data["mask"].get("official"):
+        raise ConfigError(
+            "config keys 'data.image_size'/'data.readout_oversampling' change the k-space size, "
+            "but the challenge's mask files (data.mask.official: true) exist at the native size "
+            "only: set data.mask.official: false to generate the same kind at the new size"
+        )
 
 
 def load_config(

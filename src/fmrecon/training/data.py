@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fmrecon.data import split as splits
+from fmrecon.data.resize import KspaceResize
 from fmrecon.data.slices import SliceDataset, collate
 from fmrecon.data.volumes import VolumeInfo, discover
 from fmrecon.errors import DataError
@@ -33,15 +34,22 @@ class MaskChoice:
 
     def __init__(self, funcs: Sequence[MaskFunc], seed=None):
         self.funcs = list(funcs)
+        # the first function's, for callers that need one value; per item, the
+        # dataset asks choose() (Sample.acceleration is the one actually used)
         self.acceleration = self.funcs[0].acceleration
         self.kind = self.funcs[0].kind
         self.official_pattern = getattr(self.funcs[0], "official_pattern", "Uniform")
         self.rng = np.random.RandomState(seed)
 
-    def __call__(self, shape, seed=None, offset=None):
+    def choose(self, seed=None) -> MaskFunc:
+        """The mask function a call with ``seed`` uses (None: the object's generator)."""
+        if len(self.funcs) == 1:
+            return self.funcs[0]
         rng = self.rng if seed is None else np.random.RandomState(_seed32(seed))
-        func = self.funcs[rng.randint(len(self.funcs))] if len(self.funcs) > 1 else self.funcs[0]
-        return func(shape, seed=seed, offset=offset)
+        return self.funcs[rng.randint(len(self.funcs))]
+
+    def __call__(self, shape, seed=None, offset=None):
+        return self.choose(seed)(shape, seed=seed, offset=offset)
 
 
 def _seed32(seed) -> int:
@@ -49,6 +57,17 @@ def _seed32(seed) -> int:
     if isinstance(seed, int):
         return seed % (2**32)
     return int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
+
+
+def data_resize(cfg: dict) -> KspaceResize | None:
+    """The k-space transform of ``data.image_size`` / ``image_resize`` /
+    ``readout_oversampling`` (None: native size)."""
+    resize = KspaceResize(
+        size=cfg.get("image_size"),
+        method=cfg.get("image_resize", "kspace"),
+        readout_oversampling=int(cfg.get("readout_oversampling", 1)),
+    )
+    return resize if resize.active else None
 
 
 def build_masks(cfg: dict) -> list[MaskFunc]:
@@ -65,9 +84,11 @@ def build_masks(cfg: dict) -> list[MaskFunc]:
 
 class EpochSeededDataset(Dataset):
     """Wraps the training SliceDataset: decodes the sampler's ``epoch * n + i``;
-    masks drawn per item are seeded with ``(seed, epoch, i)``, fixed masks
-    (``fixed=True``: official mask files, the same every epoch) are the
-    dataset's own."""
+    masks drawn per item are seeded with ``(seed, epoch, i)``, and so is the
+    choice among several accelerations with official mask files (item ``i``
+    of epoch ``e`` reads the mask file of the acceleration drawn for
+    ``(seed, e, i)``); fixed masks (``fixed=True``: official mask files of
+    one acceleration, the same every epoch) are the dataset's own."""
 
     def __init__(self, base: SliceDataset, seed: int, fixed: bool = False):
         self.base = base
@@ -199,13 +220,20 @@ class ReconDataModule(L.LightningDataModule):
         funcs = build_masks(cfg["mask"])
         official = bool(cfg["mask"].get("official"))
         vols = self.volumes[name]
+        resize = data_resize(cfg)
         if name == "train" and not official:
-            base = SliceDataset(vols, MaskChoice(funcs), mask_seed="random")
+            base = SliceDataset(vols, MaskChoice(funcs), mask_seed="random", resize=resize)
         else:  # official mask files, and validation: the fixed per-file masks of evaluation
-            base = SliceDataset(vols, MaskChoice(funcs), mask_seed="file", official_masks=official)
-        # training indices carry the epoch (EpochBatchSampler): decode them
-        ds = EpochSeededDataset(base, self.seed, fixed=official) if name == "train" else base
-        shapes = [base.volumes[i].shape for i, _, _ in base.index]
+            # (official files of several accelerations: file i of the part uses
+            # accelerations[i % n] for validation, see SliceDataset)
+            base = SliceDataset(
+                vols, MaskChoice(funcs), mask_seed="file", official_masks=official, resize=resize
+            )
+        # training indices carry the epoch (EpochBatchSampler): decode them; official
+        # mask files of several accelerations: the acceleration is drawn per item
+        fixed = official and len(funcs) == 1
+        ds = EpochSeededDataset(base, self.seed, fixed=fixed) if name == "train" else base
+        shapes = [base.image_shape(i) for i, _, _ in base.index]
         world, rank = self._world()
         bs = cfg["batch_size"] if name == "train" else cfg["val_batch_size"]
         sampler = EpochBatchSampler(

@@ -241,6 +241,16 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
         counts = data.describe()
         log("data: " + ", ".join(f"{k} {v['files']} files / {v['images']} images"
                                  for k, v in counts.items()))  # fmt: skip
+        from fmrecon.training.data import data_resize
+
+        resize = data_resize(cfg["data"])
+        if resize is not None:
+            mask = cfg["data"]["mask"]
+            log(
+                f"image size: {resize.describe()} before masking; targets are the RSS of "
+                f"the transformed coil images; masks: {mask['kind']} generated at that size "
+                "(not the challenge's mask files, which exist at the native size only)"
+            )
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     ckpt = trainer.checkpoint_callback
     summary = {
