@@ -18,7 +18,9 @@ loss and the weights stayed finite, and whether the loss fell.
 What differs from a real run, and why: simulated data (no data sets here),
 random encoder weights, and the challenge's official mask files replaced by
 the generated mask of the same kind (the simulated files are CMRxRecon 2023
-files at a reduced size, the MIDL configs name 2024 Task 1 mask files). A full
+files at a reduced size), and the MIDL configs' 224 x 224 made a square of the
+reduced size (without readout-oversampling removal: the simulated cine has
+none). A full
 FM-VarNet step costs ~15 s on 2 CPU cores whatever the image size (twelve
 ViT-B passes at 224 px), so the whole table takes about an hour there and
 minutes on a GPU. Exit code 1 when a config does not train (non-finite, or a
@@ -44,7 +46,7 @@ import torch  # noqa: E402
 
 from fmrecon.data.simulate import simulate_cmrxrecon  # noqa: E402
 from fmrecon.models.registry import get_spec  # noqa: E402
-from fmrecon.training.config import DEFAULTS, load_config  # noqa: E402
+from fmrecon.training.config import load_config  # noqa: E402
 from fmrecon.training.data import ReconDataModule  # noqa: E402
 from fmrecon.training.module import ReconModule  # noqa: E402
 from fmrecon.utils import count_parameters  # noqa: E402
@@ -70,9 +72,11 @@ def overrides_for(cfg_path: Path, data_root: Path, work: Path, size: tuple[int, 
     cfg = load_config(cfg_path, require_data=False)
     if get_spec(cfg["model"]["name"]).encoder is not None:
         over += ["model.encoder_weights=random", "model.allow_random_encoder=true"]
-    if "image_size" in DEFAULTS["data"]:
-        if cfg["data"].get("image_size"):  # a fixed-size protocol (MIDL 224): reduced too
-            over.append(f"data.image_size=[{size[0]},{size[1]}]")
+    if cfg["data"]["image_size"]:
+        # a fixed-size protocol (MIDL 2025's 224 x 224): a square of the reduced size;
+        # the simulated cine has no readout oversampling to remove
+        side = min(size)
+        over += [f"data.image_size=[{side},{side}]", "data.readout_oversampling=1"]
     return over
 
 
