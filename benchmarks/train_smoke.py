@@ -14,6 +14,7 @@ loss and the weights stayed finite, and whether the loss fell.
     python benchmarks/train_smoke.py                      # every paper config
     python benchmarks/train_smoke.py --configs 'configs/paper/arxiv2026/cmr-clip-*.yaml' --steps 30
     python benchmarks/train_smoke.py --json smoke.json
+    python benchmarks/train_smoke.py --json smoke.json --resume   # after an interruption
 
 What differs from a real run, and why: simulated data (no data sets here),
 random encoder weights, and the challenge's official mask files replaced by
@@ -166,8 +167,14 @@ def main(argv=None) -> int:
     p.add_argument("--subjects", type=int, default=5, help="simulated subjects (5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write the rows as JSON (rewritten after every config)")  # fmt: skip
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows already in --json FILE, run the other configs")  # fmt: skip
     args = p.parse_args(argv)
+    if args.resume and not args.json:
+        print("--resume needs --json FILE", file=sys.stderr)
+        return 2
     # training_step logs through Lightning, which has no Trainer here: nothing to log to
     warnings.filterwarnings("ignore", message=".*self.trainer. reference is not registered")
     if args.threads:
@@ -179,21 +186,28 @@ def main(argv=None) -> int:
         return 2
     size = (int(args.size[0]), int(args.size[1]))
     rows = []
-    with tempfile.TemporaryDirectory(prefix="fmrecon-smoke-") as tmp:
-        work = Path(tmp)
-        data_root = simulate(work / "data", size, args.subjects, args.seed)
-        print(f"simulated {args.subjects} cine subjects at {size[0]}x{size[1]}, 10 coils; "
-              f"{args.steps} steps per config, random encoder weights", flush=True)  # fmt: skip
-        for path in paths:
-            row = run_config(path, data_root, work, size, args.steps, args.seed)
-            rows.append(row)
-            print(f"{path.parent.name}/{path.stem}: norm@init {row['norm_at_init']:.3f}, loss "
-                  f"{row['loss_first']:.4f} -> {row['loss_last']:.4f}, finite {row['finite']}, "
-                  f"{row['s_per_step']:.1f} s/step", flush=True)  # fmt: skip
+    if args.resume and Path(args.json).is_file():
+        rows = [r for r in json.loads(Path(args.json).read_text()) if Path(r["config"]) in paths]
+        done = {Path(r["config"]) for r in rows}
+        paths = [q for q in paths if q not in done]
+        print(f"{len(rows)} configs already in {args.json}, {len(paths)} to run", flush=True)
+    if paths:
+        with tempfile.TemporaryDirectory(prefix="fmrecon-smoke-") as tmp:
+            work = Path(tmp)
+            data_root = simulate(work / "data", size, args.subjects, args.seed)
+            print(f"simulated {args.subjects} cine subjects at {size[0]}x{size[1]}, 10 coils; "
+                  f"{args.steps} steps per config, random encoder weights", flush=True)  # fmt: skip
+            for path in paths:
+                row = run_config(path, data_root, work, size, args.steps, args.seed)
+                rows.append(row)
+                if args.json:  # after every config: a long run keeps what it has
+                    Path(args.json).write_text(json.dumps(rows, indent=1))
+                print(f"{path.parent.name}/{path.stem}: norm@init {row['norm_at_init']:.3f}, loss "
+                      f"{row['loss_first']:.4f} -> {row['loss_last']:.4f}, finite {row['finite']}, "
+                      f"{row['s_per_step']:.1f} s/step", flush=True)  # fmt: skip
+    rows.sort(key=lambda r: r["config"])
     print()
     print(table(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0 if all(r["falls"] for r in rows) else 1
 
 

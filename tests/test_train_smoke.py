@@ -48,6 +48,14 @@ def test_smoke_rows_for_a_varnet_and_a_224_protocol_config(smoke, tmp_path, caps
     table = capsys.readouterr().out
     assert "| quickstart/e2e-varnet | " in table and "| midl2025/unet-x4 | 31.02M | 8 |" in table
 
+    # --resume keeps the rows it has and runs only the missing configs
+    out.write_text(json.dumps([unet]))
+    smoke.main([*argv, "--json", str(out), "--resume"])
+    assert "1 configs already in" in capsys.readouterr().out
+    again = json.loads(out.read_text())
+    assert [Path(r["config"]).stem for r in again] == ["unet-x4", "e2e-varnet"]
+    assert again[0] == unet  # not run again
+
 
 def test_smoke_without_a_matching_config_is_an_error(smoke, capsys):
     assert smoke.main(["--configs", "configs/nothing-*.yaml"]) == 2
