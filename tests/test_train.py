@@ -465,10 +465,10 @@ def test_training_at_an_image_size(tmp_path, cine, monkeypatch):
     """data.image_size: the model, the loss and validation see that size (the
     48x40 simulated cine becomes 32x32 before masking); bad values are a
     one-line config error naming the key."""
-    from fmrecon.training.module import ReconModule
+    from fmrecon.inference.engine import Engine
 
     shapes = []
-    real_predict = ReconModule._predict
+    real_predict = Engine.predict
 
     def spy(self, batch):
         out = real_predict(self, batch)
@@ -476,7 +476,7 @@ def test_training_at_an_image_size(tmp_path, cine, monkeypatch):
                        tuple(batch.target.shape), tuple(out.shape)))  # fmt: skip
         return out
 
-    monkeypatch.setattr(ReconModule, "_predict", spy)
+    monkeypatch.setattr(Engine, "predict", spy)
     cfg = _config(tmp_path, cine)
     over = ["data.image_size=[32,32]", "data.batch_size=2", "trainer.max_epochs=1",
             "trainer.limit_train_batches=2"]  # fmt: skip

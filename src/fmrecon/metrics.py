@@ -146,18 +146,28 @@ def ssim(gt, pred, maxval: float | None = None) -> float:
     return float(np.mean(vals))
 
 
+def _crop(x, shape: tuple[int, int], matlab: bool):
+    """The one crop: last two axes of ``x`` (NumPy array, torch tensor or
+    array-like) to ``shape = (h, w)``; start ``(s - c) // 2`` (fastMRI) or,
+    with ``matlab``, ``floor(s/2) - floor(c/2)`` (ESPIRiT ``crop.m``)."""
+    arr = x if hasattr(x, "shape") and hasattr(x, "__getitem__") else np.asarray(x)
+    h, w = int(shape[0]), int(shape[1])
+    H, W = int(arr.shape[-2]), int(arr.shape[-1])
+    if not (0 < h <= H and 0 < w <= W):
+        raise ValueError(
+            f"cannot {'' if matlab else 'centre-'}crop an image of size {H}x{W} to {h}x{w}"
+        )
+    r0, c0 = (H // 2 - h // 2, W // 2 - w // 2) if matlab else ((H - h) // 2, (W - w) // 2)
+    return arr[..., r0 : r0 + h, c0 : c0 + w]
+
+
 def center_crop(x, shape: tuple[int, int]) -> np.ndarray:
     """Crop the last two axes of ``x`` (..., H, W) to ``shape = (h, w)``.
 
     fastMRI ``center_crop``: start ``(H - h) // 2`` (and ``(W - w) // 2``).
+    A torch tensor stays a tensor (a view), anything else becomes NumPy.
     """
-    arr = np.asarray(x)
-    h, w = int(shape[0]), int(shape[1])
-    H, W = arr.shape[-2], arr.shape[-1]
-    if not (0 < h <= H and 0 < w <= W):
-        raise ValueError(f"cannot centre-crop an image of size {H}x{W} to {h}x{w}")
-    r0, c0 = (H - h) // 2, (W - w) // 2
-    return arr[..., r0 : r0 + h, c0 : c0 + w]
+    return _crop(x, shape, matlab=False)
 
 
 def fingerprint_db(target, peak: float | None = None) -> float:
@@ -193,20 +203,11 @@ def _fastmri_metrics(target, recon, crop: bool) -> dict[str, float]:
         )
     _check_finite(target, "target")
     _check_finite(recon, "recon")
-    if crop:
-        # evaluate.py: center_crop(target, (W, W)), then center_crop(recon, (W, W)).
-        side = target.shape[-1]
-        size = (
-            min(side, target.shape[-2], recon.shape[-2]),
-            min(side, target.shape[-1], recon.shape[-1]),
-        )
-    else:
-        # the target's whole field of view; a larger recon (fastMRI k-space images are
-        # larger than the stored 320x320 reconstruction_rss) is cropped to it
-        size = (
-            min(target.shape[-2], recon.shape[-2]),
-            min(target.shape[-1], recon.shape[-1]),
-        )
+    # fastMRI evaluate.py: center_crop(target, (W, W)), then center_crop(recon, (W, W));
+    # without ``crop`` the target's whole field of view (a larger recon, e.g. fastMRI
+    # k-space images beside the stored 320x320 reconstruction_rss, is cropped to it)
+    convention = "fastmri" if crop else "full-volume"
+    size = convention_crop_size(convention, target.shape, recon.shape)
     target, recon = center_crop(target, size), center_crop(recon, size)
     maxval = float(target.max())
     if maxval <= 0.0:
@@ -267,13 +268,32 @@ def cmrxrecon_crop(x, shape: tuple[int, int]) -> np.ndarray:
     ``floor(s/2) - floor(c/2)``. Differs from fastMRI's ``(s - c) // 2`` by one when
     ``s`` is even and ``c`` is odd.
     """
-    arr = np.asarray(x)
-    h, w = int(shape[0]), int(shape[1])
-    H, W = arr.shape[-2], arr.shape[-1]
-    if not (0 < h <= H and 0 < w <= W):
-        raise ValueError(f"cannot crop an image of size {H}x{W} to {h}x{w}")
-    r0, c0 = H // 2 - h // 2, W // 2 - w // 2
-    return arr[..., r0 : r0 + h, c0 : c0 + w]
+    return _crop(x, shape, matlab=True)
+
+
+def convention_crop_size(
+    convention: str, target_shape: tuple[int, ...], image_shape: tuple[int, ...]
+) -> tuple[int, int]:
+    """The (h, w) a convention scores of a target (..., h_t, w_t) and images
+    (..., H, W): ``fastmri`` (W_t, W_t) (fastMRI ``evaluate.py``), ``cmrxrecon``
+    ``round(H/3) x round(W/2)`` of the k-space matrix (``run4Ranking.m``), the
+    full-* conventions the target's whole field of view; always clipped to both
+    sizes (a smaller stored target is cropped to the same region)."""
+    th, tw = int(target_shape[-2]), int(target_shape[-1])
+    ih, iw = int(image_shape[-2]), int(image_shape[-1])
+    if convention == "cmrxrecon":
+        h, w = ranking_crop_size(ih, iw)
+    elif convention == "fastmri":
+        h = w = tw
+    else:
+        h, w = th, tw
+    return min(h, th, ih), min(w, tw, iw)
+
+
+def scored_region(x, size: tuple[int, int], convention: str):
+    """Crop ``x`` (..., H, W) to ``size`` with the convention's placement:
+    ESPIRiT ``crop.m`` for ``cmrxrecon``, fastMRI's centre otherwise."""
+    return _crop(x, size, matlab=convention == "cmrxrecon")
 
 
 def ranking_crop_size(H: int, W: int) -> tuple[int, int]:
@@ -383,13 +403,7 @@ def convention_metrics(target, recon, convention: str) -> dict[str, float]:
         )
     if target.shape[0] == 0:
         raise DataError(f"{convention}: no images to score")
-    if convention == "cmrxrecon":
-        # run4Ranking.m: crop round(kx/3) x round(ky/2) of the k-space matrix (the
-        # reconstruction's size; a smaller stored target is cropped to the same size)
-        size = ranking_crop_size(*recon.shape[-2:])
-        size = (min(size[0], target.shape[-2]), min(size[1], target.shape[-1]))
-        target, recon = cmrxrecon_crop(target, size), cmrxrecon_crop(recon, size)
-    else:  # the target's whole field of view (a larger recon is cropped to it)
-        size = (min(target.shape[-2], recon.shape[-2]), min(target.shape[-1], recon.shape[-1]))
-        target, recon = center_crop(target, size), center_crop(recon, size)
+    size = convention_crop_size(convention, target.shape, recon.shape)
+    target = scored_region(target, size, convention)
+    recon = scored_region(recon, size, convention)
     return _per_image_mean(target, recon)

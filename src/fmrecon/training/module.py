@@ -13,21 +13,11 @@ import warnings
 import lightning as L
 import torch
 
+from fmrecon.inference.engine import Engine
 from fmrecon.losses import SSIMLoss, ssim
 from fmrecon.models import io as model_io
 from fmrecon.models.io import CHECKPOINT_KEY
 from fmrecon.models.registry import create_model
-
-
-def center_crop_to(x: torch.Tensor, shape) -> torch.Tensor:
-    """Centre-crop (..., H, W) to ``shape`` (fastMRI: start (H - h) // 2);
-    the model's full-FOV output is scored on the stored target's region."""
-    h, w = x.shape[-2:]
-    th, tw = int(shape[0]), int(shape[1])
-    if (h, w) == (th, tw):
-        return x
-    top, left = (h - th) // 2, (w - tw) // 2
-    return x[..., top : top + th, left : left + tw]
 
 
 class ReconModule(L.LightningModule):
@@ -52,6 +42,8 @@ class ReconModule(L.LightningModule):
         self.encoder_reference = None
         if model_cfg.get("checkpoint_encoder", "weights") == "reference":
             self.encoder_reference = model_io.encoder_reference(self.model)
+        # the one inference path: Lightning places the model and sets the precision
+        self.engine = Engine(self.model, label=model_cfg["name"])
         self.loss = SSIMLoss()
         self.optim_cfg = optim_cfg
         self._val_sums: torch.Tensor | None = None
@@ -72,12 +64,8 @@ class ReconModule(L.LightningModule):
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(masked_kspace, mask)
 
-    def _predict(self, batch):
-        out = self.model(batch.kspace, batch.mask)
-        return center_crop_to(out, batch.target.shape[-2:]).float()
-
     def training_step(self, batch, batch_idx):
-        out = self._predict(batch)
+        out = self.engine.predict(batch)
         loss = self.loss(out, batch.target, batch.max_value)
         self.log("train_loss", loss, prog_bar=True, batch_size=out.shape[0])
         return loss
@@ -105,7 +93,7 @@ class ReconModule(L.LightningModule):
         self._val_sums = torch.zeros(5, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch, batch_idx):
-        out = self._predict(batch)
+        out = self.engine.predict(batch)
         tgt = batch.target.float()
         s = ssim(out, tgt, batch.max_value)
         err = ((out - tgt) ** 2).flatten(1)
