@@ -20,6 +20,13 @@ from fmrecon.models.io import CHECKPOINT_KEY
 from fmrecon.models.registry import create_model
 
 
+def training_loss(engine: Engine, loss: SSIMLoss, batch) -> torch.Tensor:
+    """The training objective of one batch: SSIM loss (data range = each
+    slice's ``max_value``) of the engine's images against the targets. The
+    trainer and the benchmark's training step both compute it here."""
+    return loss(engine.predict(batch), batch.target, batch.max_value)
+
+
 class ReconModule(L.LightningModule):
     """SSIM-loss training of ``create_model(model_cfg["name"], ...)``.
 
@@ -65,9 +72,8 @@ class ReconModule(L.LightningModule):
         return self.model(masked_kspace, mask)
 
     def training_step(self, batch, batch_idx):
-        out = self.engine.predict(batch)
-        loss = self.loss(out, batch.target, batch.max_value)
-        self.log("train_loss", loss, prog_bar=True, batch_size=out.shape[0])
+        loss = training_loss(self.engine, self.loss, batch)
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch.kspace.shape[0])
         return loss
 
     def on_train_epoch_start(self) -> None:
