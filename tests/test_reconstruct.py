@@ -20,7 +20,8 @@ from fmrecon.cli import main
 from fmrecon.data.h5io import write_mat73
 from fmrecon.data.simulate import simulate_cmrxrecon
 from fmrecon.data.volumes import inspect_file
-from fmrecon.inference.reconstruct import reconstruct_volume, submission_array
+from fmrecon.inference.reconstruct import reconstruct_volume
+from fmrecon.inference.writers import submission_array
 from fmrecon.models.io import load_model, save_model
 from fmrecon.models.registry import create_model
 from fmrecon.physics.coils import rss

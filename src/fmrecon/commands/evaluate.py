@@ -22,15 +22,14 @@ from fmrecon.data.volumes import VolumeInfo, discover
 from fmrecon.errors import ConfigError
 from fmrecon.evaluation.evaluate import (
     CONVENTIONS,
-    RANDOM_ENCODER,
     EvalModel,
     FigurePick,
     Setting,
     evaluate_models,
     scored_items,
     weights_label,
-    write_results,
 )
+from fmrecon.evaluation.tables import RANDOM_ENCODER, write_results
 from fmrecon.metrics import CONVENTION_HELP
 from fmrecon.physics.masks import MASK_KINDS, mask_grid
 from fmrecon.utils import PRECISIONS, resolve_device

@@ -10,13 +10,8 @@ import time
 from pathlib import Path
 
 from fmrecon.errors import ConfigError
-from fmrecon.inference.reconstruct import (
-    plan_jobs,
-    random_encoder,
-    random_encoder_warning,
-    reconstruct_files,
-    summary_line,
-)
+from fmrecon.inference.reconstruct import plan_jobs, reconstruct_files, summary_line
+from fmrecon.inference.writers import random_encoder, random_encoder_warning
 from fmrecon.physics.masks import MASK_KINDS, create_mask
 from fmrecon.utils import DEVICES, PRECISIONS, resolve_device
 

@@ -1,9 +1,12 @@
-"""Inference: reconstruct k-space files with a model and write challenge
+"""Inference: the engine every caller runs models through
+(:mod:`fmrecon.inference.engine`), reconstruction of k-space files
+(:mod:`fmrecon.inference.reconstruct`) and what it writes: challenge
 submissions (CMRxRecon ``img4ranking`` .mat), fastMRI ``reconstruction`` .h5
-files and PNG previews (see ``fmrecon.inference.reconstruct``)."""
+files and PNG previews (:mod:`fmrecon.inference.writers`)."""
 
 from __future__ import annotations
 
+from fmrecon.inference.engine import Engine
 from fmrecon.inference.reconstruct import (
     Job,
     StoredMask,
@@ -13,6 +16,8 @@ from fmrecon.inference.reconstruct import (
     ranking_subset,
     reconstruct_files,
     reconstruct_volume,
+)
+from fmrecon.inference.writers import (
     submission_array,
     write_fastmri_recon,
     write_preview,
@@ -20,6 +25,7 @@ from fmrecon.inference.reconstruct import (
 )
 
 __all__ = [
+    "Engine",
     "Job",
     "StoredMask",
     "Written",

@@ -88,27 +88,37 @@ class Engine:
         dataset: Dataset,
         batches: Sequence[Sequence[int]],
         num_workers: int = 0,
+        source: str | None = None,
     ) -> Iterator[tuple[Sequence[int], Sample, np.ndarray]]:
         """Reconstruct ``dataset`` (items are :class:`Sample`) in ``batches``
         (lists of item positions): yields (positions, batch, images (B, H, W)
-        float32 NumPy, full field of view), without gradients, in order."""
-        loader = DataLoader(
-            dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate
-        )
+        float32 NumPy, full field of view), without gradients, in order.
+        ``source`` (the file's path) replaces the item's file name in errors."""
         with torch.inference_mode():
-            for positions, batch in zip(batches, loader, strict=True):
-                images = self(batch.kspace, batch.mask, where=describe_batch(batch))
+            for positions, batch in stream_batches(dataset, batches, num_workers):
+                images = self(batch.kspace, batch.mask, where=describe_batch(batch, source))
                 yield positions, batch, images.cpu().numpy()
 
 
-def describe_batch(batch: Sample) -> str:
-    """``cine_sax.mat (frame 0, slice 1)``: the first item of a batch, for errors."""
+def stream_batches(
+    dataset: Dataset, batches: Sequence[Sequence[int]], num_workers: int = 0
+) -> Iterator[tuple[Sequence[int], Sample]]:
+    """(positions, collated :class:`Sample` batch) for each of ``batches``, in
+    order, read by ``num_workers`` loader processes (0: this process)."""
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate)
+    yield from zip(batches, loader, strict=True)
+
+
+def describe_batch(batch: Sample, source: str | None = None) -> str:
+    """``cine_sax.mat (frame 0, slice 1)``: the first item of a batch, for
+    errors (``source`` in place of the file name)."""
     names = batch.fname if isinstance(batch.fname, list) else [batch.fname]
     frames = batch.frame if isinstance(batch.frame, list) else [batch.frame]
     slices = batch.slice if isinstance(batch.slice, list) else [batch.slice]
-    if not names or not names[0]:
+    name = source or (names[0] if names else "")
+    if not name:
         return ""
-    return f"{names[0]} (frame {frames[0]}, slice {slices[0]})"
+    return f"{name} (frame {frames[0]}, slice {slices[0]})"
 
 
 def sequential_batches(n: int, batch_size: int) -> list[list[int]]:

@@ -27,7 +27,6 @@ H = readout (CMRxRecon kx), W = phase encode (ky), as ``fmrecon.metrics``.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import xml.etree.ElementTree as ET
@@ -35,27 +34,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from fmrecon import __version__
 from fmrecon.data.cmrxrecon import undersampled_mask_path
-from fmrecon.data.h5io import atomic_path, get_dataset, open_h5, read_real, write_mat73
-from fmrecon.data.slices import SliceDataset, collate
+from fmrecon.data.h5io import get_dataset, open_h5, read_real
+from fmrecon.data.slices import SliceDataset
 from fmrecon.data.volumes import VolumeInfo, discover
 from fmrecon.errors import ConfigError, DataError
+from fmrecon.inference.engine import Engine, sequential_batches
+from fmrecon.inference.writers import (
+    FASTMRI_KEY,
+    SUBMISSION_KEY,
+    model_attrs,
+    write_fastmri_recon,
+    write_preview,
+    write_submission,
+)
 from fmrecon.metrics import center_crop, cmrxrecon_crop, ranking_crop_size, ranking_indices
 from fmrecon.physics.coils import num_low_frequencies
 from fmrecon.physics.masks import MaskFunc
-from fmrecon.utils import autocast_context
-
-SUBMISSION_KEY = "img4ranking"  # CMRxRecon submission variable (run4Ranking.m)
-FASTMRI_KEY = "reconstruction"  # fastMRI save_reconstructions dataset
-RANDOM_INIT = "random-init"  # fmrecon_spec["encoder_weights"] of random encoders
-MAX_PREVIEW_TILES = 36
 
 _NS = {"m": "http://www.ismrm.org/ISMRMRD"}
 
@@ -107,42 +106,11 @@ def read_fastmri_mask(info: VolumeInfo) -> StoredMask | None:
     return StoredMask(raw.astype(bool), source=str(info.path))
 
 
-# ----------------------------------------------------------------------------- model
-
-
-def model_attrs(model: nn.Module) -> dict[str, str]:
-    """What goes into each output's attributes about the model."""
-    spec = dict(getattr(model, "fmrecon_spec", None) or {})
-    attrs = {
-        "fmrecon_model": str(spec.get("name", type(model).__name__)),
-        "fmrecon_checkpoint": str(spec.get("checkpoint", "none")),
-        "fmrecon_encoder_weights": str(spec.get("encoder_weights") or "none"),
-        "fmrecon_version": __version__,
-    }
-    if random_encoder(model):
-        attrs["fmrecon_warning"] = random_encoder_warning(model)
-    return attrs
-
-
-def random_encoder(model: nn.Module) -> bool:
-    """True when the model's foundation-model encoder has random weights."""
-    spec = getattr(model, "fmrecon_spec", None) or {}
-    return spec.get("encoder_weights") == RANDOM_INIT
-
-
-def random_encoder_warning(model: nn.Module) -> str:
-    name = (getattr(model, "fmrecon_spec", None) or {}).get("name", "model")
-    return (
-        f"model '{name}' has random-init encoder weights (no pretrained foundation model): "
-        "its reconstructions are not those of the papers' systems"
-    )
-
-
 # ----------------------------------------------------------------------------- reconstruction
 
 
 def reconstruct_volume(
-    model: nn.Module,
+    model: nn.Module | Engine,
     info: VolumeInfo,
     mask_func: MaskFunc | None = None,
     frames: Sequence[int] | None = None,
@@ -158,12 +126,12 @@ def reconstruct_volume(
     (default all). Masks: an undersampled CMRxRecon file (``kspace_subXX``)
     uses its ``*_mask.mat``; a fully sampled file is masked with ``mask_func``,
     seeded per file as evaluation does (fastMRI's ``tuple(map(ord, name))``).
-    ``progress(n)`` is called after each batch of ``n`` images.
+    ``progress(n)`` is called after each batch of ``n`` images. ``model`` may
+    be an :class:`~fmrecon.inference.engine.Engine` (then ``device`` and
+    ``precision`` are the engine's).
     """
     frames = list(range(info.n_frames)) if frames is None else [int(t) for t in frames]
     slices = list(range(info.n_slices)) if slices is None else [int(z) for z in slices]
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     if info.fully_sampled and mask_func is None:
         raise ConfigError(
             f"{info.path}: fully sampled k-space needs a mask to undersample it "
@@ -172,12 +140,13 @@ def reconstruct_volume(
     mask_file = undersampled_mask_path(info.path)
     if not info.fully_sampled and not mask_file.exists():
         raise DataError(f"{info.path}: undersampled file without its mask file {mask_file.name}")
-    device = torch.device(device)
+    engine = model if isinstance(model, Engine) else Engine(model, device, precision)
     h, w = info.shape
     out = np.zeros((len(frames), len(slices), h, w), dtype=np.float32)
+    pairs = [(t, z) for t in frames for z in slices]
+    batches = sequential_batches(len(pairs), batch_size)
     if out.size == 0:
         return out
-    pairs = [(t, z) for t in frames for z in slices]
     ds = SliceDataset(
         [info],
         mask_func=mask_func if info.fully_sampled else None,
@@ -186,21 +155,12 @@ def reconstruct_volume(
     )
     t_pos = {t: i for i, t in enumerate(frames)}
     z_pos = {z: i for i, z in enumerate(slices)}
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
     try:
-        with torch.inference_mode(), autocast_context(device, precision):
-            for batch in loader:
-                img = model(batch.kspace.to(device), batch.mask.to(device))
-                img = img.float().cpu().numpy()
-                if img.shape != (len(batch.frame), h, w):
-                    raise ConfigError(
-                        f"{info.path}: model output {img.shape} is not (batch, H, W) = "
-                        f"({len(batch.frame)}, {h}, {w})"
-                    )
-                for b, (t, z) in enumerate(zip(batch.frame, batch.slice, strict=True)):
-                    out[t_pos[t], z_pos[z]] = img[b]
-                if progress is not None:
-                    progress(len(batch.frame))
+        for _, batch, images in engine.stream(ds, batches, source=str(info.path)):
+            for b, (t, z) in enumerate(zip(batch.frame, batch.slice, strict=True)):
+                out[t_pos[t], z_pos[z]] = images[b]
+            if progress is not None:
+                progress(len(batch.frame))
     finally:
         ds.close()
     if not np.all(np.isfinite(out)):
@@ -215,44 +175,6 @@ def ranking_subset(info: VolumeInfo) -> tuple[list[int], list[int]]:
     """(frames, slices) the CMRxRecon ranking keeps (``metrics.ranking_indices``)."""
     slices, frames = ranking_indices(info.n_slices, info.n_frames, info.modality)
     return frames, slices
-
-
-def submission_array(images: np.ndarray, crop: bool = True) -> np.ndarray:
-    """(T, Z, H, W) images -> float32 (sx, sy, sz, t) in MATLAB axis order.
-
-    With ``crop`` the ranking crop ``round(H/3) x round(W/2)`` (ESPIRiT
-    ``crop.m`` placement, ``metrics.cmrxrecon_crop``) is applied; the caller
-    has already kept the ranking frames and slices.
-    """
-    arr = np.asarray(images, dtype=np.float32)
-    if arr.ndim != 4:
-        raise DataError(f"submission images must be (T, Z, H, W), got shape {arr.shape}")
-    if crop:
-        arr = cmrxrecon_crop(arr, ranking_crop_size(*arr.shape[-2:]))
-    # (T, Z, H=kx, W=ky) -> MATLAB (sx, sy, sz, t); run4Ranking.m stores single(abs(img))
-    return np.ascontiguousarray(arr.transpose(2, 3, 1, 0))
-
-
-def write_submission(
-    path: str | os.PathLike,
-    images: np.ndarray,
-    crop: bool = True,
-    attrs: dict[str, str] | None = None,
-) -> Path:
-    """Write a CMRxRecon submission file: ``img4ranking`` single (sx, sy, sz, t).
-
-    ``images``: (T, Z, H, W) magnitude, the ranking frames/slices (``crop``)
-    or the whole volume (``crop=False``). ``attrs`` become root attributes
-    (MATLAB ignores them). Atomic.
-    """
-    path = Path(path)
-    data = submission_array(images, crop=crop)
-    with atomic_path(path) as tmp:
-        write_mat73(tmp, {SUBMISSION_KEY: data})
-        if attrs:
-            with h5py.File(tmp, "r+") as f:  # keeps the MATLAB user block
-                f.attrs.update({k: str(v) for k, v in attrs.items()})
-    return path
 
 
 # ----------------------------------------------------------------------------- fastMRI out
@@ -288,62 +210,6 @@ def _recon_space(raw) -> tuple[int, int] | None:
     except (AttributeError, ValueError, TypeError, ET.ParseError):
         return None
     return (x, y) if x > 0 and y > 0 else None
-
-
-def write_fastmri_recon(
-    path: str | os.PathLike,
-    images: np.ndarray,
-    info: VolumeInfo,
-    attrs: dict[str, str] | None = None,
-) -> Path:
-    """Write ``reconstruction`` (slices, h, w) float32, already cropped, plus
-    the source's ``acquisition``/``patient_id`` and ``attrs``. Atomic."""
-    path = Path(path)
-    with open_h5(info.path) as f:
-        copied = {k: f.attrs[k] for k in ("acquisition", "patient_id") if k in f.attrs}
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset(FASTMRI_KEY, data=np.asarray(images, dtype=np.float32))
-        f.attrs.update(copied)
-        f.attrs.update({k: str(v) for k, v in (attrs or {}).items()})
-    return path
-
-
-# ----------------------------------------------------------------------------- preview
-
-
-def write_preview(
-    path: str | os.PathLike,
-    tiles: Sequence[tuple[str, np.ndarray]],
-    title: str = "",
-    ncols: int | None = None,
-) -> Path:
-    """A PNG grid of 2-D magnitude images (label, (h, w)), one grey scale
-    for all (0 to the 99.5th percentile). Uses the Agg canvas, no pyplot."""
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    tiles = list(tiles)
-    if len(tiles) > MAX_PREVIEW_TILES:  # evenly spaced subset
-        keep = np.linspace(0, len(tiles) - 1, MAX_PREVIEW_TILES).round().astype(int)
-        tiles = [tiles[i] for i in keep]
-    n = len(tiles)
-    ncols = min(ncols or math.ceil(math.sqrt(n)), n)
-    nrows = math.ceil(n / ncols)
-    h, w = tiles[0][1].shape
-    vmax = float(np.percentile(np.concatenate([t[1].ravel() for t in tiles]), 99.5)) or 1.0
-    scale = 2.2 / max(h, w)
-    width = max(ncols * w * scale + 0.2, 3.5)  # room for the title
-    fig = Figure(figsize=(width, nrows * h * scale + 0.7), dpi=100, layout="compressed")
-    for i, (label, img) in enumerate(tiles):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        ax.imshow(img, cmap="gray", vmin=0.0, vmax=vmax, interpolation="nearest")
-        ax.set_title(label, fontsize=7)
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=8)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")  # the temporary name has no .png suffix
-    return path
 
 
 # ----------------------------------------------------------------------------- files
@@ -526,67 +392,24 @@ def reconstruct_files(
     docstring). ``report(line)`` is called once per file written."""
     if jobs is None:
         jobs, _ = plan_jobs(inputs or [], out_dir, mask_func, full_volume)
-    device = torch.device(device)
-    model = model.to(device).eval()
+    engine = Engine(model.eval(), device, precision, model_attrs(model)["fmrecon_model"])
     attrs = model_attrs(model)
-    from tqdm.auto import tqdm
-
-    # a bar only on a terminal; in logs the one line per file written is the progress
-    bar = tqdm(
-        total=sum(j.n_images for j in jobs),
-        unit="img",
-        file=sys.stderr,
-        disable=not (show_progress and sys.stderr.isatty()),
-        dynamic_ncols=True,
-    )
-
-    def say(line: str) -> None:
-        if report is None:
-            return
-        if not bar.disable:
-            bar.clear()
-        report(line)
-        if not bar.disable:
-            bar.refresh()
-
+    bar, say = _progress(sum(j.n_images for j in jobs), show_progress, report)
     written: list[Written] = []
     try:
         for job in jobs:
             bar.set_description(f"{job.info.subject}/{job.info.path.name}")
             images = reconstruct_volume(
-                model,
+                engine,
                 job.info,
                 job.mask_func,
                 frames=job.frames,
                 slices=job.slices,
                 batch_size=batch_size,
-                device=device,
-                precision=precision,
                 progress=bar.update,
             )
-            file_attrs = {
-                **attrs,
-                "fmrecon_source": str(job.info.path),
-                "fmrecon_mask": job.mask_label,
-                "fmrecon_content": job.content,
-            }
-            if job.content == "fastmri":
-                # fastMRI's convention: crop to the reconSpace matrix, (slices, h, w)
-                out = center_crop(images, fastmri_recon_size(job.info))
-                write_fastmri_recon(job.out_path, out[0], job.info, file_attrs)
-                what = f"{FASTMRI_KEY} (slices, h, w) = {tuple(out.shape[1:])}"
-            else:
-                crop = job.content == "ranking"
-                write_submission(job.out_path, images, crop=crop, attrs=file_attrs)
-                out = (
-                    cmrxrecon_crop(images, ranking_crop_size(*images.shape[-2:]))
-                    if crop
-                    else images
-                )
-                dims = (*out.shape[-2:], out.shape[1], out.shape[0])
-                what = f"{SUBMISSION_KEY} single (sx, sy, sz, t) = {dims}"
-            entry = Written(job.out_path, job.info.path, what)
-            say(f"wrote {job.out_path}: {what} [{job.mask_label}]")
+            entry, out = _write_job(job, images, attrs)
+            say(f"wrote {job.out_path}: {entry.what} [{job.mask_label}]")
             if png:  # the images as written (cropped), one grey scale per file
                 tiles, ncols = _tiles(job, out)
                 title = f"{job.info.path.name}\n{attrs['fmrecon_model']}, {job.mask_label}"
@@ -599,6 +422,55 @@ def reconstruct_files(
     finally:
         bar.close()
     return written
+
+
+def _progress(total: int, show: bool, report: Callable[[str], None] | None):
+    """A tqdm bar over ``total`` images (only on a terminal: in logs the one
+    line per file written is the progress) and ``say(line)``, which prints
+    ``line`` through ``report`` without breaking the bar."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=total,
+        unit="img",
+        file=sys.stderr,
+        disable=not (show and sys.stderr.isatty()),
+        dynamic_ncols=True,
+    )
+
+    def say(line: str) -> None:
+        if report is None:
+            return
+        if not bar.disable:
+            bar.clear()
+        report(line)
+        if not bar.disable:
+            bar.refresh()
+
+    return bar, say
+
+
+def _write_job(job: Job, images: np.ndarray, attrs: dict) -> tuple[Written, np.ndarray]:
+    """Write the output of ``job`` from its images (T', Z', H, W); returns what
+    was written and the images as written (cropped)."""
+    file_attrs = {
+        **attrs,
+        "fmrecon_source": str(job.info.path),
+        "fmrecon_mask": job.mask_label,
+        "fmrecon_content": job.content,
+    }
+    if job.content == "fastmri":
+        # fastMRI's convention: crop to the reconSpace matrix, (slices, h, w)
+        out = center_crop(images, fastmri_recon_size(job.info))
+        write_fastmri_recon(job.out_path, out[0], job.info, file_attrs)
+        what = f"{FASTMRI_KEY} (slices, h, w) = {tuple(out.shape[1:])}"
+    else:
+        crop = job.content == "ranking"
+        write_submission(job.out_path, images, crop=crop, attrs=file_attrs)
+        out = cmrxrecon_crop(images, ranking_crop_size(*images.shape[-2:])) if crop else images
+        dims = (*out.shape[-2:], out.shape[1], out.shape[0])
+        what = f"{SUBMISSION_KEY} single (sx, sy, sz, t) = {dims}"
+    return Written(job.out_path, job.info.path, what), out
 
 
 def summary_line(written: Sequence[Written], jobs: Sequence[Job], seconds: float) -> str:

@@ -1,0 +1,169 @@
+"""The result tables of an evaluation: ``metrics.csv`` (one row per file,
+setting and model), ``summary.json`` and ``summary.md`` (the papers' layout);
+see :mod:`fmrecon.evaluation.evaluate` for their columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fmrecon.data.h5io import atomic_path
+from fmrecon.metrics import METRIC_NAMES
+
+CSV_FIELDS = (
+    "model",
+    "file",
+    "subject",
+    "modality",
+    "mask",
+    "acceleration",
+    "center_fraction",
+    "convention",
+    "n_images",
+    "ssim",
+    "psnr",
+    "nmse",
+    # added with checkpoint evaluation; older readers ignore them
+    "weights",
+    "checkpoint",
+    # added with the scoring fingerprint
+    "fingerprint_db",
+)
+RANDOM_ENCODER = "trained, random-init encoder"
+
+
+def summarize(rows: Sequence[dict]) -> list[dict]:
+    """Mean over files per (model, acceleration, center_fraction), ordered by
+    model (first appearance), then setting (first appearance)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["model"], r["acceleration"], r["center_fraction"])].append(r)
+    model_order = list(dict.fromkeys(r["model"] for r in rows))
+    keys = sorted(groups, key=lambda k: model_order.index(k[0]))  # stable: settings keep order
+    out = []
+    for model, acc, cf in keys:
+        rs = groups[(model, acc, cf)]
+        entry = {"model": model, "acceleration": acc, "center_fraction": cf}
+        for k in METRIC_NAMES:
+            entry[k] = float(np.mean([r[k] for r in rs]))
+        entry["n_files"] = len(rs)
+        entry["weights"] = rs[0].get("weights", "")
+        entry["checkpoint"] = rs[0].get("checkpoint", "")
+        entry["fingerprint_db"] = table_fingerprint(entry["psnr"], entry["nmse"])
+        fps = [r.get("fingerprint_db") for r in rs]
+        mean_fp = float(np.mean(fps)) if all(f is not None for f in fps) else math.nan
+        entry["fingerprint_db_per_image"] = mean_fp if math.isfinite(mean_fp) else None
+        out.append(entry)
+    return out
+
+
+def table_fingerprint(psnr_db: float, nmse_value: float) -> float | None:
+    """``PSNR + 10 log10(NMSE)`` of a table's (mean) PSNR and NMSE; None where
+    undefined (NMSE 0, infinite PSNR)."""
+    if not (math.isfinite(psnr_db) and math.isfinite(nmse_value)) or nmse_value <= 0.0:
+        return None
+    return psnr_db + 10.0 * math.log10(nmse_value)
+
+
+def _table(entries: Sequence[dict], accs: Sequence, with_cf: bool) -> list[str]:
+    """Markdown lines: one row per (model[, centre fraction]), column groups per acceleration."""
+    rows: dict[tuple, dict] = {}
+    for s in entries:
+        rows.setdefault((s["model"], s["center_fraction"]), {})[s["acceleration"]] = s
+    head = ["Model"] + (["CF"] if with_cf else [])
+    for a in accs:
+        head += [f"x{a} SSIM", f"x{a} PSNR", f"x{a} NMSE"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (model, cf), by_acc in rows.items():
+        first = next(iter(by_acc.values()))
+        name = model + (" (random-init encoder)" if first.get("weights") == RANDOM_ENCODER else "")
+        cells = [name] + ([f"{cf:g}" if cf is not None else "-"] if with_cf else [])
+        for a in accs:
+            s = by_acc.get(a)
+            cells += (
+                [_fmt(s["ssim"], 4), _fmt(s["psnr"], 2), _fmt(s["nmse"], 4)] if s else ["-"] * 3
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _fmt(x, digits: int) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def markdown_table(summary: Sequence[dict]) -> str:
+    """The papers' layout: one row per model, one column group per
+    acceleration with SSIM, PSNR and NMSE. With centre fractions (fastMRI
+    masks) one table per centre fraction, in the order they were given, each
+    under a ``**Centre fraction 0.08**`` line."""
+    accs = list(dict.fromkeys(sorted(s["acceleration"] for s in summary)))
+    fractions = list(dict.fromkeys(s["center_fraction"] for s in summary))
+    if fractions == [None]:
+        lines = _table(summary, accs, with_cf=False)
+    else:
+        lines = []
+        for cf in fractions:
+            if lines:
+                lines.append("")
+            label = f"{cf:g}" if cf is not None else "- (fixed ACS lines)"
+            lines += [f"**Centre fraction {label}**", ""]
+            lines += _table([s for s in summary if s["center_fraction"] == cf], accs, False)
+    lines += [""] + fingerprint_table(summary)
+    n_files = sorted({s["n_files"] for s in summary})
+    lines.append("")
+    lines.append(f"Files per setting: {', '.join(map(str, n_files))}.")
+    return "\n".join(lines) + "\n"
+
+
+def fingerprint_table(summary: Sequence[dict]) -> list[str]:
+    """Markdown lines: the scoring fingerprint of every model and setting, from the
+    table (mean PSNR + 10 log10(mean NMSE)) and per image (mean of the exact ones)."""
+    with_cf = any(s["center_fraction"] is not None for s in summary)
+    head = ["Model", "Setting", "From the table (dB)", "Mean exact (dB)"]
+    lines = [
+        "**Scoring fingerprint** (PSNR + 10 log10 NMSE = 10 log10(peak^2 / mean(target^2)) "
+        "over the scored region, exact per scored image, or per volume where PSNR and NMSE "
+        "are per volume; from the table: mean PSNR + 10 log10(mean NMSE), biased upward "
+        "when NMSE varies across images; mean exact: the mean of the exact ones)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for s in summary:
+        setting = f"x{s['acceleration']}" + (
+            f" cf {s['center_fraction']:g}" if with_cf and s["center_fraction"] is not None else ""
+        )
+        cells = [s["model"], setting]
+        cells += [_fmt(s.get("fingerprint_db"), 2), _fmt(s.get("fingerprint_db_per_image"), 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_results(out_dir: str | Path, rows: Sequence[dict], header_note: str = "") -> list[dict]:
+    """Write metrics.csv, summary.json and summary.md atomically; return the summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarize(rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
+    with atomic_path(out_dir / "metrics.csv") as tmp:
+        tmp.write_text(buf.getvalue())
+    for s in summary:
+        for k in METRIC_NAMES:
+            if not math.isfinite(s[k]):
+                s[k] = None  # JSON has no NaN/Infinity (PSNR of a perfect reconstruction)
+    with atomic_path(out_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    with atomic_path(out_dir / "summary.md") as tmp:
+        tmp.write_text((header_note + "\n\n" if header_note else "") + markdown_table(summary))
+    return summary
