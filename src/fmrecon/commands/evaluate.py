@@ -40,6 +40,23 @@ ZERO_FILLED = "zero-filled"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    _model_arguments(p)
+    _data_arguments(p)
+    _run_arguments(p)
+    _figure_arguments(p)
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
+    p.add_argument(
+        "--preset",
+        type=Path,
+        help="YAML of evaluation options (mask, accelerations, center_fractions, convention, "
+        "...), e.g. configs/paper/evaluation/arxiv2026-crossdomain.yaml; options given on the "
+        "command line win",
+    )
+    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest != "help"})
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default=None,
@@ -62,6 +79,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="row labels of the checkpoints (default: the model's registry name, "
         "made unique with the checkpoint's file name)",
     )
+
+
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    """What is evaluated: data, masks, scoring convention, image size."""
     p.add_argument("--data", required=True, type=Path, help="folder (searched recursively) or file")
     p.add_argument(
         "--mask",
@@ -114,6 +135,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--split", type=Path, help="split JSON file (from fmrecon or hand-written)")
     p.add_argument("--split-name", default="test", help="part of the split to evaluate")
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """How the models run."""
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
@@ -125,6 +150,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision", choices=PRECISIONS, default="32", help="32 = fp32, bf16 = bf16 autocast"
     )
+
+
+def _figure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-figures", action="store_true", help="do not write OUT/figures/*.png")
     p.add_argument(
         "--figure-file",
@@ -141,16 +169,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--error-scale", type=float, default=5.0, help="error maps magnified this much (x5)"
     )
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
-    p.add_argument(
-        "--preset",
-        type=Path,
-        help="YAML of evaluation options (mask, accelerations, center_fractions, convention, "
-        "...), e.g. configs/paper/evaluation/arxiv2026-crossdomain.yaml; options given on the "
-        "command line win",
-    )
-    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest != "help"})
 
 
 _DEFAULTS: dict = {}

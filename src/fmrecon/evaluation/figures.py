@@ -159,21 +159,30 @@ def comparison_figure(
             if c == 2:
                 err_im = im
             ax.set_title(text, fontsize=7.5, pad=3)
-        # row label, rotated, left of the row; long labels wrap and shrink
-        x0, y0, x1, y1 = layout["boxes"][(r, 0)]
-        text = label.replace(" (", "\n(")
-        longest = max(len(line) for line in text.split("\n"))
-        size = float(np.clip((y1 - y0) / (0.85 * longest), 5.0, 9.0))
-        fig.text(
-            (LEFT / 2) / width,
-            1 - (y0 + y1) / 2 / height,
-            text,
-            rotation=90,
-            ha="center",
-            va="center",
-            fontsize=size,
-        )
-    # column headers above the first row's title band
+        _row_label(fig, layout["boxes"][(r, 0)], label, width, height)
+    _decorate(fig, axes, layout, err_im, title, error_scale, per_image_max, width, height)
+    return fig
+
+
+def _row_label(fig: Figure, box, label: str, width: float, height: float) -> None:
+    """The row's label, rotated, left of the row; long labels wrap and shrink."""
+    x0, y0, x1, y1 = box
+    text = label.replace(" (", "\n(")
+    longest = max(len(line) for line in text.split("\n"))
+    size = float(np.clip((y1 - y0) / (0.85 * longest), 5.0, 9.0))
+    fig.text(
+        (LEFT / 2) / width,
+        1 - (y0 + y1) / 2 / height,
+        text,
+        rotation=90,
+        ha="center",
+        va="center",
+        fontsize=size,
+    )
+
+
+def _decorate(fig, axes, layout, err_im, title, error_scale, per_image_max, width, height):
+    """Column headers above the first row's title band, the title, the error colour bar."""
     for c, name in enumerate(COLUMNS):
         x0, y0, x1, _ = layout["boxes"][(0, c)]
         header = f"{name} (x{error_scale:g})" if c == 2 else name
@@ -185,7 +194,6 @@ def comparison_figure(
     bar = fig.colorbar(err_im, cax=cax)
     bar.ax.tick_params(labelsize=6)
     bar.set_label("|recon - target|" + (" (max-normalised)" if per_image_max else ""), fontsize=7)
-    return fig
 
 
 def write_comparison_figure(path: str | Path, target, recons, zero_filled, **kw) -> Path:
