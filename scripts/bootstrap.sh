@@ -3,9 +3,9 @@
 # into it. Sourced by quickstart.sh and test.sh; safe to run again (a stamp
 # of pyproject.toml skips the install when nothing changed).
 #
-# torch is installed first and pinned (REFERENCE.md section 4): on a CPU
-# machine `torch==2.13.0` is the CPU wheel; a bare `torch` would pull a
-# multi-GB CUDA build. Override with FMRECON_TORCH (e.g. on a GPU cluster:
+# torch is installed first and pinned: on a CPU machine `torch==2.13.0` from
+# PyPI is the CPU wheel that this project is tested with; a bare `torch` would
+# pull a multi-GB CUDA build. Override with FMRECON_TORCH (e.g. on a GPU cluster:
 # FMRECON_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126").
 set -euo pipefail
 FMRECON_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,7 +28,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   fi
   pipi -e "$FMRECON_ROOT[dev]"
   # the reference fastMRI implementation, a test and benchmark oracle only;
-  # --no-deps because its requirements pull torchvision (REFERENCE.md s. 4)
+  # --no-deps because its requirements pull torchvision, whose wheels built for
+  # another torch break lightning/torchmetrics imports on this CPU torch
   pipi --no-deps fastmri==0.3.0
   if "$VENV/bin/python" -c "import torchvision" >/dev/null 2>&1; then
     echo "[fmrecon] torchvision is installed in $VENV; it breaks lightning/torchmetrics on CPU torch: pip uninstall torchvision" >&2
