@@ -1,10 +1,10 @@
 """Writes ``fm_varnet_old_layout.ckpt``: a tiny FM-VarNet checkpoint in the
 layout before FMVarNet became a VarNet subclass (state-dict keys
 ``model.varnet.*`` beside ``model.encoder.*``), through the user code path
-``fmrecon.models.io.save_model``. It was run once at commit 986b152 (the old
-``FMVarNet`` wrapped a ``VarNet`` as ``self.varnet``); re-running it with the
-current code writes the new layout, so the stored file is not to be
-regenerated.
+``fmrecon.models.io.save_model``. It was run once with the code of commit
+986b152 (where ``FMVarNet`` wrapped a ``VarNet`` as ``self.varnet``); with
+today's code it would write the new layout, so it refuses to overwrite the
+stored file (it documents how the file was made).
 
 Beside the weights, ``checkpoint["fmrecon"]["reference_io"]`` holds a fixed
 input (masked k-space complex (1, 2, 40, 36), mask bool (1, 1, 40, 36)) and
@@ -37,6 +37,8 @@ def reference_inputs() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def main() -> None:
+    if OUT.exists():
+        raise SystemExit(f"{OUT} exists: it must keep the old layout, not be regenerated")
     torch.manual_seed(0)
     model = create_model(
         "fm-varnet-clip",
