@@ -546,7 +546,9 @@ def _meta(cls, cfg, **kw):
 
 
 def test_full_size_parameter_counts_match_reference():
-    """REFERENCE.md sec. 3 figures, built on the meta device. What they count:
+    """The encoders' sizes as usually quoted (CLIP ViT-B/16 86.19M, DINOv2
+    ViT-B/14 86.58M, BiomedCLIP ViT-B/16 85.80M; the FM-VarNet's frozen part,
+    the first 6 blocks, 43.27M), built on the meta device. What they count:
     CLIP 86.19M = CLIPVisionModelWithProjection (embeddings + pre-LN + 12 blocks
     + post-LN + the 768->512 visual projection; without the projection 85.80M);
     DINOv2 86.58M = Dinov2Model (incl. mask token and final LN); BiomedCLIP

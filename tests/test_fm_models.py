@@ -90,7 +90,7 @@ def test_every_model_has_the_one_interface(name):
         out = model(k, m)
         assert out.shape == (2, h, w) and out.dtype == torch.float32
         assert torch.isfinite(out).all()
-    assert model.fmrecon_spec["name"] == name
+    assert model.record.name == name
 
 
 @pytest.mark.parametrize("name", ["fm-varnet-clip", "fm-unetr-biomedclip", "fm-varnet-dinov2"])
@@ -111,20 +111,20 @@ def test_fm_models_train_decoder_not_encoder(name):
         trainable
     )
     assert count_parameters(model, trainable_only=True) == sum(p.numel() for p in trainable)
-    assert model.fmrecon_spec["encoder_weights"] == "random-init"
-    assert model.fmrecon_spec["encoder_pretrained"] is False
+    assert model.record.encoder_weights == "random-init"
+    assert model.record.encoder_pretrained is False
 
 
 def test_fm_varnet_cascades_share_one_encoder():
     model = tiny_model("fm-varnet-clip", num_cascades=3)
-    denoisers = [c.model for c in model.varnet.cascades]
+    denoisers = [c.model for c in model.cascades]
     assert all(d.encoder is model.encoder for d in denoisers)
     keys = list(model.state_dict())
     enc_keys = [k for k in keys if "encoder" in k.split(".")[:2] or ".encoder." in k]
     assert enc_keys and all(k.startswith("encoder.") for k in enc_keys)
     # twelve cascades hold one copy: the parameter count grows by a decoder, not an encoder
     more = tiny_model("fm-varnet-clip", num_cascades=4)
-    per_cascade = count_parameters(model.varnet.cascades[0])
+    per_cascade = count_parameters(model.cascades[0])
     assert count_parameters(more) - count_parameters(model) == per_cascade
     # moving the model moves the shared encoder the cascades use
     model.double()
@@ -136,7 +136,7 @@ def test_gradient_flows_through_the_frozen_encoder_to_its_input():
     output depends on its input through the encoder path alone."""
     torch.manual_seed(0)
     model = tiny_model("fm-varnet-clip", num_cascades=1, zero_init_head=False)  # a trained head
-    den = model.varnet.cascades[0].model
+    den = model.cascades[0].model
     with torch.no_grad():  # cut the input-level skip: only the encoder path remains
         for p in den.input_skip.parameters():
             p.zero_()
@@ -167,8 +167,8 @@ def test_fm_model_loads_encoder_weights_from_a_local_hf_directory(tmp_path):
         encoder_config=TINY_CLIP,
         **TINY["fm-varnet"],
     )
-    assert model.fmrecon_spec["encoder_pretrained"] is True
-    assert model.fmrecon_spec["encoder_weights"].startswith("dir:")
+    assert model.record.encoder_pretrained is True
+    assert model.record.encoder_weights.startswith("dir:")
     w_ref = ref.encoder.layers[0].mlp.fc1.weight
     assert torch.equal(model.encoder.blocks[0].mlp.fc1.weight, w_ref)
 

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmrecon.encoders.preprocess import prepare_images
+from fmrecon.errors import ConfigError
 
 
 def _norm_act(chans: int) -> list[nn.Module]:
@@ -117,7 +118,10 @@ class FMDenoiser(nn.Module):
                 f"the encoder runs {encoder.num_layers}"
             )
         if len(chans) != len(skip_layers) + 2:
-            raise ValueError(f"chans needs {len(skip_layers) + 2} widths, got {len(chans)}")
+            raise ConfigError(
+                f"FM-VarNet denoiser: chans needs {len(skip_layers) + 2} widths "
+                f"(bottleneck, one per skip layer, final stage), got {len(chans)}"
+            )
         object.__setattr__(self, "_encoder", encoder)  # shared, not a submodule
         self.fuse_layers = fuse_layers
         self.skip_layers = tuple(skip_layers)

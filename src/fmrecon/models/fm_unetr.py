@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmrecon.encoders.preprocess import prepare_images
+from fmrecon.errors import ConfigError
+from fmrecon.models.base import ReconModel
 from fmrecon.models.fm_denoiser import tokens_to_map
 from fmrecon.physics.coils import rss
 from fmrecon.physics.fft import ifft2c
@@ -101,7 +103,7 @@ def conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
     )
 
 
-class FMUNETR(nn.Module):
+class FMUNETR(ReconModel):
     """(masked_kspace (B, C, H, W) complex, mask (B, 1, H, W)) -> (B, H, W).
 
     ``encoder`` (a :class:`fmrecon.encoders.FrozenEncoder` running at least
@@ -124,7 +126,10 @@ class FMUNETR(nn.Module):
                 f"FM-UNETR taps block {max(feature_layers)}, the encoder runs {encoder.num_layers}"
             )
         if len(feature_layers) != 4:
-            raise ValueError("feature_layers needs four blocks: three skips and the bottleneck")
+            raise ConfigError(
+                "FM-UNETR: feature_layers needs four blocks (three skips and the bottleneck), "
+                f"got {len(feature_layers)}"
+            )
         self.encoder = encoder
         self.feature_layers = tuple(feature_layers)
         self.residual = residual

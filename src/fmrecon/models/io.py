@@ -1,9 +1,11 @@
 """Load a trained model from a checkpoint file, whatever wrote it.
 
-- fmrecon training checkpoints (Lightning ``.ckpt``): the model's registry
-  spec is stored under ``checkpoint["fmrecon"]["model_spec"]`` and its weights
-  under ``state_dict`` with the prefix ``model.``; frozen encoder weights are
-  included, so a checkpoint is self-contained.
+- fmrecon training checkpoints (Lightning ``.ckpt``) and ``save_model`` files:
+  the model's build record (``BuildRecord.as_dict()``) is stored under
+  ``checkpoint["fmrecon"]["model_spec"]`` and its weights under ``state_dict``
+  with the prefix ``model.``; frozen encoder weights are included, so a
+  checkpoint is self-contained. FM-VarNet checkpoints of the earlier layout
+  (``model.varnet.*``) load too (``FMVarNet`` renames their keys).
 - fastMRI's published VarNet state dicts (``--model e2e-varnet``), plain or
   Lightning-prefixed (``varnet.``).
 
@@ -17,6 +19,7 @@ a checkpoint (0.43 GB -> 0.08 GB); for FM-VarNet ~40%.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +28,7 @@ import torch
 from torch import nn
 
 from fmrecon.errors import ConfigError
+from fmrecon.models.base import BuildRecord, ReconModel, build_record
 from fmrecon.models.registry import create_model, get_spec
 
 CHECKPOINT_KEY = "fmrecon"
@@ -91,31 +95,50 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return dict(obj)
 
 
-def checkpoint_spec(ckpt: Mapping) -> dict | None:
-    """The fmrecon model spec stored in a checkpoint, or None."""
+def checkpoint_record(ckpt: Mapping, path: str | os.PathLike = "") -> BuildRecord | None:
+    """The build record stored in an fmrecon checkpoint (``["fmrecon"]["model_spec"]``),
+    None for other checkpoints; ConfigError naming ``path`` for a malformed one."""
     meta = ckpt.get(CHECKPOINT_KEY)
-    return dict(meta["model_spec"]) if isinstance(meta, Mapping) and "model_spec" in meta else None
+    if not (isinstance(meta, Mapping) and "model_spec" in meta):
+        return None
+    try:
+        return BuildRecord.from_dict(dict(meta["model_spec"]))
+    except (ConfigError, TypeError, ValueError) as err:  # unknown fields, not a dict
+        raise ConfigError(f"checkpoint {path}: bad model_spec ({err})") from None
 
 
-def build_from_spec(spec: Mapping, encoder_weights: str = "random") -> nn.Module:
-    """Rebuild the architecture a spec describes. Encoder weights normally come
-    from the checkpoint afterwards, so the encoder is built without loading
-    any; a lean checkpoint passes its encoder's source as ``encoder_weights``."""
+def build_from_record(record: BuildRecord, encoder_weights: str = "random") -> ReconModel:
+    """Rebuild the architecture a record describes; the model's record is a
+    copy of it. Encoder weights normally come from the checkpoint afterwards,
+    so the encoder is built without loading any; a lean checkpoint passes its
+    encoder's source as ``encoder_weights``."""
     encoder_args = {}
-    if get_spec(spec["name"]).encoder is not None:
+    if get_spec(record.name).encoder is not None:
         encoder_args = {
             "encoder_weights": encoder_weights,
             "allow_random_encoder": encoder_weights == "random",
-            "encoder_config": spec.get("encoder_config") or None,
+            "encoder_config": record.encoder_config or None,
         }
-    model = create_model(spec["name"], **encoder_args, **dict(spec.get("overrides") or {}))
-    model.fmrecon_spec = dict(spec)
+    model = create_model(record.name, **encoder_args, **record.overrides)
+    model.record = dataclasses.replace(record)
+    return model
+
+
+def _load_fastmri(path, ckpt: Mapping) -> ReconModel:
+    """An E2E-VarNet of the size a fastMRI state dict holds, with its weights."""
+    from fmrecon.models.varnet import fastmri_varnet_config, load_fastmri_state_dict
+
+    state = ckpt.get("state_dict", ckpt)
+    size = fastmri_varnet_config(state if isinstance(state, Mapping) else {})
+    model = create_model("e2e-varnet", **size)
+    load_fastmri_state_dict(model, ckpt)
+    model.record.checkpoint, model.record.source = str(path), "fastmri"
     return model
 
 
 def load_model(
     path: str | os.PathLike, model_name: str | None = None, map_location="cpu"
-) -> nn.Module:
+) -> ReconModel:
     """The model stored in ``path``, in eval mode.
 
     ``model_name`` is optional for fmrecon checkpoints (if given it must match)
@@ -123,26 +146,17 @@ def load_model(
     cascades, channels, pools -- is read off the weights).
     """
     ckpt = read_checkpoint(path)
-    spec = checkpoint_spec(ckpt)
-    if spec is None:
+    record = checkpoint_record(ckpt, path)
+    if record is None:
         if model_name == "e2e-varnet":
-            from fmrecon.models.varnet import fastmri_varnet_config, load_fastmri_state_dict
-
-            state = ckpt.get("state_dict", ckpt)
-            size = fastmri_varnet_config(state if isinstance(state, Mapping) else {})
-            model = create_model("e2e-varnet", **size)
-            load_fastmri_state_dict(model, ckpt)
-            model.fmrecon_spec.update(checkpoint=str(path), source="fastmri")
-            return model.to(map_location).eval()
+            return _load_fastmri(path, ckpt).to(map_location).eval()
         hint = " (fastMRI VarNet state dicts load with --model e2e-varnet)"
         raise ConfigError(f"checkpoint {path}: not an fmrecon checkpoint{hint}")
-    if model_name is not None and model_name != spec["name"]:
-        raise ConfigError(f"checkpoint {path} holds model '{spec['name']}', not '{model_name}'")
+    name = record.name
+    if model_name is not None and model_name != name:
+        raise ConfigError(f"checkpoint {path} holds model '{name}', not '{model_name}'")
     ref = ckpt[CHECKPOINT_KEY].get(ENCODER_REFERENCE)
-    if ref:
-        model = _build_referenced(path, spec, ref)
-    else:
-        model = build_from_spec(spec)
+    model = _build_referenced(path, record, ref) if ref else build_from_record(record)
     state = ckpt.get("state_dict")
     if not isinstance(state, Mapping):
         raise ConfigError(f"checkpoint {path}: no state_dict")
@@ -154,27 +168,25 @@ def load_model(
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches
         first = str(err).split("size mismatch for ", 1)[-1].split("\n")[0][:200]
-        raise ConfigError(
-            f"checkpoint {path}: weights do not fit '{spec['name']}' ({first})"
-        ) from None
+        raise ConfigError(f"checkpoint {path}: weights do not fit '{name}' ({first})") from None
     if result.missing_keys or result.unexpected_keys:
         what = (result.missing_keys[:3], result.unexpected_keys[:3])
         raise ConfigError(
-            f"checkpoint {path}: weights do not fit '{spec['name']}' "
+            f"checkpoint {path}: weights do not fit '{name}' "
             f"(missing {what[0]}, unexpected {what[1]})"
         )
-    model.fmrecon_spec["checkpoint"] = str(path)
+    model.record.checkpoint = str(path)
     return model.to(map_location).eval()
 
 
-def _build_referenced(path, spec: Mapping, ref: Mapping) -> nn.Module:
+def _build_referenced(path, record: BuildRecord, ref: Mapping) -> ReconModel:
     """The model of a lean checkpoint, its encoder reloaded from the recorded
     source and checked against the recorded SHA-256."""
     from fmrecon.utils import state_digest
 
     source = _reference_weights(ref)
     try:
-        model = build_from_spec(spec, encoder_weights=source)
+        model = build_from_record(record, encoder_weights=source)
     except ConfigError as err:  # missing weights included (EncoderWeightsError)
         raise ConfigError(
             f"checkpoint {path}: its encoder is stored by reference ({ref.get('weight_source')}) "
@@ -198,10 +210,10 @@ def save_model(
     ``extra`` entries are stored beside them (e.g. training metadata)."""
     from fmrecon.data.h5io import atomic_path
 
-    spec = getattr(model, "fmrecon_spec", None)
-    if not spec:
-        raise ConfigError("model has no fmrecon_spec: build it with create_model()")
-    meta = {"model_spec": dict(spec), **extra}
+    record = build_record(model)
+    if record is None:
+        raise ConfigError("model has no build record: build it with create_model()")
+    meta = {"model_spec": record.as_dict(), **extra}
     state = {STATE_PREFIX + k: v for k, v in model.state_dict().items()}
     if encoder == "reference":
         meta[ENCODER_REFERENCE] = encoder_reference(model)

@@ -1,20 +1,26 @@
 """Named model configurations: ``create_model(name)`` is the one entry point.
 
-Every model built here has the same call signature,
+Every model built here is a :class:`fmrecon.models.base.ReconModel`, called as
 ``model(masked_kspace (B, C, H, W) complex, mask (B, 1, H, W) bool) -> (B, H, W)``,
-and carries ``model.fmrecon_spec`` (name, overrides, encoder weight source)
-so checkpoints can rebuild it.
+and carries ``model.record`` (a :class:`fmrecon.models.base.BuildRecord`: name,
+overrides, encoder weight source) so checkpoints can rebuild it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from fmrecon.errors import ConfigError
+from fmrecon.models.base import BuildRecord, ReconModel
+from fmrecon.models.fm_denoiser import FMDenoiser
+from fmrecon.models.fm_unetr import FMUNETR
+from fmrecon.models.fm_varnet import FMVarNet
+from fmrecon.models.unet import UNetRecon
+from fmrecon.models.varnet import VarNet
+from fmrecon.models.zero_filled import ZeroFilled
 from fmrecon.utils import count_parameters
 
 
@@ -24,9 +30,9 @@ class ModelSpec:
     family: str  # zero-filled | unet | e2e-varnet | fm-varnet | fm-unetr
     description: str
     encoder: str | None = None  # fmrecon.encoders registry name
-    # blocks of the encoder the model uses, from its constructor arguments:
-    # only those are built and run
-    encoder_layers: Callable[[dict], int] | None = None
+    # constructor options holding the encoder blocks the model uses (an int or a
+    # sequence of ints, from 1): only blocks up to the deepest are built and run
+    layer_options: tuple[str, ...] = ()
     defaults: dict = field(default_factory=dict)
     paper_trainable: float | None = None  # trainable parameters reported by the paper (M)
     paper: str = ""
@@ -73,7 +79,7 @@ MODELS: dict[str, ModelSpec] = dict(
             f"FM-VarNet (CMR-{_NAMES[key].split()[0]}): 12 cascades, frozen {_NAMES[key]} "
             "(first 6 blocks, shared) + UNETR-style decoder per cascade",
             encoder=enc,
-            encoder_layers=lambda kw: max(kw["fuse_layers"], *kw["skip_layers"]),
+            layer_options=("fuse_layers", "skip_layers"),
             defaults={
                 "num_cascades": 12,
                 "sens_chans": 8,
@@ -92,7 +98,7 @@ MODELS: dict[str, ModelSpec] = dict(
             "fm-unetr",
             f"FM-UNETR: frozen {_NAMES[key]}, multi-level features + MLP, conv stem, UNETR decoder",
             encoder=enc,
-            encoder_layers=lambda kw: max(kw["feature_layers"]),
+            layer_options=("feature_layers",),
             defaults={"feature_layers": (3, 6, 9, 12), "feature_size": 64},
             paper_trainable=_MIDL[key],
             paper="MIDL 2025 Table 1",
@@ -108,66 +114,68 @@ def get_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
+def _is_block(b) -> bool:
+    return isinstance(b, int) and not isinstance(b, bool) and b >= 1
+
+
+def _encoder_layers(spec: ModelSpec, kwargs: dict) -> int:
+    """The deepest encoder block the model's options use (blocks count from 1)."""
+    deepest = 0
+    for key in spec.layer_options:
+        value = kwargs.get(key)
+        blocks = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not blocks or not all(_is_block(b) for b in blocks):
+            raise ConfigError(
+                f"model '{spec.name}': bad option {key}={value!r} (encoder block numbers, from 1)"
+            )
+        deepest = max(deepest, *blocks)
+    return deepest
+
+
 def _build_encoder(spec: ModelSpec, kwargs, encoder_weights, allow_random: bool, encoder_config):
     from fmrecon.encoders import build_encoder
 
-    try:
-        layers = spec.encoder_layers(kwargs)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"model '{spec.name}': bad encoder layer options ({err})") from None
     return build_encoder(
         spec.encoder,
-        num_layers=layers,
+        num_layers=_encoder_layers(spec, kwargs),
         weights=encoder_weights,
         allow_random=allow_random,
         config_overrides=encoder_config,
     )
 
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+# per family: the model class, and the classes its ``**kwargs`` are passed on to
+_CLASSES: dict[str, tuple[type[ReconModel], tuple[type, ...]]] = {
+    "zero-filled": (ZeroFilled, ()),
+    "unet": (UNetRecon, ()),
+    "e2e-varnet": (VarNet, ()),
+    "fm-varnet": (FMVarNet, (FMDenoiser,)),
+    "fm-unetr": (FMUNETR, ()),
+}
+# the registry passes the encoder itself; a factory of modules cannot be stored in a checkpoint
+_NOT_OPTIONS = {"self", "encoder", "regularizer_factory"}
 
 
-def _builder(family: str):
-    def register(fn):
-        _BUILDERS[family] = fn
-        return fn
-
-    return register
-
-
-@_builder("zero-filled")
-def _zero_filled(spec, encoder, **kw):
-    from fmrecon.models.zero_filled import ZeroFilled
-
-    return ZeroFilled(**kw)
+def model_options(family: str) -> list[str]:
+    """The constructor options a family's models accept (keyword names)."""
+    cls, passed_on = _CLASSES[family]
+    names: list[str] = []
+    for c in (cls, *passed_on):
+        for p in inspect.signature(c.__init__).parameters.values():
+            keyword = p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            if keyword and p.name not in _NOT_OPTIONS and p.name not in names:
+                names.append(p.name)
+    return names
 
 
-@_builder("unet")
-def _unet(spec, encoder, **kw):
-    from fmrecon.models.unet import UNetRecon
-
-    return UNetRecon(**kw)
-
-
-@_builder("e2e-varnet")
-def _varnet(spec, encoder, **kw):
-    from fmrecon.models.varnet import VarNet
-
-    return VarNet(**kw)
-
-
-@_builder("fm-varnet")
-def _fm_varnet(spec, encoder, **kw):
-    from fmrecon.models.fm_varnet import FMVarNet
-
-    return FMVarNet(encoder, **kw)
-
-
-@_builder("fm-unetr")
-def _fm_unetr(spec, encoder, **kw):
-    from fmrecon.models.fm_unetr import FMUNETR
-
-    return FMUNETR(encoder, **kw)
+def _check_options(spec: ModelSpec, kwargs: dict) -> None:
+    valid = model_options(spec.family)
+    unknown = [k for k in kwargs if k not in valid]
+    if unknown:
+        raise ConfigError(
+            f"model '{spec.name}': bad option {', '.join(unknown)} "
+            f"(valid: {', '.join(valid) if valid else 'none'})"
+        )
 
 
 def create_model(
@@ -177,32 +185,34 @@ def create_model(
     allow_random_encoder: bool = False,
     encoder_config: dict | None = None,
     **overrides,
-) -> nn.Module:
+) -> ReconModel:
     """Build the named model. ``overrides`` change the constructor arguments
-    (e.g. ``num_cascades=4``); ``encoder_weights`` is a path, a Hugging Face
-    id, ``"default"`` (the registry's source through the local cache) or
-    ``"random"`` (only with ``allow_random_encoder``); ``encoder_config``
-    overrides the encoder architecture (tiny encoders for tests)."""
+    (e.g. ``num_cascades=4``; unknown names are a ConfigError);
+    ``encoder_weights`` is a path, a Hugging Face id, ``"default"`` (the
+    registry's source through the local cache) or ``"random"`` (only with
+    ``allow_random_encoder``); ``encoder_config`` overrides the encoder
+    architecture (tiny encoders for tests). The model's ``record`` says how it
+    was built."""
     spec = get_spec(name)
     if spec.encoder is None and (encoder_config or encoder_weights not in ("default", None)):
         raise ConfigError(f"model '{name}' has no foundation-model encoder")
     kwargs = {**spec.defaults, **overrides}
-    encoder = None
-    if spec.encoder is not None:
+    _check_options(spec, kwargs)
+    cls = _CLASSES[spec.family][0]
+    if spec.encoder is None:
+        model, encoder = cls(**kwargs), None
+    else:
         encoder = _build_encoder(
             spec, kwargs, encoder_weights, allow_random_encoder, encoder_config
         )
-    try:
-        model = _BUILDERS[spec.family](spec, encoder, **kwargs)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"model '{name}': bad option ({err})") from None
-    model.fmrecon_spec = {
-        "name": name,
-        "overrides": {k: v for k, v in overrides.items()},
-        "encoder_config": dict(encoder_config or {}),
-        "encoder_weights": getattr(encoder, "weight_source", None),
-        "encoder_pretrained": getattr(encoder, "pretrained", None),
-    }
+        model = cls(encoder, **kwargs)
+    model.record = BuildRecord(
+        name=name,
+        overrides=dict(overrides),
+        encoder_config=dict(encoder_config or {}),
+        encoder_weights=getattr(encoder, "weight_source", None),
+        encoder_pretrained=getattr(encoder, "pretrained", None),
+    )
     return model
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmrecon.models.base import ReconModel
 from fmrecon.physics.coils import rss
 from fmrecon.physics.fft import ifft2c
 
@@ -245,7 +246,7 @@ class NormUnet(nn.Module):
         return torch.complex(y[:, 0], y[:, 1])
 
 
-class UNetRecon(nn.Module):
+class UNetRecon(ReconModel):
     """Image-domain U-Net baseline (MIDL 2025, Table 1 "U-Net").
 
     (masked_kspace complex (B, C, H, W), mask bool (B, 1, H, W)) -> (B, H, W).

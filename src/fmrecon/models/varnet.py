@@ -9,9 +9,9 @@ Cascade update (fastMRI's sign convention)::
 
     k <- k - dc_weight * M (k - k0) - E(D(R(k)))
 
-REFERENCE.md writes the regularizer term as ``+ G(k)``; the sign is absorbed
-by the learned network. We follow fastMRI so its checkpoints load and give the
-same numbers.
+The FM-VarNet paper (arXiv 2026) writes the regularizer term with a plus
+sign (``+ G(k)``); the sign is absorbed by the learned network. We follow
+fastMRI's minus sign so its checkpoints load and give the same numbers.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from fmrecon.errors import ConfigError
+from fmrecon.models.base import ReconModel
 from fmrecon.models.unet import NormUnet
 from fmrecon.physics.coils import acs_region, rss, sens_expand, sens_reduce
 from fmrecon.physics.fft import ifft2c
@@ -151,7 +152,7 @@ class VarNetBlock(nn.Module):
         return kspace - soft_dc - model_term
 
 
-class VarNet(nn.Module):
+class VarNet(ReconModel):
     """End-to-end variational network (fastMRI ``VarNet`` layout).
 
     ``forward(masked_kspace complex (B, C, H, W), mask bool (B, 1, H, W))``

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from fmrecon.models.base import ReconModel
 from fmrecon.physics.coils import rss
 from fmrecon.physics.fft import ifft2c
 
 
-class ZeroFilled(nn.Module):
+class ZeroFilled(ReconModel):
     """(B, C, H, W) complex masked k-space, (B, 1, H, W) mask -> (B, H, W) RSS image."""
 
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
