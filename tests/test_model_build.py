@@ -130,15 +130,13 @@ def test_every_registered_model_is_a_recon_model_with_a_record(name):
     model = tiny_model(name)
     assert isinstance(model, ReconModel)
     assert build_record(model) is model.record and model.record.name == name
-    assert model.fmrecon_spec == model.record.as_dict()  # read-only view for old readers
-    with pytest.raises(AttributeError):
-        model.fmrecon_spec = {}
+    assert model.record.random_encoder == (model.record.encoder_weights == "random-init")
 
 
 def test_recon_model_adds_no_state_and_starts_without_a_record():
     assert ZeroFilled().state_dict() == {} and ZeroFilled().record is None
     net = VarNet(2, chans=4, pools=2, sens_chans=4, sens_pools=2)
-    assert net.record is None and net.fmrecon_spec == {}
+    assert net.record is None and not hasattr(net, "fmrecon_spec")
     assert not any("record" in k for k in net.state_dict())
     assert build_record(lambda k, m: k) is None and build_record(nn.Identity()) is None
 

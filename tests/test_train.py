@@ -202,7 +202,7 @@ def test_fm_model_trains_and_its_run_says_random_encoder(tmp_path, cine):
     env = json.loads((tmp_path / "runs/tiny/environment.json").read_text())
     assert env["encoder_random_init"] is True and env["encoder_weights"] == "random-init"
     model = load_model(tmp_path / "runs/tiny/checkpoints/last.ckpt")
-    assert model.fmrecon_spec["encoder_weights"] == "random-init"
+    assert model.record.encoder_weights == "random-init"
     assert sum(p.numel() for p in model.encoder.parameters() if p.requires_grad) == 0
 
 

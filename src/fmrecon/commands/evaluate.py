@@ -262,7 +262,7 @@ def build_models(args, device: torch.device, log) -> list[EvalModel]:
     paths = list(args.checkpoint or [])
     want = None if args.model in (None, ZERO_FILLED) else args.model
     loaded = [load_checkpoint(p, want, device) for p in paths]
-    names = [m.fmrecon_spec["name"] for m in loaded]
+    names = [m.record.name for m in loaded]
     if args.labels is not None:
         labels = list(args.labels)
     else:
@@ -281,7 +281,7 @@ def build_models(args, device: torch.device, log) -> list[EvalModel]:
     for model, label, path in zip(loaded, labels, paths, strict=True):
         weights = weights_label(model)
         entries.append(EvalModel(label, model, weights, str(path)))
-        log(f"{label}: {model.fmrecon_spec['name']} from {path} ({weights})")
+        log(f"{label}: {model.record.name} from {path} ({weights})")
         if weights == RANDOM_ENCODER:
             # always shown, even with --quiet: these numbers do not measure the method
             print(

@@ -55,6 +55,7 @@ from fmrecon.metrics import (
     ranking_indices,
     scored_region,
 )
+from fmrecon.models.base import build_record
 from fmrecon.models.zero_filled import ZeroFilled
 from fmrecon.physics.masks import MaskFunc
 
@@ -108,16 +109,16 @@ class FigureCapture:
 
 
 def weights_label(model) -> str:
-    """What a model's weights are, from its ``fmrecon_spec`` (see module doc)."""
-    spec = getattr(model, "fmrecon_spec", None) or {}
-    if spec.get("name") == "zero-filled":
+    """What a model's weights are, from its build record (see module doc);
+    ``trained`` for a callable without one."""
+    record = build_record(model)
+    if record is not None and record.name == "zero-filled":
         return "none"
-    if spec.get("source") == "fastmri":
+    if record is not None and record.source == "fastmri":
         return "fastMRI state dict"
-    enc = spec.get("encoder_weights")
-    if enc is None:
+    if record is None or record.encoder_weights is None:
         return "trained"
-    return RANDOM_ENCODER if enc == "random-init" else "trained, pretrained encoder"
+    return RANDOM_ENCODER if record.random_encoder else "trained, pretrained encoder"
 
 
 def _ranking_items(info: VolumeInfo) -> list[tuple[int, int]]:

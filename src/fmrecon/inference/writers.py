@@ -19,20 +19,20 @@ from fmrecon.data.h5io import atomic_path, open_h5, write_mat73
 from fmrecon.data.volumes import VolumeInfo
 from fmrecon.errors import DataError
 from fmrecon.metrics import cmrxrecon_crop, ranking_crop_size
+from fmrecon.models.base import build_record
 
 SUBMISSION_KEY = "img4ranking"  # CMRxRecon submission variable (run4Ranking.m)
 FASTMRI_KEY = "reconstruction"  # fastMRI save_reconstructions dataset
-RANDOM_INIT = "random-init"  # fmrecon_spec["encoder_weights"] of random encoders
 MAX_PREVIEW_TILES = 36
 
 
 def model_attrs(model: nn.Module) -> dict[str, str]:
     """What goes into each output's attributes about the model."""
-    spec = dict(getattr(model, "fmrecon_spec", None) or {})
+    record = build_record(model)
     attrs = {
-        "fmrecon_model": str(spec.get("name", type(model).__name__)),
-        "fmrecon_checkpoint": str(spec.get("checkpoint", "none")),
-        "fmrecon_encoder_weights": str(spec.get("encoder_weights") or "none"),
+        "fmrecon_model": record.name if record else type(model).__name__,
+        "fmrecon_checkpoint": str(record.checkpoint or "none") if record else "none",
+        "fmrecon_encoder_weights": str((record.encoder_weights if record else None) or "none"),
         "fmrecon_version": __version__,
     }
     if random_encoder(model):
@@ -42,12 +42,13 @@ def model_attrs(model: nn.Module) -> dict[str, str]:
 
 def random_encoder(model: nn.Module) -> bool:
     """True when the model's foundation-model encoder has random weights."""
-    spec = getattr(model, "fmrecon_spec", None) or {}
-    return spec.get("encoder_weights") == RANDOM_INIT
+    record = build_record(model)
+    return record is not None and record.random_encoder
 
 
 def random_encoder_warning(model: nn.Module) -> str:
-    name = (getattr(model, "fmrecon_spec", None) or {}).get("name", "model")
+    record = build_record(model)
+    name = record.name if record else "model"
     return (
         f"model '{name}' has random-init encoder weights (no pretrained foundation model): "
         "its reconstructions are not those of the papers' systems"

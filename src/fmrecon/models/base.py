@@ -13,6 +13,8 @@ from torch import nn
 
 from fmrecon.errors import ConfigError
 
+RANDOM_INIT = "random-init"  # encoder_weights of an encoder that was never pretrained
+
 
 @dataclass
 class BuildRecord:
@@ -35,6 +37,12 @@ class BuildRecord:
     encoder_pretrained: bool | None = None
     checkpoint: str | None = None
     source: str | None = None
+
+    @property
+    def random_encoder(self) -> bool:
+        """True when the frozen encoder was never pretrained: the model's numbers
+        do not measure the foundation-model method."""
+        return self.encoder_weights == RANDOM_INIT
 
     def as_dict(self) -> dict:
         """The checkpoint's ``model_spec`` dict: the five build fields, plus
@@ -72,12 +80,6 @@ class ReconModel(nn.Module):
     def __init__(self):
         super().__init__()
         self.record = None
-
-    @property
-    def fmrecon_spec(self) -> dict:
-        """Read-only ``record.as_dict()`` ({} without a record), for readers
-        not yet converted to :attr:`record`."""
-        return self.record.as_dict() if self.record is not None else {}
 
 
 def build_record(model) -> BuildRecord | None:

@@ -134,7 +134,7 @@ class ReconModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = {
-            "model_spec": dict(self.model.fmrecon_spec),
+            "model_spec": self.model.record.as_dict(),
             "config": self.hparams.get("run_config"),
         }
         if self.encoder_reference is not None:  # leave the frozen encoder out

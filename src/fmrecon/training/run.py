@@ -103,8 +103,7 @@ def environment(module: ReconModule, cfg: dict) -> dict:
     import lightning
     import transformers
 
-    spec = module.model.fmrecon_spec
-    enc = spec.get("encoder_weights")
+    record = module.model.record
     return {
         "fmrecon": __version__,
         "python": sys.version.split()[0],
@@ -115,9 +114,9 @@ def environment(module: ReconModule, cfg: dict) -> dict:
         "cuda": torch.version.cuda,
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "cpu_count": os.cpu_count(),
-        "model": spec["name"],
-        "encoder_weights": enc,
-        "encoder_random_init": enc == "random-init",
+        "model": record.name,
+        "encoder_weights": record.encoder_weights,
+        "encoder_random_init": record.random_encoder,
         "total_params": count_parameters(module.model),
         "trainable_params": count_parameters(module.model, trainable_only=True),
         "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
@@ -129,14 +128,14 @@ def build_module(cfg: dict) -> ReconModule:
 
 
 def describe_module(module: ReconModule) -> str:
-    spec = module.model.fmrecon_spec
+    record = module.model.record
     lines = [
-        f"model {spec['name']}: {count_parameters(module.model):,} parameters, "
+        f"model {record.name}: {count_parameters(module.model):,} parameters, "
         f"{count_parameters(module.model, trainable_only=True):,} trainable"
     ]
-    if spec.get("encoder_weights"):
-        lines.append(f"encoder weights: {spec['encoder_weights']}")
-        if spec["encoder_weights"] == "random-init":
+    if record.encoder_weights:
+        lines.append(f"encoder weights: {record.encoder_weights}")
+        if record.random_encoder:
             lines.append("WARNING: the foundation-model encoder is RANDOMLY INITIALISED")
     return "\n".join(lines)
 
