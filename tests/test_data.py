@@ -12,9 +12,10 @@ import torch
 from conftest import random_kspace, write_cmrx, write_fastmri
 from fmrecon.data import cmrxrecon, h5io
 from fmrecon.data import split as splits
+from fmrecon.data.formats import discover, inspect_file
 from fmrecon.data.h5io import write_mat73
 from fmrecon.data.slices import SliceDataset, collate, fastmri_seed
-from fmrecon.data.volumes import NotKspaceFile, discover, inspect_file
+from fmrecon.data.types import NotKspaceFile
 from fmrecon.errors import ConfigError, DataError
 from fmrecon.physics.coils import rss
 from fmrecon.physics.fft import ifft2c

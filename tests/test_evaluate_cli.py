@@ -415,8 +415,8 @@ def test_evaluate_at_an_image_size_scores_images_of_that_size(tmp_path, capsys):
     the scores are those of the transformed images (hand computation)."""
     import torch
 
+    from fmrecon.data.formats import discover
     from fmrecon.data.resize import KspaceResize
-    from fmrecon.data.volumes import discover
     from fmrecon.evaluation.evaluate import EvalModel, Setting, evaluate_models
     from fmrecon.metrics import ranking_crop_size
     from fmrecon.models.zero_filled import ZeroFilled

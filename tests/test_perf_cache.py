@@ -156,8 +156,8 @@ def _fit(data: Path, cache_dir: Path | None) -> tuple[list[float], object]:
     import lightning as L
     from torch.utils.data import DataLoader
 
+    from fmrecon.data.formats import discover
     from fmrecon.data.slices import SliceDataset, collate
-    from fmrecon.data.volumes import discover
     from fmrecon.physics.masks import create_mask
     from fmrecon.training.config import DEFAULTS
     from fmrecon.training.module import ReconModule

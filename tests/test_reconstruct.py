@@ -17,9 +17,9 @@ import torch
 
 from conftest import random_kspace, write_cmrx, write_fastmri
 from fmrecon.cli import main
+from fmrecon.data.formats import inspect_file
 from fmrecon.data.h5io import write_mat73
 from fmrecon.data.simulate import simulate_cmrxrecon
-from fmrecon.data.volumes import inspect_file
 from fmrecon.inference.reconstruct import reconstruct_volume
 from fmrecon.inference.writers import submission_array
 from fmrecon.models.io import load_model, save_model

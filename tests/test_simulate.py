@@ -14,6 +14,8 @@ import pytest
 
 from fmrecon.cli import main
 from fmrecon.data import simulate as sim
+from fmrecon.data.simulate import brain as sim_brain
+from fmrecon.data.simulate import common as sim_common
 from fmrecon.errors import ConfigError, DataError
 from fmrecon.physics.coils import rss
 from fmrecon.physics.fft import ifft2c
@@ -198,8 +200,8 @@ def test_lax_phantom_has_beating_chambers():
 
 
 def test_anatomy_varies_between_subjects():
-    a = sim.sample_cardiac_anatomy(sim._rng(0, "cmrx", 0, "anatomy"))
-    b = sim.sample_cardiac_anatomy(sim._rng(0, "cmrx", 1, "anatomy"))
+    a = sim.sample_cardiac_anatomy(sim_common._rng(0, "cmrx", 0, "anatomy"))
+    b = sim.sample_cardiac_anatomy(sim_common._rng(0, "cmrx", 1, "anatomy"))
     assert a["torso"] != b["torso"] and a["heart"] != b["heart"]
     assert a["intensity"]["myocardium"] != b["intensity"]["myocardium"]
 
@@ -227,7 +229,7 @@ def test_coil_maps_smooth_varying_and_flat_rss():
     # slices see different profiles
     assert not np.allclose(np.abs(maps[0]), np.abs(maps[2]), atol=1e-3)
     # sum of |S|^2 reasonably flat inside the body
-    x, y = sim._grid(96, 72, 40 / 96)
+    x, y = sim_common._grid(96, 72, 40 / 96)
     body = (x / 15.0) ** 2 + (y / 10.5) ** 2 < 1
     weight = np.sqrt((np.abs(maps) ** 2).sum(axis=1))[:, body]
     assert abs(weight.mean() - 1) < 0.05
@@ -315,7 +317,7 @@ def test_brain_deterministic_and_template_missing(monkeypatch):
     c = sim.simulate_brain_volume(0, 8, size=(64, 32), n_slices=2, n_coils=4)
     assert a["kspace"].tobytes() == b["kspace"].tobytes()
     assert not np.allclose(a["target"], c["target"])
-    monkeypatch.setattr(sim.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(sim_brain.importlib.util, "find_spec", lambda name: None)
     monkeypatch.setitem(sys.modules, "nilearn.datasets", None)
     sim.mni_template.cache_clear()
     try:

@@ -450,8 +450,8 @@ def test_official_masks_of_several_accelerations_are_all_used(tmp_path, cine, mo
         path = cmrxrecon.official_mask_path(v.path, int(item.acceleration))
         assert torch.equal(item.mask[0], torch.from_numpy(real_read(path)))
     # validation and evaluation (no seed): a fixed acceleration per file, alternating
+    from fmrecon.data.formats import discover
     from fmrecon.data.slices import SliceDataset
-    from fmrecon.data.volumes import discover
     from fmrecon.training.data import MaskChoice, build_masks
 
     volumes = [v for v in discover(cine)[0] if v.fully_sampled]

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from fmrecon.data import split as splits
-from fmrecon.data.resize import METHODS, KspaceResize, parse_image_size
-from fmrecon.data.volumes import VolumeInfo, discover
+from fmrecon.data.formats import discover
+from fmrecon.data.resize import METHODS, KspaceResize, check_official_masks, parse_image_size
+from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError
 from fmrecon.evaluation.evaluate import (
     CONVENTIONS,
@@ -320,12 +321,7 @@ def build_resize(args) -> KspaceResize | None:
     """The k-space transform of --image-size / --image-resize / --readout-oversampling."""
     size = parse_image_size(args.image_size, "--image-size")
     resize = KspaceResize(size, args.image_resize, args.readout_oversampling)
-    if resize.active and args.official_masks:
-        raise ConfigError(
-            f"--image-size/--readout-oversampling ({resize.describe()}): the challenge's mask "
-            "files exist at the native size only; drop --official-masks to generate the same "
-            "mask kind at the new size"
-        )
+    check_official_masks(resize, args.official_masks, "--image-size/--readout-oversampling")
     return resize if resize.active else None
 
 

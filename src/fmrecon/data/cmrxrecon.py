@@ -1,6 +1,10 @@
 """CMRxRecon 2023 / 2024 multi-coil ``.mat`` files (MATLAB v7.3 = HDF5).
 
-Layouts (REFERENCE.md section 2):
+Layouts, as the challenges' data descriptions give them (2023:
+github.com/CmrxRecon/CMRxRecon, ``CMRxRecon/ChallengeDataFormat/Format_cine.txt``
+and ``Format_mapping.txt``; 2024: github.com/CmrxRecon/CMRxRecon2024,
+``ChallengeDataFormat/Format_Task1.txt`` and ``Format_Task2.txt``):
+
 - 2023: ``MultiCoil/{Cine,Mapping}/{TrainingSet,ValidationSet}/{FullSample,AccFactor04,
   AccFactor08,AccFactor10}/P001/{cine_lax,cine_sax,T1map,T2map}.mat``; key ``kspace_full``
   or ``kspace_sub04|08|10``; masks ``*_mask.mat`` with key ``mask04|08|10``.
@@ -25,7 +29,7 @@ import h5py
 import numpy as np
 
 from fmrecon.data.h5io import get_dataset, open_h5, read_complex, read_real
-from fmrecon.data.volumes import NotKspaceFile, VolumeInfo
+from fmrecon.data.types import NotKspaceFile, VolumeInfo
 from fmrecon.errors import DataError
 
 _SUB_KEY = re.compile(r"^kspace_sub(\d+)$")
@@ -88,6 +92,12 @@ def read_kspace(f: h5py.File, info: VolumeInfo, frame: int, slc: int) -> np.ndar
     index = {5: (frame, slc), 4: (slc,), 3: ()}[ds.ndim]
     raw = read_complex(ds, index)  # (coil, ky, kx)
     return np.ascontiguousarray(raw.transpose(0, 2, 1))
+
+
+def read_target(f: h5py.File, info: VolumeInfo, slc: int) -> None:
+    """CMRxRecon files store no reference image (the target is the RSS of
+    the fully sampled k-space): always None."""
+    return None
 
 
 def read_mask(path: str | Path) -> np.ndarray:

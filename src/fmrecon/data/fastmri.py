@@ -3,39 +3,34 @@
 Keys: ``kspace`` (slices, coils, H, W) complex64 (single-coil: (slices, H, W)),
 ``reconstruction_rss`` (slices, 320, 320) (single-coil: ``reconstruction_esc``),
 ``ismrmrd_header`` (XML); attrs ``max``, ``norm``, ``acquisition``,
-``patient_id``; test files add ``mask``. Masks act on the last axis W.
+``patient_id``; test files add ``mask`` (W,). Masks act on the last axis W.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from fmrecon.data.h5io import get_dataset, open_h5, read_complex, read_real
-from fmrecon.data.volumes import NotKspaceFile, VolumeInfo
+from fmrecon.data.ismrmrd_header import IsmrmrdHeader, read_header
+from fmrecon.data.types import NotKspaceFile, VolumeInfo
 from fmrecon.errors import DataError
+from fmrecon.physics.masks import StoredMask
 
-_NS = {"m": "http://www.ismrm.org/ISMRMRD"}
 
-
-def _acq_limits(f: h5py.File, width: int) -> tuple[int, int] | None:
+def acq_limits(header: IsmrmrdHeader | None, width: int) -> tuple[int, int] | None:
     """Encoded phase-encode range [start, end) from the ISMRMRD header, as
     fastMRI's data transforms compute it (padding_left = enc_size_y // 2 -
-    enc_limits_center; padding_right = padding_left + enc_limits_max + 1)."""
-    if "ismrmrd_header" not in f:
+    enc_limits_center; padding_right = padding_left + enc_limits_max + 1);
+    None when the header lacks a value or the range does not fit in ``width``."""
+    if header is None:
         return None
-    try:
-        raw = f["ismrmrd_header"][()]
-        root = ET.fromstring(raw.decode() if isinstance(raw, bytes) else str(raw))
-        enc = root.find("m:encoding", _NS)
-        enc_y = int(enc.find("m:encodedSpace/m:matrixSize/m:y", _NS).text)
-        lim = enc.find("m:encodingLimits/m:kspace_encoding_step_1", _NS)
-        center = int(lim.find("m:center", _NS).text)
-        maximum = int(lim.find("m:maximum", _NS).text)
-    except (AttributeError, ValueError, TypeError, ET.ParseError):
+    enc_y = header.encoded_matrix.y
+    center = header.kspace_encoding_step_1.center
+    maximum = header.kspace_encoding_step_1.maximum
+    if enc_y is None or center is None or maximum is None:
         return None
     start = enc_y // 2 - center
     end = start + maximum + 1
@@ -63,7 +58,7 @@ def inspect(path: Path) -> VolumeInfo:
                     f"{path}: '{target_key}' has {tds.shape[0]} slices, 'kspace' has {ns}"
                 )
         attrs = dict(f.attrs)
-        limits = _acq_limits(f, w)
+        limits = acq_limits(read_header(f), w)
     if min(h, w) < 8 or ns < 1:
         raise DataError(f"{path}: 'kspace' has shape {shape}, too small an image")
     max_value = attrs.get("max")
@@ -90,7 +85,52 @@ def read_kspace(f: h5py.File, info: VolumeInfo, frame: int, slc: int) -> np.ndar
 
 
 def read_target(f: h5py.File, info: VolumeInfo, slc: int) -> np.ndarray | None:
-    """The stored reference image of a slice (float32), or None."""
+    """The stored reference image of a slice (float32) (h, w), or None."""
     if info.target_key is None:
         return None
     return read_real(f[info.target_key], (slc,)).astype(np.float32, copy=False)
+
+
+def recon_size(info: VolumeInfo) -> tuple[int, int]:
+    """The (h, w) fastMRI crops a reconstruction to: the ISMRMRD header's
+    reconSpace matrix (x, y), else ``reconstruction_rss``'s size, else (H, W).
+
+    As fastMRI's ``VarNetModule``: when W is narrower than the reconSpace
+    width (FLAIR 203 files) the crop is (W, W); never larger than (H, W).
+    """
+    h, w = info.shape
+    size = None
+    with open_h5(info.path) as f:
+        header = read_header(f)
+        if header is not None:
+            x, y = header.recon_matrix.x, header.recon_matrix.y
+            if x is not None and y is not None and x > 0 and y > 0:
+                size = (x, y)
+        if size is None and info.target_key is not None and info.target_key in f:
+            size = tuple(int(s) for s in f[info.target_key].shape[-2:])
+    if size is None:
+        return h, w
+    if w < size[1]:
+        size = (w, w)
+    return min(size[0], h), min(size[1], w)
+
+
+def read_mask(info: VolumeInfo) -> np.ndarray | None:
+    """The ``mask`` dataset of a fastMRI test file as bool (W,), or None when
+    it has none."""
+    with open_h5(info.path) as f:
+        if "mask" not in f:
+            return None
+        raw = read_real(get_dataset(f, "mask", ndim=1))
+    w = info.shape[1]
+    if raw.shape != (w,):
+        raise DataError(f"{info.path}: 'mask' has shape {raw.shape}, expected ({w},) (W lines)")
+    if not np.all((raw == 0) | (raw == 1)) or not raw.any():
+        raise DataError(f"{info.path}: 'mask' must hold 0/1 values with at least one line")
+    return raw.astype(bool)
+
+
+def read_fastmri_mask(info: VolumeInfo) -> StoredMask | None:
+    """The ``mask`` dataset of a fastMRI test file as a mask function, or None."""
+    lines = read_mask(info)
+    return None if lines is None else StoredMask(lines, source=str(info.path))

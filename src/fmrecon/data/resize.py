@@ -136,3 +136,18 @@ def parse_image_size(value, what: str = "data.image_size") -> tuple[int, int] | 
     if not ok:
         raise ConfigError(f"{what} must be null or two integers >= 1 [H, W], got {value!r}")
     return int(value[0]), int(value[1])
+
+
+def check_official_masks(resize: KspaceResize | None, official: bool, setting: str) -> None:
+    """Refuse the challenge's official mask files together with a k-space
+    resize: the files are (kx, ky) arrays at the native size only. ``setting``
+    names what asked for the resize in the one-line ConfigError (a config key,
+    a command-line option)."""
+    if not official or resize is None or not resize.active:
+        return
+    raise ConfigError(
+        f"{setting} ({resize.describe()}): the challenge's mask files are (kx, ky) arrays "
+        "that exist at the native size only; generate masks of the same kind at the new size "
+        "instead (data.mask.official: false / no --official-masks; cmrxrecon24-uniform is the "
+        "official UniformSampling.m construction at any width)"
+    )

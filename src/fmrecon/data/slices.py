@@ -4,7 +4,8 @@
 Each item is a :class:`Sample`: masked k-space (coil, H, W) complex64, the
 mask (1, H, W) bool, the reference image (RSS of the fully sampled slice,
 or fastMRI's stored ``reconstruction_rss``), the scaling value ``max_value``
-(the data range for metrics and the SSIM loss) and metadata.
+(the data range for metrics and the SSIM loss) and metadata. File formats
+are read through the table of :mod:`fmrecon.data.formats`.
 """
 
 from __future__ import annotations
@@ -12,22 +13,21 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fmrecon.data import cmrxrecon, fastmri
-from fmrecon.data.h5io import check_finite, open_h5
-from fmrecon.data.resize import KspaceResize
-from fmrecon.data.volumes import VolumeInfo
+from fmrecon.data import cmrxrecon
+from fmrecon.data.formats import reader
+from fmrecon.data.h5io import check_finite
+from fmrecon.data.resize import KspaceResize, check_official_masks
+from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
 from fmrecon.physics.coils import num_low_frequencies, rss
 from fmrecon.physics.fft import ifft2c
 from fmrecon.physics.masks import MaskFunc
-
-_READERS = {"cmrxrecon": cmrxrecon, "fastmri": fastmri}
 
 
 @dataclass
@@ -49,7 +49,6 @@ class Sample:
     subject: str = ""
     modality: str = ""
     acceleration: float = 0.0
-    meta: dict = field(default_factory=dict)
 
 
 def collate(samples: Sequence[Sample]) -> Sample:
@@ -74,7 +73,6 @@ def collate(samples: Sequence[Sample]) -> Sample:
         subject=[s.subject for s in samples],
         modality=[s.modality for s in samples],
         acceleration=[s.acceleration for s in samples],
-        meta=[s.meta for s in samples],
     )
 
 
@@ -86,17 +84,17 @@ def fastmri_seed(fname: str) -> tuple[int, ...]:
 
 
 class SliceDataset(Dataset):
-    """Items over ``volumes`` (from :func:`fmrecon.data.volumes.discover`).
+    """Items over ``volumes`` (from :func:`fmrecon.data.formats.discover`).
 
     Masks for fully sampled files come from ``mask_func`` (seeded per
     ``mask_seed``: ``"file"`` = fastMRI's per-file seed, an int = that seed
     for every file, ``"random"`` = a fresh draw per item, for training) or,
     with ``official_masks=True``, from the challenge's mask files of the
-    item's acceleration. A ``mask_func`` with several mask functions (a
-    ``funcs`` list and ``choose(seed)``, e.g. the trainer's MaskChoice) picks
-    one per item with the item's seed; official mask files without an
+    item's acceleration. A ``mask_func`` with several ``choices`` (a
+    :class:`fmrecon.physics.masks.MaskChoice`) picks one per item with
+    ``choose(seed)`` and the item's seed; official mask files without an
     explicit seed (validation, evaluation) use a fixed acceleration per file,
-    ``funcs[i % len(funcs)]`` for the dataset's file ``i``, so the
+    ``choices[i % len(choices)]`` for the dataset's file ``i``, so the
     accelerations alternate over the files and every epoch sees the same
     masks. Already undersampled files (``kspace_subXX``) always use their own
     mask file and have no target.
@@ -166,7 +164,7 @@ class SliceDataset(Dataset):
             self._pid = os.getpid()
         f = self._handles.get(i)
         if f is None:
-            f = open_h5(self.volumes[i].path)
+            f = reader(self.volumes[i]).open(self.volumes[i].path)
             self._handles[i] = f
             if len(self._handles) > self.max_open_files:
                 _, old = self._handles.popitem(last=False)
@@ -188,9 +186,7 @@ class SliceDataset(Dataset):
 
     def _choose(self, i: int, seed) -> MaskFunc:
         """The mask function of an item of volume ``i`` (see the class doc)."""
-        funcs = getattr(self.mask_func, "funcs", None)
-        if not funcs:
-            return self.mask_func
+        funcs = self.mask_func.choices
         if len(funcs) == 1:
             return funcs[0]
         if seed is None and self.official_masks:
@@ -199,9 +195,7 @@ class SliceDataset(Dataset):
 
     def _official_mask(self, v: VolumeInfo, func: MaskFunc) -> np.ndarray:
         acc = int(round(func.acceleration))
-        pattern = getattr(func, "official_pattern", None) or getattr(
-            self.mask_func, "official_pattern", "Uniform"
-        )
+        pattern = func.official_pattern or self.mask_func.official_pattern or "Uniform"
         path = cmrxrecon.official_mask_path(v.path, acc, pattern)
         mask = self._mask_files.get(path)
         if mask is None:  # each file read once per process
@@ -251,16 +245,16 @@ class SliceDataset(Dataset):
         i, t, z = self.index[idx]
         v = self.volumes[i]
         f = self._file(i)
-        reader = _READERS[v.format]
-        kspace = check_finite(reader.read_kspace(f, v, t, z), f"{v.path} frame {t} slice {z}")
+        fmt = reader(v)
+        kspace = check_finite(fmt.read_kspace(f, v, t, z), f"{v.path} frame {t} slice {z}")
         if self.resize is not None:
             kspace = self.resize(kspace)
         mask, acceleration = self._volume_mask(i, seed=mask_seed if v.fully_sampled else None)
         mask = mask[t]
         if v.fully_sampled:
-            if v.format == "fastmri" and v.target_key is not None and self.resize is None:
-                target = reader.read_target(f, v, z)
-            else:
+            # a stored reference image no longer matches resized k-space
+            target = fmt.read_target(f, v, z) if self.resize is None else None
+            if target is None:
                 target = rss(ifft2c(kspace)).astype(np.float32)
             masked = kspace * mask
             max_value = (
@@ -284,18 +278,11 @@ class SliceDataset(Dataset):
             subject=v.subject,
             modality=v.modality,
             acceleration=acceleration,
-            meta={"path": str(v.path), "format": v.format},
         )
 
 
 def _check_resizable(volumes: Sequence[VolumeInfo], resize: KspaceResize, official: bool) -> None:
-    if official:
-        raise ConfigError(
-            f"image size {resize.describe()}: the challenge's mask files are (kx, ky) at the "
-            "native size; generate masks of the same kind at the new size instead "
-            "(data.mask.official: false / no --official-masks; cmrxrecon24-uniform is the "
-            "official UniformSampling.m construction at any width)"
-        )
+    check_official_masks(resize, official, "image size")
     for v in volumes:
         if not v.fully_sampled:
             raise DataError(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fmrecon.data.h5io import atomic_path
-from fmrecon.data.volumes import VolumeInfo
+from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
 
 SPLIT_NAMES = ("train", "val", "test")

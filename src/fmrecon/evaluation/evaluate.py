@@ -43,7 +43,7 @@ import torch
 
 from fmrecon.data.resize import KspaceResize
 from fmrecon.data.slices import Sample, SliceDataset
-from fmrecon.data.volumes import VolumeInfo
+from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError
 from fmrecon.evaluation.tables import RANDOM_ENCODER
 from fmrecon.inference.engine import Engine, stream_batches

@@ -6,12 +6,11 @@ files and PNG previews (:mod:`fmrecon.inference.writers`)."""
 
 from __future__ import annotations
 
+from fmrecon.data.fastmri import recon_size as fastmri_recon_size
 from fmrecon.inference.engine import Engine
 from fmrecon.inference.reconstruct import (
     Job,
-    StoredMask,
     Written,
-    fastmri_recon_size,
     plan_jobs,
     ranking_subset,
     reconstruct_files,
@@ -23,6 +22,7 @@ from fmrecon.inference.writers import (
     write_preview,
     write_submission,
 )
+from fmrecon.physics.masks import StoredMask
 
 __all__ = [
     "Engine",

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import sys
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +38,11 @@ import torch
 from torch import nn
 
 from fmrecon.data.cmrxrecon import undersampled_mask_path
-from fmrecon.data.h5io import get_dataset, open_h5, read_real
+from fmrecon.data.fastmri import read_fastmri_mask
+from fmrecon.data.fastmri import recon_size as fastmri_recon_size
+from fmrecon.data.formats import discover
 from fmrecon.data.slices import SliceDataset
-from fmrecon.data.volumes import VolumeInfo, discover
+from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
 from fmrecon.inference.engine import Engine, sequential_batches
 from fmrecon.inference.writers import (
@@ -53,57 +54,9 @@ from fmrecon.inference.writers import (
     write_submission,
 )
 from fmrecon.metrics import center_crop, cmrxrecon_crop, ranking_crop_size, ranking_indices
-from fmrecon.physics.coils import num_low_frequencies
 from fmrecon.physics.masks import MaskFunc
 
-_NS = {"m": "http://www.ismrm.org/ISMRMRD"}
-
 Progress = Callable[[int], None] | None
-
-
-# ----------------------------------------------------------------------------- masks
-
-
-class StoredMask(MaskFunc):
-    """The phase-encode lines a fastMRI test file stores in its ``mask``
-    dataset (W,), as a mask function: every frame and row gets them."""
-
-    kind = "file"
-
-    def __init__(self, lines: np.ndarray, source: str = "file"):
-        # not MaskFunc.__init__: a stored mask has no seed and any acceleration >= 1
-        self.lines = np.asarray(lines, dtype=bool).reshape(-1)
-        self.acceleration = self.lines.size / max(int(self.lines.sum()), 1)
-        self.seed = None
-        self.rng = np.random.RandomState(0)
-        self.source = source
-
-    def _check_size(self, h: int, w: int) -> None:
-        if w != self.lines.size:
-            raise DataError(f"{self.source}: 'mask' has {self.lines.size} lines, k-space W = {w}")
-
-    def _sample(self, t, h, w, offset, is_2d):
-        return self.lines[None, None, :]
-
-    def num_center_lines(self, width: int) -> int:
-        return num_low_frequencies(self.lines[None, :])
-
-    def __repr__(self) -> str:
-        return f"StoredMask(lines={int(self.lines.sum())}/{self.lines.size})"
-
-
-def read_fastmri_mask(info: VolumeInfo) -> StoredMask | None:
-    """The ``mask`` dataset of a fastMRI test file, or None when it has none."""
-    with open_h5(info.path) as f:
-        if "mask" not in f:
-            return None
-        raw = read_real(get_dataset(f, "mask", ndim=1))
-    w = info.shape[1]
-    if raw.shape != (w,):
-        raise DataError(f"{info.path}: 'mask' has shape {raw.shape}, expected ({w},) (W lines)")
-    if not np.all((raw == 0) | (raw == 1)) or not raw.any():
-        raise DataError(f"{info.path}: 'mask' must hold 0/1 values with at least one line")
-    return StoredMask(raw.astype(bool), source=str(info.path))
 
 
 # ----------------------------------------------------------------------------- reconstruction
@@ -175,41 +128,6 @@ def ranking_subset(info: VolumeInfo) -> tuple[list[int], list[int]]:
     """(frames, slices) the CMRxRecon ranking keeps (``metrics.ranking_indices``)."""
     slices, frames = ranking_indices(info.n_slices, info.n_frames, info.modality)
     return frames, slices
-
-
-# ----------------------------------------------------------------------------- fastMRI out
-
-
-def fastmri_recon_size(info: VolumeInfo) -> tuple[int, int]:
-    """The (h, w) fastMRI crops a reconstruction to: the ISMRMRD header's
-    reconSpace matrix (x, y), else ``reconstruction_rss``'s size, else (H, W).
-
-    As fastMRI's ``VarNetModule``: when W is narrower than the reconSpace
-    width (FLAIR 203 files) the crop is (W, W); never larger than (H, W).
-    """
-    h, w = info.shape
-    size = None
-    with open_h5(info.path) as f:
-        if "ismrmrd_header" in f:
-            size = _recon_space(f["ismrmrd_header"][()])
-        if size is None and info.target_key is not None and info.target_key in f:
-            size = tuple(int(s) for s in f[info.target_key].shape[-2:])
-    if size is None:
-        return h, w
-    if w < size[1]:
-        size = (w, w)
-    return min(size[0], h), min(size[1], w)
-
-
-def _recon_space(raw) -> tuple[int, int] | None:
-    try:
-        root = ET.fromstring(raw.decode() if isinstance(raw, bytes) else str(raw))
-        matrix = root.find("m:encoding/m:reconSpace/m:matrixSize", _NS)
-        x = int(matrix.find("m:x", _NS).text)
-        y = int(matrix.find("m:y", _NS).text)
-    except (AttributeError, ValueError, TypeError, ET.ParseError):
-        return None
-    return (x, y) if x > 0 and y > 0 else None
 
 
 # ----------------------------------------------------------------------------- files

@@ -16,7 +16,7 @@ from torch import nn
 
 from fmrecon import __version__
 from fmrecon.data.h5io import atomic_path, open_h5, write_mat73
-from fmrecon.data.volumes import VolumeInfo
+from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import DataError
 from fmrecon.metrics import cmrxrecon_crop, ranking_crop_size
 from fmrecon.models.base import build_record

@@ -24,6 +24,10 @@ Kinds (``MASK_KINDS``, built by :func:`create_mask`):
   (``fastmri/data/subsample.py``) random, equispaced and equispaced-fraction
   masks, including its random draws, so a seed gives fastMRI's mask.
 
+All share the :class:`MaskFunc` interface, and so do :class:`MaskChoice`
+(several mask functions as one, e.g. a training run's accelerations, one
+picked per call) and :class:`StoredMask` (phase-encode lines read from a file).
+
 Fidelity to the official CMRxRecon 2024 generators (MATLAB, Zi Wang, in
 github.com/CmrxRecon/CMRxRecon2024, ``CMRxReconMaskGeneration/``:
 ``UniformSampling.m``, ``ktUniformSampling.m``, ``ktGaussianSampling.m``,
@@ -78,7 +82,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fmrecon.errors import MaskError
+from fmrecon.errors import DataError, MaskError
+from fmrecon.physics.coils import num_low_frequencies
 
 __all__ = [
     "MASK_KINDS",
@@ -89,8 +94,11 @@ __all__ = [
     "KtGaussianMask",
     "KtRadialMask",
     "KtUniformMask",
+    "MaskChoice",
     "MaskFunc",
     "RandomMask",
+    "SingleMaskFunc",
+    "StoredMask",
     "FRACTION_KINDS",
     "create_mask",
     "mask_grid",
@@ -177,20 +185,26 @@ def _check_offset(kind: str, offset: Any, high: int) -> int:
     return int(offset)
 
 
-# ----------------------------------------------------------------------------- base class
+# ----------------------------------------------------------------------------- base classes
 
 
 class MaskFunc(ABC):
-    """A sampling-mask generator: ``mask_func(shape, seed=None, offset=None)``.
+    """A sampling-mask function: ``mask_func(shape, seed=None, offset=None)``.
 
     ``shape`` is (H, W) or (T, H, W); the result is a bool array of that shape.
     ``seed`` (None, int or tuple of ints, e.g. fastMRI's ``tuple(map(ord, fname))``)
-    temporarily reseeds the object's own ``np.random.RandomState`` (created from
-    the constructor's ``seed``), as fastMRI does; deterministic kinds ignore it.
-    ``offset`` fixes the line offset of the kinds that have one.
+    seeds the call; ``offset`` fixes the line offset of the kinds that have one.
+
+    Every mask function draws from ``choices``, the single mask constructions
+    behind it (itself for a single one, several for :class:`MaskChoice`);
+    ``choose(seed)`` is the one a call with ``seed`` uses. ``official_pattern``
+    names the CMRxRecon 2024 mask files of the kind (``Uniform``,
+    ``ktGaussian``, ...; None for kinds without files of their own).
     """
 
     kind: ClassVar[str] = ""
+    #: file-name pattern of the kind's official CMRxRecon mask files
+    official_pattern: ClassVar[str | None] = None
     #: True for k-t masks, which differ between frames
     varies_over_frames: ClassVar[bool] = False
     #: whether ``offset`` means something for this kind
@@ -199,10 +213,38 @@ class MaskFunc(ABC):
     integer_acceleration: ClassVar[bool] = False
 
     def __init__(self, acceleration: float, seed: Seed = None):
-        self.acceleration = _check_acceleration(self.kind, acceleration, self.integer_acceleration)
+        self.acceleration = self._checked_acceleration(acceleration)
         _check_seed(seed)
         self.seed = seed
         self.rng = np.random.RandomState(seed)
+
+    def _checked_acceleration(self, acceleration: Any) -> float:
+        return _check_acceleration(self.kind, acceleration, self.integer_acceleration)
+
+    @property
+    def choices(self) -> tuple[MaskFunc, ...]:
+        return (self,)
+
+    def choose(self, seed: Seed = None) -> MaskFunc:
+        """The mask function a call with ``seed`` uses."""
+        return self
+
+    @abstractmethod
+    def __call__(self, shape: Sequence[int], seed: Seed = None, offset: int | None = None):
+        """A bool mask of ``shape`` (H, W) or (T, H, W)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(acceleration={self.acceleration:g}, seed={self.seed!r})"
+
+
+class SingleMaskFunc(MaskFunc):
+    """One mask construction (every kind of ``MASK_KINDS``, a stored mask).
+
+    A call checks the shape, temporarily reseeds the object's own
+    ``np.random.RandomState`` (created from the constructor's ``seed``) with
+    the call's ``seed``, as fastMRI does, and draws with ``_sample``;
+    deterministic kinds ignore the seed.
+    """
 
     def __call__(self, shape: Sequence[int], seed: Seed = None, offset: int | None = None):
         t, h, w, is_2d = _parse_shape(shape)
@@ -242,16 +284,92 @@ class MaskFunc(ABC):
     def _center_start(self, width: int, n: int) -> int:
         return _acs_start(width, n)
 
+
+class MaskChoice(MaskFunc):
+    """Several mask functions (accelerations x centre fractions) as one: every
+    call picks one with the call's seed (or the object's own generator) and
+    draws its mask with that seed, the way fastMRI's mask functions pick an
+    acceleration per sample. ``acceleration``, ``kind`` and
+    ``official_pattern`` are the first choice's, for callers that need one
+    value; per item, the dataset asks :meth:`choose` (Sample.acceleration is
+    the one actually used)."""
+
+    def __init__(self, funcs: Sequence[MaskFunc], seed: Seed = None):
+        self._choices = tuple(funcs)
+        if not self._choices:
+            raise MaskError("a mask choice needs at least one mask function")
+        super().__init__(self._choices[0].acceleration, seed)
+
+    def _checked_acceleration(self, acceleration: Any) -> float:
+        return float(acceleration)  # the first choice's, checked by it
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self._choices[0].kind
+
+    @property
+    def official_pattern(self) -> str | None:  # type: ignore[override]
+        return self._choices[0].official_pattern
+
+    @property
+    def choices(self) -> tuple[MaskFunc, ...]:
+        return self._choices
+
+    def choose(self, seed: Seed = None) -> MaskFunc:
+        """The mask function a call with ``seed`` uses (None: the object's generator)."""
+        if len(self._choices) == 1:
+            return self._choices[0]
+        rng = self.rng if seed is None else np.random.RandomState(_seed32(seed))
+        return self._choices[rng.randint(len(self._choices))]
+
+    def __call__(self, shape: Sequence[int], seed: Seed = None, offset: int | None = None):
+        return self.choose(seed)(shape, seed=seed, offset=offset)
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(acceleration={self.acceleration:g}, seed={self.seed!r})"
+        return f"MaskChoice({list(self._choices)!r})"
+
+
+def _seed32(seed) -> int:
+    """A 32-bit seed from an int or a tuple of ints."""
+    if isinstance(seed, int):
+        return seed % (2**32)
+    return int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
+
+
+class StoredMask(SingleMaskFunc):
+    """Phase-encode lines (W,) read from a file (a fastMRI test file's
+    ``mask``) as a mask function: every frame and row gets them. Its
+    acceleration W / lines is >= 1 (1: every line sampled); no seed."""
+
+    kind = "file"
+
+    def __init__(self, lines: np.ndarray, source: str = "file"):
+        self.lines = np.asarray(lines, dtype=bool).reshape(-1)
+        self.source = source
+        super().__init__(self.lines.size / max(int(self.lines.sum()), 1))
+
+    def _checked_acceleration(self, acceleration: Any) -> float:
+        return float(acceleration)  # W / lines >= 1 by construction
+
+    def _check_size(self, h: int, w: int) -> None:
+        if w != self.lines.size:
+            raise DataError(f"{self.source}: 'mask' has {self.lines.size} lines, k-space W = {w}")
+
+    def _sample(self, t, h, w, offset, is_2d):
+        return self.lines[None, None, :]
+
+    def num_center_lines(self, width: int) -> int:
+        return num_low_frequencies(self.lines[None, :])
+
+    def __repr__(self) -> str:
+        return f"StoredMask(lines={int(self.lines.sum())}/{self.lines.size})"
 
 
 # ----------------------------------------------------------------------------- CMRxRecon
 
 
-class _CMRxReconMask(MaskFunc):
+class _CMRxReconMask(SingleMaskFunc):
     default_acs: ClassVar[int] = 16
-    official_pattern: ClassVar[str] = ""
 
     def __init__(self, acceleration: float, num_acs: int | None = None, seed: Seed = None):
         super().__init__(acceleration, seed)
@@ -608,7 +726,7 @@ class KtRadialMask(_CMRxReconMask):
 # ----------------------------------------------------------------------------- fastMRI
 
 
-class _FastMRIMask(MaskFunc):
+class _FastMRIMask(SingleMaskFunc):
     """Common part of the fastMRI kinds (``fastmri/data/subsample.py``).
 
     Draw order per call, as fastMRI: ``rng.randint(len(center_fractions))``

@@ -245,7 +245,7 @@ def _check_values(cfg: dict, require_data: bool = True) -> None:
 
 
 def _check_image_size(data: dict) -> None:
-    from fmrecon.data.resize import METHODS, parse_image_size
+    from fmrecon.data.resize import METHODS, KspaceResize, check_official_masks, parse_image_size
 
     size = parse_image_size(data["image_size"], "config key 'data.image_size'")
     data["image_size"] = list(size) if size is not None else None
@@ -257,12 +257,11 @@ def _check_image_size(data: dict) -> None:
     factor = data["readout_oversampling"]
     if factor < 1:
         raise ConfigError(f"config key 'data.readout_oversampling' must be >= 1, got {factor}")
-    if (size is not None or data["readout_oversampling"] > 1) and data["mask"].get("official"):
-        raise ConfigError(
-            "config keys 'data.image_size'/'data.readout_oversampling' change the k-space size, "
-            "but the challenge's mask files (data.mask.official: true) exist at the native size "
-            "only: set data.mask.official: false to generate the same kind at the new size"
-        )
+    check_official_masks(
+        KspaceResize(size, data["image_resize"], factor),
+        bool(data["mask"].get("official")),
+        "config keys 'data.image_size'/'data.readout_oversampling'",
+    )
 
 
 def load_config(

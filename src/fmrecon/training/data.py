@@ -9,7 +9,6 @@ or whether the run was interrupted.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
@@ -19,44 +18,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fmrecon.data import split as splits
+from fmrecon.data.formats import discover
 from fmrecon.data.resize import KspaceResize
 from fmrecon.data.slices import SliceDataset, collate
-from fmrecon.data.volumes import VolumeInfo, discover
+from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import DataError
-from fmrecon.physics.masks import MaskFunc, mask_grid
-
-
-class MaskChoice:
-    """Several mask functions (accelerations x centre fractions) behind the
-    MaskFunc call signature; every call picks one with the call's seed (or the
-    object's own generator), the way fastMRI's mask functions pick an
-    acceleration per sample."""
-
-    def __init__(self, funcs: Sequence[MaskFunc], seed=None):
-        self.funcs = list(funcs)
-        # the first function's, for callers that need one value; per item, the
-        # dataset asks choose() (Sample.acceleration is the one actually used)
-        self.acceleration = self.funcs[0].acceleration
-        self.kind = self.funcs[0].kind
-        self.official_pattern = getattr(self.funcs[0], "official_pattern", "Uniform")
-        self.rng = np.random.RandomState(seed)
-
-    def choose(self, seed=None) -> MaskFunc:
-        """The mask function a call with ``seed`` uses (None: the object's generator)."""
-        if len(self.funcs) == 1:
-            return self.funcs[0]
-        rng = self.rng if seed is None else np.random.RandomState(_seed32(seed))
-        return self.funcs[rng.randint(len(self.funcs))]
-
-    def __call__(self, shape, seed=None, offset=None):
-        return self.choose(seed)(shape, seed=seed, offset=offset)
-
-
-def _seed32(seed) -> int:
-    """A 32-bit seed from an int or a tuple of ints."""
-    if isinstance(seed, int):
-        return seed % (2**32)
-    return int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
+from fmrecon.physics.masks import MaskChoice, MaskFunc, mask_grid
 
 
 def data_resize(cfg: dict) -> KspaceResize | None:
@@ -269,7 +236,3 @@ class ReconDataModule(L.LightningDataModule):
                 "images": int(sum(v.n_images for v in vols)),
             }
         return out
-
-
-def steps_per_epoch(n_batches: int, accumulate: int) -> int:
-    return math.ceil(n_batches / max(1, accumulate))
