@@ -146,8 +146,8 @@ def check_official_masks(resize: KspaceResize | None, official: bool, setting: s
     if not official or resize is None or not resize.active:
         return
     raise ConfigError(
-        f"{setting} ({resize.describe()}): the challenge's mask files ((kx, ky) arrays) "
-        "exist at the native size only; generate masks of the same kind at the new size "
+        f"{setting} ({resize.describe()}): the challenge's mask files exist at the "
+        "native size only (they are (kx, ky) arrays); generate masks of the same kind at the new size "
         "instead (data.mask.official: false / no --official-masks; cmrxrecon24-uniform is the "
         "official UniformSampling.m construction at any width)"
     )
