@@ -138,16 +138,19 @@ def parse_image_size(value, what: str = "data.image_size") -> tuple[int, int] | 
     return int(value[0]), int(value[1])
 
 
-def check_official_masks(resize: KspaceResize | None, official: bool, setting: str) -> None:
+def check_official_masks(
+    resize: KspaceResize | None, official: bool, setting: str, switch: str = ""
+) -> None:
     """Refuse the challenge's official mask files together with a k-space
     resize: the files are (kx, ky) arrays at the native size only. ``setting``
     names what asked for the resize in the one-line ConfigError (a config key,
-    a command-line option)."""
+    a command-line option), ``switch`` what asked for the mask files."""
     if not official or resize is None or not resize.active:
         return
     raise ConfigError(
-        f"{setting} ({resize.describe()}): the challenge's mask files exist at the "
-        "native size only (they are (kx, ky) arrays); generate masks of the same kind at the new size "
+        f"{setting} ({resize.describe()}): the challenge's mask files"
+        + (f" ({switch})" if switch else "")
+        + " exist at the native size only (they are (kx, ky) arrays); generate masks of the same kind at the new size "
         "instead (data.mask.official: false / no --official-masks; cmrxrecon24-uniform is the "
         "official UniformSampling.m construction at any width)"
     )

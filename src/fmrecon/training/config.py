@@ -261,6 +261,7 @@ def _check_image_size(data: dict) -> None:
         KspaceResize(size, data["image_resize"], factor),
         bool(data["mask"].get("official")),
         "config keys 'data.image_size'/'data.readout_oversampling'",
+        "data.mask.official: true",
     )
 
 
