@@ -150,7 +150,8 @@ def check_official_masks(
     raise ConfigError(
         f"{setting} ({resize.describe()}): the challenge's mask files"
         + (f" ({switch})" if switch else "")
-        + " exist at the native size only (they are (kx, ky) arrays); generate masks of the same kind at the new size "
-        "instead (data.mask.official: false / no --official-masks; cmrxrecon24-uniform is the "
-        "official UniformSampling.m construction at any width)"
+        + " exist at the native size only (its mask files are (kx, ky) arrays of the acquired "
+        "native size); generate masks of the same kind at the new size instead "
+        "(data.mask.official: false / no --official-masks; cmrxrecon24-uniform is the official "
+        "UniformSampling.m construction at any width)"
     )
