@@ -79,6 +79,35 @@ def test_no_import_circles():
     assert _cycles(graph) == []
 
 
+# the rooms of fmrecon, bottom up: a room imports only from rooms below it
+LAYERS = (
+    ("errors",),
+    ("utils", "physics", "metrics", "losses"),
+    ("data",),
+    ("encoders",),
+    ("models",),
+    ("inference",),
+    ("training", "evaluation"),
+    ("commands", "cli"),
+)
+
+
+def test_rooms_import_only_from_rooms_below():
+    level = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}
+    wrong = []
+    for name, path in _modules("fmrecon").items():
+        parts = name.split(".")
+        if len(parts) < 2:
+            continue  # the package itself
+        assert parts[1] in level, f"{name}: a room not in LAYERS"
+        for m in _imports(path):
+            other = m.split(".")
+            if other[0] == "fmrecon" and len(other) > 1 and other[1] != parts[1]:
+                if other[1] in level and level[other[1]] >= level[parts[1]]:
+                    wrong.append(f"{name} imports {m}")
+    assert wrong == []
+
+
 def test_cycle_finder_finds_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
