@@ -57,7 +57,7 @@ class ReconModule(L.LightningModule):
         self.feature_cache = None
         if model_cfg.get("feature_cache"):
             # opt-in FM-UNETR encoder-feature cache; the model consults it itself
-            from fmrecon.perf.cache import attach_feature_cache
+            from fmrecon.models.feature_cache import attach_feature_cache
 
             mask_cfg = ((run_config or {}).get("data") or {}).get("mask") or {}
             self.feature_cache = attach_feature_cache(
