@@ -3,7 +3,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 cd "$FMRECON_ROOT"
-ruff check src tests benchmarks
-ruff format --check src tests benchmarks
+ruff check src tests
+ruff format --check src tests
 # two workers on two cores, one thread each (subprocesses of tests inherit it)
 OMP_NUM_THREADS=1 python -m pytest -q -n 2 "$@"

@@ -1,6 +1,6 @@
-"""``fmrecon bench``: structure of the results and the report, goals computed
-from the same run's rows, the measurement process and the CLI. Timings are
-never asserted."""
+"""The benchmark (``python -m fmrecon_bench``): structure of the results and
+the report, goals computed from the same run's rows, the measurement process
+and the CLI. Timings are never asserted."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ import sys
 import pytest
 import torch
 
-from fmrecon.cli import main
 from fmrecon.encoders import TINY_OVERRIDES
 from fmrecon.errors import ConfigError
-from fmrecon.perf import bench
+from fmrecon_bench import config, run, table, tasks
+from fmrecon_bench.cli import main
+from fmrecon_bench.goals import compute_goals, reference
+from fmrecon_bench.machine import FASTMRI_HINT
+from fmrecon_bench.memory_probe import MemoryProbe
+from fmrecon_bench.report import format_figure, format_report
 
 TINY = {
     "e2e-varnet": {"num_cascades": 2, "chans": 4, "pools": 2, "sens_chans": 4, "sens_pools": 2},
@@ -35,21 +39,21 @@ GOAL_KEYS = {"id", "goal", "figure", "target", "met", "unit", "note", "detail"}
 
 
 def test_sizes_and_config_checks():
-    assert bench.parse_size("218x180") == (218, 180)
+    assert config.parse_size("218x180") == (218, 180)
     with pytest.raises(ConfigError):
-        bench.parse_size("218by180")
-    quick = bench.BenchConfig.create(quick=True)
-    assert quick.sizes == bench.QUICK_SIZES and quick.repeats == 1 and not quick.interleave
+        config.parse_size("218by180")
+    quick = config.BenchConfig.create(quick=True)
+    assert quick.sizes == config.QUICK_SIZES and quick.repeats == 1 and not quick.interleave
     # goal 1 runs at the quick start's size in quick mode, at the first size otherwise
-    assert bench.reference_size(quick) == bench.QUICK_REFERENCE_SIZE == (128, 96)
-    assert bench.reference_size(bench.BenchConfig.create()) == (218, 180)
-    full = bench.BenchConfig.create(repeats=None)
-    assert full.sizes == bench.SIZES and full.repeats == 3 and full.interleave
+    assert reference.reference_size(quick) == reference.QUICK_REFERENCE_SIZE == (128, 96)
+    assert reference.reference_size(config.BenchConfig.create()) == (218, 180)
+    full = config.BenchConfig.create(repeats=None)
+    assert full.sizes == config.SIZES and full.repeats == 3 and full.interleave
     with pytest.raises(ConfigError, match="too small"):
-        bench.BenchConfig.create(sizes=((16, 64),))
+        config.BenchConfig.create(sizes=((16, 64),))
     with pytest.raises(ConfigError, match="unknown model"):
-        bench.BenchConfig.create(models=("no-such-model",))
-    assert bench.cine_size([(218, 180), (246, 512), (64, 48)]) == (246, 512)
+        config.BenchConfig.create(models=("no-such-model",))
+    assert config.cine_size([(218, 180), (246, 512), (64, 48)]) == (246, 512)
 
 
 def _row(model, precision, ckpt, train_s, mem, size="64x48"):
@@ -62,7 +66,7 @@ def _row(model, precision, ckpt, train_s, mem, size="64x48"):
 
 
 def test_goals_are_ratios_of_this_runs_measurements():
-    cfg = bench.BenchConfig(sizes=((64, 48),), goals=(1, 3, 4, 5, 6, 7))
+    cfg = config.BenchConfig(sizes=((64, 48),), goals=(1, 3, 4, 5, 6, 7))
     rows = [
         _row("fm-varnet-clip", "fp32", False, 10.0, 2000.0),
         _row("fm-varnet-clip", "bf16", False, 4.0, 1900.0),
@@ -84,7 +88,7 @@ def test_goals_are_ratios_of_this_runs_measurements():
         "memory_estimate": {"table": [{"model": "fm-varnet-clip", "gb": 3.0}]},
     }  # fmt: skip
     machine = {"bf16": {"supported": True}}
-    goals = {g["id"]: g for g in bench.compute_goals(rows, extras, cfg, machine)}
+    goals = {g["id"]: g for g in compute_goals(rows, extras, cfg, machine)}
     assert set(goals) == {"1a", "1b", "3a", "3b", "4", "5", "6", "7"}
     assert all(GOAL_KEYS <= set(g) for g in goals.values())
     # 1a: the worse of the median ratios (inference 2/2 = 1.0, training 5/4)
@@ -99,25 +103,25 @@ def test_goals_are_ratios_of_this_runs_measurements():
     assert goals["6"]["figure"] == pytest.approx(0.05) and goals["6"]["met"] is True
     assert goals["7"]["met"] is True
     # without bf16 hardware the speed target does not apply; without fastmri, say so
-    extras["reference"] = {"available": False, "note": bench.FASTMRI_HINT}
-    goals = {g["id"]: g for g in bench.compute_goals(rows, extras, cfg, {"bf16": {}})}
+    extras["reference"] = {"available": False, "note": FASTMRI_HINT}
+    goals = {g["id"]: g for g in compute_goals(rows, extras, cfg, {"bf16": {}})}
     assert goals["3a"]["met"] is None and goals["3a"]["figure"] == pytest.approx(2.5)
     assert goals["1a"]["figure"] is None and "pip install --no-deps fastmri" in goals["1a"]["note"]
     # rows missing: no figure, and the reason
-    goals = {g["id"]: g for g in bench.compute_goals([], extras, cfg, machine)}
+    goals = {g["id"]: g for g in compute_goals([], extras, cfg, machine)}
     assert goals["4"]["figure"] is None and goals["4"]["met"] is None
 
 
 def test_figures_are_formatted_with_units():
-    assert bench.format_figure({"figure": 0.427, "unit": "fraction"}) == "42.7%"
-    assert bench.format_figure({"figure": 1.956, "unit": "x"}) == "1.96x"
-    assert bench.format_figure({"figure": "3 settings"}) == "3 settings"
-    assert bench.format_figure({"figure": None}) == "-"
+    assert format_figure({"figure": 0.427, "unit": "fraction"}) == "42.7%"
+    assert format_figure({"figure": 1.956, "unit": "x"}) == "1.96x"
+    assert format_figure({"figure": "3 settings"}) == "3 settings"
+    assert format_figure({"figure": None}) == "-"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc memory counters")
 def test_memory_probe_sees_a_freed_peak():
-    probe = bench.MemoryProbe(torch.device("cpu"))
+    probe = MemoryProbe(torch.device("cpu"))
     probe.start()
     x = torch.ones(64 * 2**20)  # 256 MB, freed before stop()
     del x
@@ -126,14 +130,14 @@ def test_memory_probe_sees_a_freed_peak():
 
 
 def test_run_bench_in_process_tiny_models():
-    cfg = bench.BenchConfig(
+    cfg = config.BenchConfig(
         models=("e2e-varnet", "fm-varnet-clip"), sizes=((32, 32),), coils=2, repeats=1,
         warmup=0, goals=(1, 2, 3, 4, 6), isolate=False, model_options=TINY,
         encoder="clip-vit-b16-tiny",
     )  # fmt: skip
     logs = []
-    result = bench.run_bench(cfg, log=logs.append)
-    assert result["schema"] == bench.SCHEMA and result["errors"] == []
+    result = run.run_bench(cfg, log=logs.append)
+    assert result["schema"] == run.SCHEMA and result["errors"] == []
     assert {"cpu", "logical_cores", "bf16", "torch", "calibration_gflops"} <= set(result["machine"])
     rows = result["rows"]
     # 2 models x 2 precisions x checkpointing off/on
@@ -147,16 +151,16 @@ def test_run_bench_in_process_tiny_models():
     goals = {g["id"]: g for g in result["goals"]}
     assert set(goals) == {"1a", "1b", "2", "3a", "3b", "4", "6"}
     # goal 3a / 4 are ratios of rows of this very result
-    fp = bench.find_row(rows, "fm-varnet-clip", (32, 32), "fp32", False)
-    bf = bench.find_row(rows, "fm-varnet-clip", (32, 32), "bf16", False)
-    on = bench.find_row(rows, "fm-varnet-clip", (32, 32), "fp32", True)
+    fp = table.find_row(rows, "fm-varnet-clip", (32, 32), "fp32", False)
+    bf = table.find_row(rows, "fm-varnet-clip", (32, 32), "bf16", False)
+    on = table.find_row(rows, "fm-varnet-clip", (32, 32), "fp32", True)
     assert goals["3a"]["figure"] == pytest.approx(fp["train_s"] / bf["train_s"])
     assert goals["4"]["figure"] == pytest.approx(1 - on["train_mem_mb"] / fp["train_mem_mb"])
     assert goals["1b"]["figure"] < 1e-4  # same weights as fastMRI's VarNet
     assert math.isfinite(goals["3b"]["figure"])
     assert goals["6"]["detail"]["slices_per_s"] > 0
     json.dumps(result)  # machine-readable as it is
-    report = bench.format_report(result)
+    report = format_report(result)
     lines = report.splitlines()
     assert any(line.startswith("model") and "train MB" in line for line in lines)
     assert sum(line.startswith("fm-varnet-clip  32x32") for line in lines) == 4
@@ -165,15 +169,15 @@ def test_run_bench_in_process_tiny_models():
 
 
 def test_a_failing_measurement_process_is_reported():
-    cfg = bench.BenchConfig()
-    res = bench.run_task("run", {"no_such_argument": 1}, cfg)
+    cfg = config.BenchConfig()
+    res = tasks.run_task("run", {"no_such_argument": 1}, cfg)
     assert "TypeError" in res["error"]
 
 
 def test_cli_quick_json(tmp_path, capsys):
     out = tmp_path / "out.json"
     code = main([
-        "bench", "--quick", "--json", str(out), "--models", "e2e-varnet", "--sizes", "32x32",
+        "--quick", "--json", str(out), "--models", "e2e-varnet", "--sizes", "32x32",
         "--repeats", "1", "--precisions", "fp32", "--goals", "none",
     ])  # fmt: skip
     assert code == 0
@@ -193,6 +197,6 @@ def test_cli_quick_json(tmp_path, capsys):
 
 
 def test_cli_rejects_bad_options(capsys):
-    assert main(["bench", "--sizes", "8x8"]) == 2
-    assert main(["bench", "--goals", "9"]) == 2
+    assert main(["--sizes", "8x8"]) == 2
+    assert main(["--goals", "9"]) == 2
     assert "error" in capsys.readouterr().err

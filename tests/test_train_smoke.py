@@ -1,25 +1,21 @@
-"""The training smoke benchmark (benchmarks/train_smoke.py) runs configs
+"""The training smoke benchmark (fmrecon_bench.train_smoke) runs configs
 through the training code and reports what it promises; the paper-size table
 itself is a benchmark run, not a test (an FM-VarNet step takes ~15 s on CPU)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from fmrecon_bench import train_smoke
 
 
 @pytest.fixture(scope="module")
 def smoke():
-    spec = importlib.util.spec_from_file_location("train_smoke", ROOT / "benchmarks/train_smoke.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return train_smoke
 
 
 def test_smoke_rows_for_a_varnet_and_a_224_protocol_config(smoke, tmp_path, capsys):

@@ -13,7 +13,7 @@ from fmrecon import __version__
 from fmrecon.errors import FmreconError
 
 # the verbs that exist, in the order `fmrecon --help` lists them
-VERBS = ("simulate", "train", "evaluate", "reconstruct", "models", "bench")
+VERBS = ("simulate", "train", "evaluate", "reconstruct", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:

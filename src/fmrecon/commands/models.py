@@ -1,6 +1,6 @@
 """``fmrecon models``: the registered models with their parameter counts;
 ``--memory HxW`` adds the estimated peak GPU memory of FM-VarNet and
-E2E-VarNet at that size for every option (:mod:`fmrecon.perf.memory`)."""
+E2E-VarNet at that size for every option (:mod:`fmrecon.models.memory`)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _m(n: int | None) -> str:
 def _memory(args) -> int:
     import sys
 
-    from fmrecon.perf.memory import format_table, memory_table, parse_size
+    from fmrecon.models.memory import format_table, memory_table, parse_size
 
     sizes = [parse_size(text) for text in args.memory]
     print(f"measuring {12 * len(sizes)} settings on the CPU ...", file=sys.stderr)
@@ -42,7 +42,7 @@ def _memory(args) -> int:
     print(
         "\nGB = estimated peak on the card at batch 1 (Adam for training), including ~0.6 GB "
         "of CUDA context and workspaces; activ. = held for backward, trans. = temporaries. "
-        "Method and accuracy: fmrecon.perf.memory."
+        "Method and accuracy: fmrecon.models.memory."
     )
     return 0
 

@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
         "allow_random_encoder": False,  # let a missing encoder fall back to random weights
         "encoder_config": {},  # encoder architecture overrides (tiny encoders)
         # FM-UNETR only: a folder for the on-disk cache of frozen-encoder features
-        # (fmrecon.perf.cache); needs fixed masks (data.mask.official: true)
+        # (fmrecon.models.feature_cache); needs fixed masks (data.mask.official: true)
         "feature_cache": None,
         "feature_cache_dtype": "float32",  # float32 (bit-exact) or float16 (half the disk)
         # how checkpoints keep a pretrained frozen encoder: its weights (self-contained)

@@ -18,13 +18,7 @@ from fmrecon.losses import SSIMLoss, ssim
 from fmrecon.models import io as model_io
 from fmrecon.models.io import CHECKPOINT_KEY
 from fmrecon.models.registry import create_model
-
-
-def training_loss(engine: Engine, loss: SSIMLoss, batch) -> torch.Tensor:
-    """The training objective of one batch: SSIM loss (data range = each
-    slice's ``max_value``) of the engine's images against the targets. The
-    trainer and the benchmark's training step both compute it here."""
-    return loss(engine.predict(batch), batch.target, batch.max_value)
+from fmrecon.training.objective import training_loss
 
 
 class ReconModule(L.LightningModule):
@@ -57,7 +51,7 @@ class ReconModule(L.LightningModule):
         self.feature_cache = None
         if model_cfg.get("feature_cache"):
             # opt-in FM-UNETR encoder-feature cache; the model consults it itself
-            from fmrecon.perf.cache import attach_feature_cache
+            from fmrecon.models.feature_cache import attach_feature_cache
 
             mask_cfg = ((run_config or {}).get("data") or {}).get("mask") or {}
             self.feature_cache = attach_feature_cache(

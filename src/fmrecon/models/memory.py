@@ -1,5 +1,5 @@
 """Peak GPU memory of a training step or an inference pass, estimated before
-you start (issue 5, goal 7).
+you start.
 
 ``estimate_peak_memory("fm-varnet-clip", size=(246, 512), coils=10,
 precision="bf16", checkpointing=True)`` returns the bytes and a breakdown;
@@ -41,7 +41,9 @@ Method (measured on this machine's CPU, no GPU needed; a few seconds per row):
    ``torch.cuda.max_memory_allocated()``; ``bytes`` adds the overhead (what
    ``nvidia-smi`` shows).
 
-Accuracy (tests, and ``bench_memory`` at full size): the saved-tensor count
+Accuracy (tests, and the benchmark's goal 7 at full size, ``python -m
+fmrecon_bench --goals 7``, which holds the checks against direct measurements
+and the process's RSS): the saved-tensor count
 (``saved_tensors_hooks``) equals the bytes held after the forward pass (to
 0.3 %); the cascade extrapolation matches direct measurements of full-size
 models at 218x180 x 10 coils within 1.6 % (FM-VarNet, 12 cascades: -0.1 % fp32,
@@ -55,7 +57,7 @@ GPU kernels differ from CPU ones (cuDNN workspaces, attention kernels,
 autocast op lists) and the CUDA overhead is an assumption, so treat the
 figures as about +-15 % on a GPU.
 
-Measured (``bench_memory``), GB at batch 1, 10 coils, Adam:
+Measured (the benchmark's goal 7), GB at batch 1, 10 coils, Adam:
 
 ==========================  ========  ========
 FM-VarNet (12 cascades)     218x180   246x512
@@ -82,10 +84,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
-import os
-import subprocess
-import sys
 import weakref
 from collections.abc import Iterable, Sequence
 
@@ -96,8 +94,11 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from fmrecon.encoders.frozen import FrozenEncoder
 from fmrecon.errors import ConfigError
+from fmrecon.models.registry import create_model, get_spec
+from fmrecon.models.unet import Unet
+from fmrecon.models.varnet import VarNet
+from fmrecon.physics.masks import create_mask
 
-GiB = 1024**3
 CUDA_CONTEXT_BYTES = 600 * 1024**2  # CUDA context + cuBLAS/cuDNN handles and workspaces
 ALLOCATOR_SLACK = 0.05  # caching-allocator rounding / fragmentation on dynamic bytes
 CARD_BYTES = 24 * 10**9  # "24 GB" cards (RTX 3090/4090) hold 24,576 MiB = 25.8e9 bytes
@@ -187,29 +188,102 @@ def saved_tensor_bytes(exclude: Iterable[torch.Tensor] = ()):
         yield out
 
 
+def _unrolled(model: nn.Module) -> VarNet | None:
+    """The model when it is VarNet-type (E2E-VarNet, FM-VarNet), else None."""
+    return model if isinstance(model, VarNet) else None
+
+
 def cascades_of(model: nn.Module) -> nn.ModuleList | None:
     """The cascade list of a VarNet-type model (E2E-VarNet, FM-VarNet), else None."""
-    inner = getattr(model, "varnet", model)
-    return getattr(inner, "cascades", None)
+    inner = _unrolled(model)
+    return None if inner is None else inner.cascades
 
 
 def _set_checkpointing(model: nn.Module, on: bool) -> None:
-    inner = getattr(model, "varnet", model)
-    if not hasattr(inner, "checkpoint_cascades"):
+    inner = _unrolled(model)
+    if inner is None or not hasattr(inner, "checkpoint_cascades"):
         raise ConfigError("activation checkpointing applies to cascade models (VarNet types)")
     inner.checkpoint_cascades = bool(on)
 
 
 def probe_inputs(h: int, w: int, coils: int, batch: int = 1, seed: int = 0):
-    """Masked k-space (B, C, H, W) and an x4 CMRxRecon-style mask (every 4th
-    line + 24 ACS lines; the ACS block shrinks for narrow images)."""
+    """Random masked k-space (B, C, H, W) complex64 and the CMRxRecon x4 line
+    mask (B, 1, H, W) bool (every 4th line + 24 ACS lines; the ACS block
+    shrinks to W // 4 on narrow images). Values do not matter, shapes do."""
     g = torch.Generator().manual_seed(seed)
     k = torch.randn(batch, coils, h, w, 2, generator=g)
-    mask = torch.zeros(batch, 1, h, w, dtype=torch.bool)
-    mask[..., ::4] = True
-    acs = min(24, w // 4)
-    mask[..., w // 2 - acs // 2 : w // 2 - acs // 2 + acs] = True
+    lines = create_mask("cmrxrecon-uniform", 4, num_acs=min(24, w // 4))((h, w))
+    mask = torch.from_numpy(lines)[None, None].repeat(batch, 1, 1, 1)
     return torch.view_as_complex(k) * mask, mask
+
+
+def _amp(precision: str):
+    """bf16 autocast on the CPU for ``precision == "bf16"``, else a no-op context."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _prepare(model: nn.Module, checkpointing: bool, training: bool) -> list[nn.Parameter]:
+    """Set the checkpointing flag and the train/eval mode; in training allocate
+    the gradients up front (they count as static bytes). Returns the parameters."""
+    if cascades_of(model) is not None:
+        _set_checkpointing(model, checkpointing)
+    elif checkpointing:
+        raise ConfigError("activation checkpointing applies to cascade models (VarNet types)")
+    params = list(model.parameters())
+    model.train(training)
+    if training:
+        for p in params:
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)
+    return params
+
+
+def _low_precision_copies(model: nn.Module, device: torch.device, precision: str) -> list:
+    """The bf16 weight copies frozen encoders make once per model, not per
+    cascade (``FrozenEncoder.low_precision_weights``); made before the step,
+    like the weights. Empty in fp32."""
+    copies: list[torch.Tensor] = []
+    with _amp(precision), torch.no_grad():
+        for enc in {id(m): m for m in model.modules() if isinstance(m, FrozenEncoder)}.values():
+            copies += [t for d in enc.low_precision_weights(device) or [] for t in d.values()]
+    return copies
+
+
+class _CascadeRecorder:
+    """Forward hooks on every cascade: tags what a cascade allocates with the
+    tracker's phase ``"cascade"``, and records each cascade's output storage
+    (``outs``: weak reference and bytes) and the peak inside it (``windows``).
+    ``recording = False`` stops it (checkpointing re-runs cascades in backward)."""
+
+    def __init__(self, tracker: LiveBytes, cascades: Iterable[nn.Module]):
+        self.tracker = tracker
+        self.outs: list[tuple[weakref.ref, int]] = []
+        self.windows: list[int] = []
+        self.recording = True
+        self.handles = []
+        for c in cascades:
+            self.handles += [
+                c.register_forward_pre_hook(self.before),
+                c.register_forward_hook(self.after),
+            ]
+
+    def before(self, mod, args) -> None:
+        if self.recording:
+            self.tracker.phase = "cascade"
+            self.tracker.window = self.tracker.current
+
+    def after(self, mod, args, out) -> None:
+        if self.recording:
+            self.tracker.phase = None
+            st = out.untyped_storage()
+            self.outs.append((weakref.ref(st), st.nbytes()))
+            self.windows.append(self.tracker.window)
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
 
 
 def measure(
@@ -229,53 +303,12 @@ def measure(
     over the model's cascades), ``cascade_out`` (one cascade's
     output), and in training without checkpointing ``saved`` (the saved-tensor
     count, a cross-check of ``held``). Gradients are pre-allocated."""
-    h, w = int(size[0]), int(size[1])
-    k, mask = probe_inputs(h, w, coils, batch)
-    cascades = cascades_of(model)
-    if cascades is not None:
-        _set_checkpointing(model, checkpointing)
-    elif checkpointing:
-        raise ConfigError("activation checkpointing applies to cascade models (VarNet types)")
-    params = list(model.parameters())
-    if training:
-        model.train()
-        for p in params:
-            if p.requires_grad and p.grad is None:
-                p.grad = torch.zeros_like(p)
-    else:
-        model.eval()
-
-    def amp():
-        if precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    # frozen encoders cast their weights to bf16 once per model, not per cascade
-    # (FrozenEncoder.low_precision_weights): made before the step like the weights
-    copies: list[torch.Tensor] = []
-    with amp(), torch.no_grad():
-        for enc in {id(m): m for m in model.modules() if isinstance(m, FrozenEncoder)}.values():
-            copies += [t for d in enc.low_precision_weights(k.device) or [] for t in d.values()]
+    k, mask = probe_inputs(int(size[0]), int(size[1]), coils, batch)
+    params = _prepare(model, checkpointing, training)
+    copies = _low_precision_copies(model, k.device, precision)
     tracker = LiveBytes()
-    outs: list[tuple[weakref.ref, int]] = []  # each cascade's output storage and bytes
-    windows: list[int] = []  # peak live bytes inside each cascade's forward
-    forward = [True]  # checkpointing re-runs the cascades in backward: not recorded
-
-    def before(mod, args):
-        if forward[0]:
-            tracker.phase = "cascade"
-            tracker.window = tracker.current
-
-    def after(mod, args, out):
-        if forward[0]:
-            tracker.phase = None
-            st = out.untyped_storage()
-            outs.append((weakref.ref(st), st.nbytes()))
-            windows.append(tracker.window)
-
-    handles = []
-    for c in cascades if cascades is not None else []:
-        handles += [c.register_forward_pre_hook(before), c.register_forward_hook(after)]
+    cascades = cascades_of(model)
+    rec = _CascadeRecorder(tracker, cascades if cascades is not None else [])
     saved_ctx = (
         saved_tensor_bytes([*params, *model.buffers(), *copies, k, mask])
         if training and not checkpointing
@@ -284,32 +317,31 @@ def measure(
     grad = torch.enable_grad() if training else torch.no_grad()
     try:
         with grad, tracker, saved_ctx as saved:
-            with amp():
+            with _amp(precision):
                 out = model(k, mask)
             # after autocast's exit (its bf16 weight copies are freed unless saved)
             held = tracker.current - out.untyped_storage().nbytes()
             kept = tracker.live("cascade")
-            last_out_alive = bool(outs) and outs[-1][0]() is not None
-            forward[0] = False
+            last_out_alive = bool(rec.outs) and rec.outs[-1][0]() is not None
+            rec.recording = False
             if training:
                 out.float().mean().backward()
             del out
     finally:
-        for hd in handles:
-            hd.remove()
+        rec.remove()
     per, cout = 0.0, 0
-    if outs:
-        cout = outs[-1][1]
-        per = kept / len(outs)
+    if rec.outs:
+        cout = rec.outs[-1][1]
+        per = kept / len(rec.outs)
         if checkpointing and not last_out_alive:
             # in a chain the next cascade's checkpoint keeps this output as its input
-            per += cout / len(outs)
+            per += cout / len(rec.outs)
     return {
         "held": int(held),
         "peak": int(tracker.peak),
         "per_cascade": per,
         "cascade_out": cout,
-        "cascade_peak": int(max(windows)) if windows else 0,
+        "cascade_peak": int(max(rec.windows)) if rec.windows else 0,
         "saved": int(saved["bytes"]) if "bytes" in saved else None,
         "cascades": len(cascades) if cascades is not None else 0,
         "weight_copies": int(sum(t.untyped_storage().nbytes() for t in copies)),
@@ -319,13 +351,11 @@ def measure(
 # ----------------------------------------------------------------------------- models
 
 
-def _probe_model(
+def build_probe_model(
     name: str, options: dict, encoder_config: dict | None, one_cascade: bool = True
 ) -> nn.Module:
     """The architecture (random weights, GPU layout) for probing: with one
     cascade, or as configured (``one_cascade=False``, to validate the probe)."""
-    from fmrecon.models.registry import create_model, get_spec
-
     spec = get_spec(name)
     kw = dict(options)
     if one_cascade and "num_cascades" in {**spec.defaults, **kw}:
@@ -340,8 +370,6 @@ def _probe_model(
 @functools.lru_cache(maxsize=32)
 def _static_counts(name: str, options_json: str, encoder_json: str) -> dict:
     """Parameter / buffer bytes and trainable count of the full model, on meta."""
-    from fmrecon.models.registry import create_model, get_spec
-
     spec = get_spec(name)
     kw = json.loads(options_json)
     if spec.encoder is not None:
@@ -375,7 +403,7 @@ def probe_model(name: str, options: dict | None = None, encoder_config: dict | N
     key = _key(name, dict(options or {}), encoder_config)
     if key not in _MODELS:
         _MODELS.clear()
-        _MODELS[key] = _probe_model(name, dict(options or {}), encoder_config)
+        _MODELS[key] = build_probe_model(name, dict(options or {}), encoder_config)
     return _MODELS[key]
 
 
@@ -406,14 +434,31 @@ def measure_probe(
     return _MEASURED[key]
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """ "246x512" -> (246, 512) (:func:`fmrecon.perf.bench.parse_size`), at least 16x16."""
-    from fmrecon.perf.bench import parse_size as parse
-
-    h, w = parse(str(text))
-    if h < 16 or w < 16:
-        raise ConfigError(f"size {h}x{w} is too small (at least 16x16)")
+def parse_size(text: str, min_side: int = 16) -> tuple[int, int]:
+    """``"246x512"`` -> (246, 512): H (readout) x W (phase encode, the mask
+    axis), each side at least ``min_side``."""
+    try:
+        h, w = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"bad size '{text}' (expected HxW, e.g. 218x180)") from None
+    if h < min_side or w < min_side:
+        raise ConfigError(f"size {h}x{w} is too small (at least {min_side}x{min_side})")
     return h, w
+
+
+def _dynamic_bytes(probe: dict, n: int, training: bool) -> tuple[float, float]:
+    """(held, peak) bytes of an ``n``-cascade model from its one-cascade
+    ``probe`` (:func:`measure`): training keeps every cascade's activations
+    until backward, inference only ever one cascade's."""
+    held, peak = float(probe["held"]), float(max(probe["peak"], probe["held"]))
+    if training and n > 1:
+        # every further cascade keeps what one cascade keeps; and the last one's
+        # input is a computed k-space (the probe's was the model input)
+        held += (n - 1) * probe["per_cascade"]
+        peak += (n - 1) * probe["per_cascade"] + probe["cascade_out"]
+    elif n > 1:  # no graph: nothing accumulates, but a cascade's input is now a live k-space
+        peak = max(peak, probe["cascade_peak"] + probe["cascade_out"])
+    return held, peak
 
 
 def estimate_peak_memory(
@@ -458,14 +503,7 @@ def estimate_peak_memory(
         model_name, (h, w), coils, precision, checkpointing, training, batch, options,
         encoder_config,
     )  # fmt: skip
-    held, peak = float(m["held"]), float(max(m["peak"], m["held"]))
-    if training and n > 1:
-        # every further cascade keeps what one cascade keeps; and the last one's
-        # input is a computed k-space (the probe's was the model input)
-        held += (n - 1) * m["per_cascade"]
-        peak += (n - 1) * m["per_cascade"] + m["cascade_out"]
-    elif n > 1:  # no graph: nothing accumulates, but a cascade's input is now a live k-space
-        peak = max(peak, m["cascade_peak"] + m["cascade_out"])
+    held, peak = _dynamic_bytes(m, n, training)
     weights = static["weight_bytes"] + m.get("weight_copies", 0)  # + bf16 encoder copy
     grads = 4 * static["trainable"] if training else 0
     optim = 8 * static["trainable"] if training else 0
@@ -558,161 +596,7 @@ def format_table(rows: Sequence[dict]) -> str:
 def gpu_layout(model: nn.Module) -> nn.Module:
     """Run the U-Nets' convolutions in the layout they use on a GPU (the
     default one; channels-last is a CPU choice that keeps extra copies)."""
-    from fmrecon.models.unet import Unet
-
     for m in model.modules():
         if isinstance(m, Unet):
             m.set_channels_last(False)
     return model
-
-
-# ------------------------------------------------------------------------- validation
-
-
-def check_extrapolation(
-    name: str,
-    size: Sequence[int],
-    coils: int,
-    precision: str = "32",
-    checkpointing: bool = False,
-    training: bool = True,
-    cascades: int = 2,
-    *,
-    model_options: dict | None = None,
-    encoder_config: dict | None = None,
-) -> dict:
-    """The dynamic peak (activations + transients) of a ``cascades``-cascade
-    model predicted from the one-cascade probe vs measured directly on that
-    model: ``{"predicted", "measured", "rel_error", ...}``."""
-    opts = {**(model_options or {}), "num_cascades": cascades}
-    est = estimate_peak_memory(
-        name, size, coils, precision, checkpointing, training,
-        model_options=opts, encoder_config=encoder_config,
-    )  # fmt: skip
-    predicted = est["breakdown"]["activations"] + est["breakdown"]["transient"]
-    model = _probe_model(name, opts, encoder_config, one_cascade=False)
-    measured = measure(model, size, coils, precision, checkpointing, training)["peak"]
-    return {
-        "model": name,
-        "size": list(size),
-        "coils": coils,
-        "cascades": cascades,
-        "precision": precision,
-        "checkpointing": checkpointing,
-        "training": training,
-        "predicted": int(predicted),
-        "measured": int(measured),
-        "rel_error": round((predicted - measured) / measured, 4),
-    }
-
-
-_RSS_SCRIPT = """
-import ctypes, json, sys, torch
-libc = ctypes.CDLL("libc.so.6")
-libc.mallopt(-3, 65536)  # M_MMAP_THRESHOLD: large blocks are mmapped, freed to the OS at once
-from fmrecon.perf import memory as M
-a = json.loads(sys.argv[1])
-torch.set_num_threads(int(a.get("threads", 1)))
-model = M.probe_model(a["name"], a["options"], a["encoder_config"])
-def step():
-    return M.measure(
-        model, a["size"], a["coils"], a["precision"], a["checkpointing"], a["training"]
-    )
-step()  # warm-up: kernels, lazy state, gradients allocated
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS
-base = status("VmRSS")
-tracked = step()["peak"]
-print(json.dumps({"rss_delta": status("VmHWM") - base, "tracked": tracked}))
-"""
-
-
-def check_against_rss(
-    name: str,
-    size: Sequence[int],
-    coils: int,
-    precision: str = "32",
-    checkpointing: bool = False,
-    training: bool = True,
-    *,
-    model_options: dict | None = None,
-    encoder_config: dict | None = None,
-    timeout: float = 600,
-) -> dict:
-    """The tracked dynamic peak of one step vs the growth of the process's peak
-    RSS during the same step, in a fresh subprocess (glibc told to return large
-    blocks to the OS at once, so RSS follows live memory). Linux only."""
-    args = {
-        "name": name, "options": dict(model_options or {}), "encoder_config": encoder_config,
-        "size": list(size), "coils": coils, "precision": precision,
-        "checkpointing": checkpointing, "training": training,
-        "threads": torch.get_num_threads(),
-    }  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    res = subprocess.run(
-        [sys.executable, "-c", _RSS_SCRIPT, json.dumps(args)],
-        capture_output=True, text=True, timeout=timeout, env=env, check=True,
-    )  # fmt: skip
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    out["ratio"] = round(out["tracked"] / out["rss_delta"], 4) if out["rss_delta"] > 0 else math.nan
-    return out
-
-
-def bench_memory(quick: bool = False) -> dict:
-    """Goal 7 for the benchmark: the table (full: FM-VarNet and E2E-VarNet, both
-    sizes, every option; quick: FM-VarNet, three training options) and the
-    estimate's accuracy measured in this run: the cascade extrapolation against
-    direct measurements of multi-cascade models at 218x180 x 10 coils (full:
-    the real 12 cascades where the CPU's memory allows), and the tracker against
-    the process's peak RSS (full only)."""
-    if quick:
-        options = (("32", False, True), ("32", True, True), ("bf16", True, True))
-        rows = memory_table(models=("fm-varnet-clip",), options=options)
-        plan = [("fm-varnet-clip", "32", False, True, 2)]
-    else:
-        rows = memory_table()
-        plan = [
-            ("fm-varnet-clip", "32", False, True, 12),
-            ("fm-varnet-clip", "32", True, True, 12),
-            ("fm-varnet-clip", "bf16", False, True, 3),
-            ("fm-varnet-clip", "bf16", True, True, 3),
-            ("fm-varnet-clip", "32", False, False, 3),
-            ("e2e-varnet", "32", False, True, 12),
-            ("e2e-varnet", "bf16", True, True, 12),
-        ]
-    checks = [
-        check_extrapolation(name, (218, 180), 10, prec, ckpt, train, cascades=n)
-        for name, prec, ckpt, train, n in plan
-    ]
-    rss = None if quick else check_against_rss("fm-varnet-clip", (218, 180), 10)
-    clear()
-    worst = max(abs(c["rel_error"]) for c in checks)
-    gb = {
-        (r["model"], r["size"], r["precision"], r["checkpointing"], r["mode"]): r["gb"]
-        for r in rows
-    }
-    fp32 = gb.get(("fm-varnet-clip", "246x512", "fp32", False, "train"))
-    small = gb.get(("fm-varnet-clip", "246x512", "bf16", True, "train"))
-    return {
-        "goal": "7 memory estimate",
-        "figure": (
-            f"FM-VarNet 246x512 training {fp32:.1f} GB fp32, {small:.1f} GB bf16+ckpt; "
-            f"cascade extrapolation within {100 * worst:.1f}%"
-        ),
-        "target": "documented and tested",
-        "met": bool(worst <= 0.05 and (rss is None or abs(1 - rss["ratio"]) <= 0.15)),
-        "detail": {
-            "table": rows,
-            "cascade_checks": checks,
-            "rss_check": rss,
-            "assumptions": {
-                "cuda_context_bytes": CUDA_CONTEXT_BYTES,
-                "allocator_slack": ALLOCATOR_SLACK,
-                "optimizer": "Adam (two fp32 moments)",
-                "grads": "allocated before the step (an upper bound)",
-            },
-        },
-    }

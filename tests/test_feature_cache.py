@@ -1,4 +1,4 @@
-"""The FM-UNETR feature cache (fmrecon.perf.cache): exact features, hits and
+"""The FM-UNETR feature cache (fmrecon.models.feature_cache): exact features, hits and
 misses, refusal of per-epoch masks, damaged files, and training with it."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from fmrecon.data.simulate import simulate_cmrxrecon
 from fmrecon.encoders import TINY_OVERRIDES, prepare_images
 from fmrecon.errors import ConfigError
-from fmrecon.perf.cache import FeatureCache, attach_feature_cache
+from fmrecon.models.feature_cache import FeatureCache, attach_feature_cache
 from fmrecon.physics.coils import rss
 from fmrecon.physics.fft import ifft2c
 from fmrecon.training.config import load_config

@@ -11,10 +11,14 @@ per config: the output/target norm at initialisation, the SSIM loss of the
 first and last steps (means over the first and last quarter), whether every
 loss and the weights stayed finite, and whether the loss fell.
 
-    python benchmarks/train_smoke.py                      # every paper config
-    python benchmarks/train_smoke.py --configs 'configs/paper/arxiv2026/cmr-clip-*.yaml' --steps 30
-    python benchmarks/train_smoke.py --json smoke.json
-    python benchmarks/train_smoke.py --json smoke.json --resume   # after an interruption
+    python -m fmrecon_bench.train_smoke                    # every paper config
+    python -m fmrecon_bench.train_smoke --configs 'configs/paper/arxiv2026/cmr-clip-*.yaml' \
+        --steps 30
+    python -m fmrecon_bench.train_smoke --json smoke.json
+    python -m fmrecon_bench.train_smoke --json smoke.json --resume   # after an interruption
+
+Config globs are looked up in the repository checkout first, then from the
+current folder.
 
 What differs from a real run, and why: simulated data (no data sets here),
 random encoder weights, and the challenge's official mask files replaced by
@@ -40,18 +44,16 @@ import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
+import torch
 
-import torch  # noqa: E402
+from fmrecon.data.simulate import simulate_cmrxrecon
+from fmrecon.models.registry import get_spec
+from fmrecon.training.config import load_config
+from fmrecon.training.data import ReconDataModule
+from fmrecon.training.module import ReconModule
+from fmrecon.utils import count_parameters
 
-from fmrecon.data.simulate import simulate_cmrxrecon  # noqa: E402
-from fmrecon.models.registry import get_spec  # noqa: E402
-from fmrecon.training.config import load_config  # noqa: E402
-from fmrecon.training.data import ReconDataModule  # noqa: E402
-from fmrecon.training.module import ReconModule  # noqa: E402
-from fmrecon.utils import count_parameters  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (src/fmrecon_bench/ is in it)
 DEFAULT_CONFIGS = ("configs/paper/arxiv2026/*.yaml", "configs/paper/midl2025/*.yaml")
 
 
@@ -105,7 +107,7 @@ def run_config(cfg_path: Path, data_root: Path, work: Path, size, steps: int, se
     for step, batch in zip(range(steps), batches(), strict=False):
         if step == 0:
             with torch.no_grad():
-                out = module._predict(batch)
+                out = module.engine.predict(batch)
             ratio = float(out.norm() / batch.target.float().norm())
         loss = module.training_step(batch, step)
         opt.zero_grad(set_to_none=True)

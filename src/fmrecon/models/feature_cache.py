@@ -1,4 +1,4 @@
-"""On-disk cache of FM-UNETR's frozen-encoder features (issue 5, goal 5).
+"""On-disk cache of FM-UNETR's frozen-encoder features.
 
 FM-UNETR feeds the zero-filled RSS image of the masked k-space to a frozen ViT
 and uses the hidden states of a few blocks (the "taps"). Those features are a
@@ -39,21 +39,23 @@ Size: 4 taps x 196 tokens x 768 x 4 bytes = 2.4 MB per slice in float32.
 
 Enabling: ``model.feature_cache: DIR`` (and ``model.feature_cache_dtype``) in
 a run config; :class:`fmrecon.training.module.ReconModule` attaches it with
-:func:`attach_feature_cache`. The model's interface does not change (every
-model is still called as ``model(masked_kspace, mask)``) and no batch metadata
-is needed. Masks drawn per epoch never repeat, so the cache refuses them
+:func:`attach_feature_cache` and :class:`fmrecon.models.fm_unetr.FMUNETR`
+consults it. The model's interface does not change (every model is still
+called as ``model(masked_kspace, mask)``) and no batch metadata is needed.
+Masks drawn per epoch never repeat, so the cache refuses them
 (``data.mask.official: true`` is required; config error otherwise).
 
-Measured (``bench_feature_cache``, 2 CPU cores, full-size FM-UNETR, 8 slices
-of 218x180 x 10 coils, 2026-11-30): an epoch after the first takes 10.7 s
-with the cache against 12.7 s without, **1.19x** (1.16-1.39x over runs), an
-inference epoch 1.58x; the first cached epoch costs about the same as an
-uncached one (hashing and file i/o ~2 ms each per slice). The issue's 5x is
-out of reach by construction: the encoder forward is only 15-20% of an
-FM-UNETR training step (the trainable UNETR decoder, 64 wide at up to 224 px,
-forward and backward, is the rest), and a cache can only remove the encoder,
-so the bound is ``1 / (1 - encoder share)``, 1.2x here. The bench reports
-the encoder share and this bound next to the measured figure.
+Measured (the benchmark's goal 5, ``python -m fmrecon_bench --goals 5``, 2 CPU
+cores, full-size FM-UNETR, 8 slices of 218x180 x 10 coils, 2026-11-30): an
+epoch after the first takes 10.7 s with the cache against 12.7 s without,
+**1.19x** (1.16-1.39x over runs), an inference epoch 1.58x; the first cached
+epoch costs about the same as an uncached one (hashing and file i/o ~2 ms
+each per slice). The issue's 5x is out of reach by construction: the encoder
+forward is only 15-20% of an FM-UNETR training step (the trainable UNETR
+decoder, 64 wide at up to 224 px, forward and backward, is the rest), and a
+cache can only remove the encoder, so the bound is ``1 / (1 - encoder
+share)``, 1.2x here. The benchmark reports the encoder share and this bound
+next to the measured figure.
 """
 
 from __future__ import annotations
@@ -63,18 +65,18 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from fmrecon.data.h5io import atomic_path
+from fmrecon.encoders.preprocess import DEFAULT_PERCENTILE, normalization_stats
 from fmrecon.errors import ConfigError
+from fmrecon.models.base import build_record
 from fmrecon.utils import state_digest, tensor_bytes
 
 CACHE_VERSION = 1
@@ -91,8 +93,6 @@ _DTYPE_NAMES = {
 def model_identity(model: nn.Module, weights_sha256: str | None = None) -> dict:
     """Everything besides the input that determines FM-UNETR's encoder features
     (``weights_sha256``: :func:`fmrecon.utils.state_digest`, computed here if not given)."""
-    from fmrecon.encoders.preprocess import DEFAULT_PERCENTILE, normalization_stats
-
     enc = model.encoder
     config = enc.config.to_dict() if hasattr(enc.config, "to_dict") else str(enc.config)
     mean, std = normalization_stats(enc, model.stats)
@@ -329,156 +329,16 @@ def attach_feature_cache(
             "per epoch never repeat, so no cached feature would ever be reused"
         )
     if not (hasattr(model, "feature_cache") and hasattr(model, "encode")):
-        name = getattr(model, "fmrecon_spec", {}).get("name", type(model).__name__)
         raise ConfigError(
             f"model.feature_cache applies to FM-UNETR models (a frozen encoder on the "
-            f"zero-filled input), not to '{name}'"
+            f"zero-filled input), not to '{_model_name(model)}'"
         )
     cache = FeatureCache(root, dtype=dtype, verify=verify)
     model.feature_cache = cache
     return cache
 
 
-# ---------------------------------------------------------------------------- benchmark
-
-
-def _simulated_items(root: Path, n_items: int, size: tuple[int, int], coils: int):
-    """A simulated CMRxRecon cine set with official x4 mask files; a dataset of
-    ``n_items`` slices read with those fixed masks."""
-    from fmrecon.data.simulate import simulate_cmrxrecon
-    from fmrecon.data.slices import SliceDataset
-    from fmrecon.data.volumes import discover
-    from fmrecon.physics.masks import create_mask
-
-    frames = 2
-    subjects = max(1, -(-n_items // frames))
-    simulate_cmrxrecon(
-        root, subjects, seed=0, size=size, n_slices=1, n_frames=frames, n_coils=coils,
-        accelerations=(4,), lax=False,
-    )  # fmt: skip
-    volumes = [v for v in discover(root)[0] if v.fully_sampled]
-    ds = SliceDataset(volumes, create_mask("cmrxrecon-uniform", 4), official_masks=True)
-    return ds, list(range(min(n_items, len(ds))))
-
-
-def bench_feature_cache(quick: bool = False) -> dict:
-    """Goal 5: epoch time of full-size FM-UNETR (random CLIP-layout encoder)
-    training with and without the feature cache, on simulated cine slices
-    (10 coils, 218x180; quick: 4 coils, 96x80) with the official x4 masks, in
-    one run. After a warm-up and the first (cold) cached epoch, uncached and
-    cached epochs alternate (paired, so drift cancels). Each step is timed and
-    an epoch's time is the sum over its items of the fastest repeat of that
-    item's step (other load on a shared machine only ever adds time);
-    ``figure`` = uncached / cached epoch time."""
-    from fmrecon.encoders.preprocess import prepare_images
-    from fmrecon.losses import SSIMLoss
-    from fmrecon.models.registry import create_model
-    from fmrecon.physics.coils import rss
-    from fmrecon.physics.fft import ifft2c
-
-    n_items, size, coils = (2, (96, 80), 4) if quick else (8, (218, 180), 10)
-    reps = 2 if quick else 3
-    torch.manual_seed(0)
-    model = create_model("fm-unetr-clip", encoder_weights="random", allow_random_encoder=True)
-    model.train()
-    opt = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=2e-4, weight_decay=0.01
-    )
-    loss_fn = SSIMLoss()
-    with tempfile.TemporaryDirectory(prefix="fmrecon-cache-bench-") as tmp:
-        ds, order = _simulated_items(Path(tmp) / "data", n_items, size, coils)
-
-        def epoch(train: bool, cache) -> list[float]:
-            """Seconds of each item's step (reading the slice included)."""
-            model.feature_cache = cache
-            steps = []
-            for i in order:
-                t0 = time.perf_counter()
-                s = ds[i]
-                k, m = s.kspace[None], s.mask[None]
-                if train:
-                    out = model(k, m)
-                    loss = loss_fn(out, s.target[None], s.max_value[None])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                else:
-                    with torch.no_grad():
-                        model(k, m)
-                steps.append(time.perf_counter() - t0)
-            return steps
-
-        epoch(True, None)  # warm-up (allocator, oneDNN kernels); not timed
-        cache = FeatureCache(Path(tmp) / "cache")
-        cold = sum(epoch(True, cache))  # first cached epoch: every item a miss, written
-        first = cache.summary()
-        runs: dict[str, list[list[float]]] = {
-            "train": [], "train_cached": [], "infer": [], "infer_cached": [],
-        }  # fmt: skip
-        with torch.no_grad():
-            s = ds[order[0]]
-            pixels, _ = prepare_images(rss(ifft2c(s.kspace[None]), dim=1), model.encoder)
-        enc = []  # the encoder's own cost: its forward on one item (fastest repeat)
-        for _ in range(reps):  # paired: uncached then cached, training and inference
-            runs["train"].append(epoch(True, None))
-            runs["train_cached"].append(epoch(True, cache))
-            runs["infer"].append(epoch(False, None))
-            runs["infer_cached"].append(epoch(False, cache))
-            with torch.no_grad():
-                t0 = time.perf_counter()
-                model.encode(pixels)
-                enc.append(time.perf_counter() - t0)
-        stats = cache.summary()
-        disk = sum(f.stat().st_size for f in cache.folder.rglob("*.fc"))
-    model.feature_cache = None
-
-    def best(key: str) -> float:
-        """Epoch time: per item the fastest repeat, summed."""
-        return float(np.min(np.array(runs[key]), axis=0).sum())
-
-    n = len(order)
-    figure = best("train") / best("train_cached")
-    share = min(min(enc) * n / best("train"), 0.999)
-    per_item = 1e3 / max(1, stats["hits"] + stats["misses"])
-    return {
-        "goal": "5 feature cache",
-        "figure": round(figure, 2),
-        "target": ">= 5x",
-        "met": bool(figure >= 5.0),
-        "unit": "x",
-        "note": (
-            f"epoch {best('train'):.2f} s -> {best('train_cached'):.2f} s ({n} items, "
-            f"{size[0]}x{size[1]}); the frozen encoder is {100 * share:.0f}% of a training step, "
-            f"so caching it can give at most {1.0 / (1.0 - share):.2f}x; inference "
-            f"{best('infer') / best('infer_cached'):.2f}x"
-        ),
-        "detail": {
-            "model": "fm-unetr-clip (full size, random-init encoder)",
-            "items": n,
-            "size": list(size),
-            "coils": coils,
-            "threads": torch.get_num_threads(),
-            "repeats": reps,
-            "epoch_s_uncached": round(best("train"), 3),
-            "epoch_s_cached": round(best("train_cached"), 3),
-            "epoch_s_cached_first": round(cold, 3),
-            "first_epoch_overhead": round(cold / best("train"), 3),
-            "inference_epoch_s": round(best("infer"), 3),
-            "inference_epoch_s_cached": round(best("infer_cached"), 3),
-            "inference_speedup": round(best("infer") / best("infer_cached"), 2),
-            "encoder_forward_s_per_item": round(min(enc), 4),
-            "encoder_share_of_training_step": round(share, 3),
-            "max_speedup_from_caching": round(1.0 / (1.0 - share), 2),
-            "hash_ms_per_item": round(stats["hash_seconds"] * per_item, 2),
-            "io_ms_per_item": round(stats["io_seconds"] * per_item, 2),
-            "hits": stats["hits"],
-            "misses": stats["misses"],
-            "first_epoch_misses": first["misses"],
-            "cache_bytes": disk,
-            "why": (
-                "caching removes only the frozen encoder's forward; the trainable UNETR decoder "
-                "(forward + backward at 224 px) is most of a step, so the speed-up is bounded by "
-                "1 / (1 - encoder share)"
-            ),
-        },
-    }
+def _model_name(model: nn.Module) -> str:
+    """The registered name of a model (``create_model``'s record), else its class name."""
+    record = build_record(model)
+    return record.name if record is not None else type(model).__name__

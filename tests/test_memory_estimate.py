@@ -1,4 +1,4 @@
-"""The peak-memory estimate (fmrecon.perf.memory) on tiny models: the byte
+"""The peak-memory estimate (fmrecon.models.memory) on tiny models: the byte
 accounting, the cascade extrapolation, the options' effects and the table."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from torch import nn
 from fmrecon.cli import main
 from fmrecon.encoders import TINY_OVERRIDES
 from fmrecon.errors import ConfigError
-from fmrecon.perf import memory as M
+from fmrecon.models import memory as M
+from fmrecon_bench.goals import memory_estimate as G7
 from test_fm_models import TINY
 
 FM = {k: v for k, v in TINY["fm-varnet"].items() if k != "num_cascades"}
@@ -58,7 +59,7 @@ def test_saved_tensor_count_equals_the_bytes_held_after_the_forward():
 def test_cascade_extrapolation_matches_direct_measurements(name, options, enc):
     for precision, ckpt, training in M.OPTIONS:
         for n in (2, 3):
-            r = M.check_extrapolation(
+            r = G7.check_extrapolation(
                 name, (48, 40), 3, precision, ckpt, training, cascades=n,
                 model_options=options, encoder_config=enc,
             )  # fmt: skip
@@ -99,7 +100,7 @@ def test_options_move_the_estimate_the_right_way():
 def test_tracker_agrees_with_the_process_peak_rss():
     if not sys.platform.startswith("linux"):
         pytest.skip("reads /proc")
-    r = M.check_against_rss("e2e-varnet", (192, 192), 8, model_options={**E2E, "num_cascades": 1})
+    r = G7.check_against_rss("e2e-varnet", (192, 192), 8, model_options={**E2E, "num_cascades": 1})
     assert r["rss_delta"] > 50e6  # large enough for page-level noise not to matter
     assert 0.85 <= r["ratio"] <= 1.15, r
 
@@ -149,11 +150,11 @@ def test_probes_use_the_gpu_layout_and_the_cast_once_encoder():
     is a CPU-only choice), and the bf16 encoder copy counted once per model."""
     from fmrecon.models.unet import Unet
 
-    model = M._probe_model("e2e-varnet", TINY["e2e-varnet"], None)
+    model = M.build_probe_model("e2e-varnet", TINY["e2e-varnet"], None)
     convs = [m for u in model.modules() if isinstance(u, Unet) for m in u.modules()]
     assert any(getattr(m, "channels_last", None) is False for m in convs)
     assert all(getattr(m, "channels_last", False) is False for m in convs)
-    fm = M._probe_model("fm-varnet-clip", TINY["fm-varnet"], TINY_OVERRIDES["clip"])
+    fm = M.build_probe_model("fm-varnet-clip", TINY["fm-varnet"], TINY_OVERRIDES["clip"])
     enc = fm.encoder
     linear = sum(
         m.weight.numel() + m.bias.numel()

@@ -1,6 +1,7 @@
-"""``fmrecon bench``: speed and peak memory of the models (fp32 / bf16 autocast,
-with / without activation checkpointing) and the performance goals of issue 5,
-as a table and, with ``--json``, a machine-readable file.
+"""``fmrecon-bench`` / ``python -m fmrecon_bench``: speed and peak memory of
+the models (fp32 / bf16 autocast, with / without activation checkpointing)
+and the performance goals, as a table and, with ``--json``, a
+machine-readable file.
 
 JSON layout (``schema`` "fmrecon-bench/1"): ``settings`` (what ran), ``machine``
 (CPU, cores, memory, bf16 support, versions, matmul calibration at start and
@@ -10,18 +11,26 @@ peak above the built model, ``*_peak_mb`` absolute, ``mem_base_mb``,
 ``mem_method``, parameter counts), ``goals`` (``id``, ``goal``, ``figure``,
 ``target``, ``met``, ``unit``, ``note``, ``detail``), ``memory_estimate``
 (goal 7's table), ``extras`` (raw goal measurements) and ``errors``.
+
+Bad input ends with one line ``fmrecon-bench: error: ...`` and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
+from fmrecon.errors import ConfigError, FmreconError
+from fmrecon_bench.config import GOALS, MODELS, PRECISIONS, BenchConfig, parse_size
+from fmrecon_bench.report import format_report, write_json
+from fmrecon_bench.run import run_bench
+
+PROG = "fmrecon-bench"
 HELP = "benchmark speed and memory of the models and report the performance goals"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from fmrecon.perf.bench import GOALS, MODELS, PRECISIONS
-
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=HELP)
     p.add_argument(
         "--quick",
         action="store_true",
@@ -30,60 +39,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument(
-        "--models",
-        nargs="+",
-        metavar="M",
+        "--models", nargs="+", metavar="M",
         help=f"registered model names (default: {' '.join(MODELS)})",
-    )
+    )  # fmt: skip
     p.add_argument(
-        "--sizes",
-        nargs="+",
-        metavar="HxW",
+        "--sizes", nargs="+", metavar="HxW",
         help="image sizes, H readout x W phase encode (default 218x180 246x512; the "
         "largest is the cine-like size of goals 4 and 6)",
-    )
+    )  # fmt: skip
     p.add_argument("--coils", type=int, default=10, metavar="N", help="coils (default 10)")
     p.add_argument("--repeats", type=int, metavar="N", help="timed repeats (default 3; quick 1)")
     p.add_argument(
-        "--warmup",
-        type=int,
-        metavar="N",
-        help="untimed calls before timing (default 1; quick 1)",
+        "--warmup", type=int, metavar="N", help="untimed calls before timing (default 1; quick 1)"
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument(
-        "--precisions",
-        nargs="+",
-        choices=PRECISIONS,
-        metavar="P",
+        "--precisions", nargs="+", choices=PRECISIONS, metavar="P",
         help="fp32 and/or bf16 (autocast) (default both)",
-    )
+    )  # fmt: skip
     p.add_argument(
-        "--goals",
-        nargs="+",
-        metavar="G",
+        "--goals", nargs="+", metavar="G",
         help=f"goals to measure: {' '.join(map(str, GOALS))} or none (default all)",
-    )
+    )  # fmt: skip
     p.add_argument(
-        "--eval-checkpoint",
-        metavar="CKPT",
+        "--eval-checkpoint", metavar="CKPT",
         help="goal 3: evaluate this trained checkpoint in fp32 and bf16 (default: the "
-        "FM-VarNet with random weights and damped denoiser heads)",
-    )
+        "FM-VarNet with random weights after a few fp32 training steps)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
     p.add_argument(
-        "--timeout",
-        type=float,
-        default=3600.0,
-        metavar="S",
+        "--timeout", type=float, default=3600.0, metavar="S",
         help="limit per measurement process in seconds (default 3600)",
-    )
+    )  # fmt: skip
+    return p
 
 
 def _goals(values: list[str] | None) -> tuple[int, ...] | None:
-    from fmrecon.errors import ConfigError
-    from fmrecon.perf.bench import GOALS
-
     if values is None:
         return None
     if values == ["none"]:
@@ -97,9 +88,7 @@ def _goals(values: list[str] | None) -> tuple[int, ...] | None:
     return goals
 
 
-def run(args) -> int:
-    from fmrecon.perf.bench import BenchConfig, format_report, parse_size, run_bench, write_json
-
+def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig.create(
         quick=args.quick,
         models=tuple(args.models) if args.models else None,
@@ -120,3 +109,15 @@ def run(args) -> int:
         write_json(result, args.json)
         print(f"\nwrote {args.json}")
     return 1 if result["errors"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except FmreconError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
