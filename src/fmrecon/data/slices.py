@@ -178,12 +178,6 @@ class SliceDataset(Dataset):
             f.close()
         self._handles.clear()
 
-    def volume_mask(self, i: int, seed=None) -> np.ndarray:
-        """The mask of volume ``i`` for every frame: bool (T, H, W). ``seed``
-        (an int or a tuple of ints) overrides the dataset's seeding policy for
-        masks drawn by ``mask_func`` (the trainer seeds items per epoch)."""
-        return self._volume_mask(i, seed)[0]
-
     def _choose(self, i: int, seed) -> MaskFunc:
         """The mask function of an item of volume ``i`` (see the class doc)."""
         funcs = self.mask_func.choices
@@ -241,7 +235,9 @@ class SliceDataset(Dataset):
         return self.get(idx)
 
     def get(self, idx: int, mask_seed=None) -> Sample:
-        """Item ``idx``; ``mask_seed`` seeds its mask explicitly (see volume_mask)."""
+        """Item ``idx``; ``mask_seed`` (an int or a tuple of ints) seeds its mask
+        explicitly, overriding the dataset's seeding policy for masks drawn by
+        ``mask_func`` (the trainer seeds items per epoch)."""
         i, t, z = self.index[idx]
         v = self.volumes[i]
         f = self._file(i)
