@@ -22,6 +22,7 @@ def test_readers_import_no_table():
     """The readers and the types import nothing that imports them back."""
     code = (
         "import sys; import fmrecon.data.cmrxrecon, fmrecon.data.fastmri, fmrecon.data.types; "
+        "import fmrecon.data.ismrmrd_raw; "
         "assert 'fmrecon.data.formats' not in sys.modules; "
         "assert 'fmrecon.data.volumes' not in sys.modules"
     )
@@ -33,7 +34,7 @@ def test_table_dispatch(tmp_path):
     fm = write_fastmri(tmp_path / "file1.h5", random_kspace((2, 2, 32, 24), 1))
     names = [formats.reader(formats.inspect_file(p)).name for p in (cmrx, fm)]
     assert names == ["cmrxrecon", "fastmri"]
-    assert {f.name for f in formats.FORMATS} == {"cmrxrecon", "fastmri"}
+    assert {f.name for f in formats.FORMATS} == {"cmrxrecon", "fastmri", "ismrmrd"}
     info = formats.inspect_file(cmrx)
     fmt = formats.reader(info)
     with fmt.open(info.path) as f:

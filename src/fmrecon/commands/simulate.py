@@ -1,5 +1,5 @@
 """``fmrecon simulate``: write synthetic multi-coil data in the real file formats
-(CMRxRecon 2023 cine, fastMRI brain) plus ``simulation.json`` with the
+(CMRxRecon 2023 cine, fastMRI brain, ISMRMRD raw cine) plus ``simulation.json`` with the
 parameters, so the readers, training and evaluation can run end to end
 without the real data sets."""
 
@@ -15,9 +15,9 @@ from fmrecon.data import simulate as sim
 from fmrecon.data.h5io import atomic_path
 from fmrecon.errors import ConfigError
 
-HELP = "write synthetic multi-coil data (CMRxRecon 2023 cine, fastMRI brain)"
+HELP = "write synthetic multi-coil data (CMRxRecon 2023 cine, fastMRI brain, ISMRMRD raw cine)"
 
-FORMATS = ("cmrxrecon", "fastmri", "both")
+FORMATS = ("cmrxrecon", "fastmri", "ismrmrd", "both", "all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="both",
         metavar="FMT",
         help="cmrxrecon (cine in MultiCoil/Cine/TrainingSet), fastmri (brain h5 in "
-        "multicoil_val) or both (default)",
+        "multicoil_val), ismrmrd (cine as raw scanner data in ismrmrd/FullSample, "
+        "ismrmrd/AccFactorRR with --undersampled), both (cmrxrecon and fastmri, default) "
+        "or all",
     )
     parser.add_argument(
         "--subjects",
@@ -42,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         nargs=2,
         metavar=("H", "W"),
-        help="k-space matrix: cardiac (kx, ky), default "
+        help="k-space matrix: cardiac (kx, ky; ismrmrd: the image matrix, the readout "
+        "is recorded --readout-oversampling x longer), default "
         f"{sim.CARDIAC_SIZE[0]} {sim.CARDIAC_SIZE[1]}; brain (H incl. 2x readout "
         f"oversampling, W), default {sim.BRAIN_SIZE[0]} {sim.BRAIN_SIZE[1]}",
     )
@@ -72,13 +75,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=list(sim.ACCELERATIONS),
         metavar="R",
-        help="CMRxRecon AccFactor folders (official mask files) to write (default 4 8 10)",
+        help="CMRxRecon AccFactor folders (official mask files) to write, and the "
+        "accelerated ISMRMRD scans of --undersampled (default 4 8 10)",
     )
     parser.add_argument(
         "--undersampled",
         action="store_true",
         help="also write the undersampled k-space (kspace_subRR) beside each mask file, "
-        "as in the challenge's AccFactor folders (inputs for `fmrecon reconstruct`)",
+        "as in the challenge's AccFactor folders, and (ismrmrd) accelerated scans that "
+        "acquire only every R-th line and 24 central lines (inputs for `fmrecon reconstruct`)",
+    )
+    parser.add_argument(
+        "--readout-oversampling",
+        type=int,
+        default=2,
+        metavar="F",
+        help="ismrmrd: readout oversampling recorded (encoded x = F x recon x), 1 = none "
+        "(default 2, as Siemens scanners record it)",
     )
     parser.add_argument(
         "--noise",
@@ -130,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         "formats": {},
     }
     summary = []
-    if fmt in ("cmrxrecon", "both"):
+    if fmt in ("cmrxrecon", "both", "all"):
         params = {
             "n_subjects": _pick(args.subjects, sim.CARDIAC_SUBJECTS),
             "size": list(_pick(args.size, sim.CARDIAC_SIZE)),
@@ -151,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             "files": [p.relative_to(out).as_posix() for p in paths],
         }
         summary.append(f"{params['n_subjects']} cardiac subjects ({len(paths)} files)")
-    if fmt in ("fastmri", "both"):
+    if fmt in ("fastmri", "both", "all"):
         params = {
             "n_volumes": _pick(args.subjects, sim.BRAIN_VOLUMES),
             "size": list(_pick(args.size, sim.BRAIN_SIZE)),
@@ -168,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
         }
         summary.append(f"{params['n_volumes']} brain volumes ({len(paths)} files)")
 
+    if fmt in ("ismrmrd", "all"):
+        summary.append(_simulate_raw(args, out, report, record))
+
     meta = out / "simulation.json"
     with atomic_path(meta) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -177,3 +193,26 @@ def run(args: argparse.Namespace) -> int:
         f"under {out} (parameters in {meta.name})"
     )
     return 0
+
+
+def _simulate_raw(args, out: Path, report, record: dict) -> str:
+    """The ISMRMRD cine scans; adds their parameters to ``record``."""
+    if args.readout_oversampling < 1:
+        raise ConfigError(f"--readout-oversampling must be >= 1, got {args.readout_oversampling}")
+    params = {
+        "n_subjects": _pick(args.subjects, sim.CARDIAC_SUBJECTS),
+        "size": list(_pick(args.size, sim.CARDIAC_SIZE)),
+        "n_slices": _pick(args.slices, sim.CARDIAC_SLICES),
+        "n_frames": args.frames,
+        "n_coils": _pick(args.coils, sim.CARDIAC_COILS),
+        "oversampling": args.readout_oversampling,
+        "accelerations": list(args.accelerations) if args.undersampled else [],
+    }
+    paths = sim.simulate_ismrmrd(out, seed=args.seed, noise=args.noise, progress=report, **params)
+    record["formats"]["ismrmrd"] = {
+        **params,
+        "noise_readouts": sim.NOISE_READOUTS,
+        "root": "ismrmrd",
+        "files": [p.relative_to(out).as_posix() for p in paths],
+    }
+    return f"{params['n_subjects']} raw cine scans ({len(paths)} ISMRMRD files)"

@@ -6,7 +6,11 @@ describes a file as a :class:`~fmrecon.data.types.VolumeInfo`,
 complex64 and ``read_target(f, info, slice)`` its stored reference image
 (h, w) float32, or None when the format or file stores none. ``f`` is the
 handle ``open(path)`` returns (an ``h5py.File`` for the HDF5-based formats).
-Adding a format means adding a reader module and a row to :data:`FORMATS`.
+Formats whose undersampled files carry their own sampling pattern (raw
+scanner data: the lines acquired) give ``read_mask(f, info, frame, slice)``,
+the bool (W,) lines of one item. Adding a format means adding a reader
+module and a row to :data:`FORMATS`; formats sharing a suffix are told
+apart by content, in table order.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from fmrecon.data import cmrxrecon, fastmri
+from fmrecon.data import cmrxrecon, fastmri, ismrmrd_raw
 from fmrecon.data.h5io import open_h5
 from fmrecon.data.types import NotKspaceFile, VolumeInfo
 from fmrecon.errors import DataError
@@ -34,6 +38,8 @@ class Format:
     read_kspace: Callable[[Any, VolumeInfo, int, int], np.ndarray]
     read_target: Callable[[Any, VolumeInfo, int], np.ndarray | None]
     open: Callable[[Path], Any] = open_h5
+    # the acquired lines (W,) of an item of an undersampled file, when the file holds them
+    read_mask: Callable[[Any, VolumeInfo, int, int], np.ndarray] | None = None
 
 
 FORMATS: tuple[Format, ...] = (
@@ -53,6 +59,16 @@ FORMATS: tuple[Format, ...] = (
         fastmri.read_kspace,
         fastmri.read_target,
     ),
+    Format(
+        "ismrmrd",
+        (".h5", ".hdf5"),
+        "ISMRMRD raw data .h5 with dataset/xml and dataset/data",
+        ismrmrd_raw.inspect,
+        ismrmrd_raw.read_kspace,
+        ismrmrd_raw.read_target,
+        open=ismrmrd_raw.RawFile,
+        read_mask=ismrmrd_raw.read_mask,
+    ),
 )
 
 _BY_NAME = {f.name: f for f in FORMATS}
@@ -68,22 +84,24 @@ def inspect_file(path: str | os.PathLike) -> VolumeInfo:
     """Recognise a k-space file by its suffix and describe it. Formats that
     share a suffix are tried in table order; the first that finds k-space wins.
 
-    Raises :class:`NotKspaceFile` (the first format's) for readable files
-    without k-space and :class:`DataError` for missing, broken or malformed files.
+    Raises :class:`NotKspaceFile` (every candidate format's reason, in one
+    line) for readable files without k-space and :class:`DataError` for
+    missing, broken or malformed files.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     candidates = [f for f in FORMATS if suffix in f.suffixes]
     if not candidates:
-        expected = " or ".join(f.suffixes[0] for f in FORMATS)
+        expected = " or ".join(dict.fromkeys(f.suffixes[0] for f in FORMATS))
         raise DataError(f"{path}: unsupported file type '{suffix}' (expected {expected})")
-    first: NotKspaceFile | None = None
+    failed: list[str] = []
     for fmt in candidates:
         try:
             return fmt.inspect(path)
         except NotKspaceFile as err:
-            first = first or err
-    raise first
+            text = str(err)
+            failed.append(text[len(f"{path}: ") :] if text.startswith(f"{path}: ") else text)
+    raise NotKspaceFile(f"{path}: " + "; ".join(failed))
 
 
 def discover(root: str | os.PathLike) -> tuple[list[VolumeInfo], list[Path]]:

@@ -1,4 +1,4 @@
-"""A slice dataset over CMRxRecon and fastMRI files: one item per
+"""A slice dataset over k-space files (CMRxRecon, fastMRI, ISMRMRD): one item per
 (file, frame, slice), reading only that slice from disk.
 
 Each item is a :class:`Sample`: masked k-space (coil, H, W) complex64, the
@@ -96,8 +96,9 @@ class SliceDataset(Dataset):
     explicit seed (validation, evaluation) use a fixed acceleration per file,
     ``choices[i % len(choices)]`` for the dataset's file ``i``, so the
     accelerations alternate over the files and every epoch sees the same
-    masks. Already undersampled files (``kspace_subXX``) always use their own
-    mask file and have no target.
+    masks. Already undersampled files always use their own mask (CMRxRecon
+    ``kspace_subXX``: the mask file beside them; raw scanner data: the lines
+    each slice acquired, the format's ``read_mask``) and have no target.
 
     ``items``: ``"all"`` (every frame and slice) or a callable
     ``(info) -> list[(frame, slice)]`` (e.g. the CMRxRecon ranking subset).
@@ -245,8 +246,13 @@ class SliceDataset(Dataset):
         kspace = check_finite(fmt.read_kspace(f, v, t, z), f"{v.path} frame {t} slice {z}")
         if self.resize is not None:
             kspace = self.resize(kspace)
-        mask, acceleration = self._volume_mask(i, seed=mask_seed if v.fully_sampled else None)
-        mask = mask[t]
+        if not v.fully_sampled and fmt.read_mask is not None:
+            # raw scanner data: the lines this item acquired
+            mask = np.broadcast_to(fmt.read_mask(f, v, t, z), kspace.shape[-2:])
+            acceleration = float(v.acceleration)
+        else:
+            mask, acceleration = self._volume_mask(i, seed=mask_seed if v.fully_sampled else None)
+            mask = mask[t]
         if v.fully_sampled:
             # a stored reference image no longer matches resized k-space
             target = fmt.read_target(f, v, z) if self.resize is None else None

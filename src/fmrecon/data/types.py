@@ -17,18 +17,20 @@ from fmrecon.errors import DataError
 @dataclass(frozen=True)
 class VolumeInfo:
     path: Path
-    format: str  # a name in fmrecon.data.formats.FORMATS: "cmrxrecon", "fastmri"
-    key: str  # k-space dataset key: kspace_full, kspace_sub04, kspace, ...
-    n_frames: int  # time frames (cine) or weightings (mapping); 1 for fastMRI
+    format: str  # a name in fmrecon.data.formats.FORMATS: "cmrxrecon", "fastmri", "ismrmrd"
+    key: str  # k-space dataset key: kspace_full, kspace_sub04, kspace, dataset/data, ...
+    n_frames: int  # cine time frames, mapping weightings, raw data phases/contrasts/...; fastMRI 1
     n_slices: int
     n_coils: int
     shape: tuple[int, int]  # (H, W): readout, phase encode
     subject: str
-    modality: str  # cine_sax, T1map, ... or fastMRI acquisition (AXT1, CORPD_FBK)
-    acceleration: int | None = None  # set for already undersampled files (kspace_subXX)
+    modality: str  # cine_sax, T1map, ..., fastMRI acquisition (AXT1), ISMRMRD protocolName
+    # set for already undersampled files: kspace_subXX's R; raw data: lines encoded / acquired
+    acceleration: float | None = None
     target_key: str | None = None  # fastMRI reconstruction_rss when present
     max_value: float | None = None  # fastMRI attrs["max"]
-    acq_limits: tuple[int, int] | None = None  # fastMRI encoded phase-encode range [start, end)
+    # encoded (fastMRI) / acquired (raw data, partial Fourier) phase-encode range [start, end)
+    acq_limits: tuple[int, int] | None = None
 
     @property
     def fully_sampled(self) -> bool:

@@ -16,6 +16,10 @@ Outputs (stable; users script against them):
   centre-cropped to the ISMRMRD header's reconSpace matrix (fastMRI's
   ``save_reconstructions`` layout), attrs ``acquisition`` and ``patient_id``
   copied.
+- ISMRMRD raw data ``.h5`` in -> ``.h5`` with ``reconstruction`` as fastMRI's,
+  (slices, h, w) cropped to the header's reconSpace matrix, or (frames,
+  slices, h, w) for several frames (phases, contrasts, repetitions); every
+  frame and slice; the path mirrors the input below the folder given.
 - Every output carries root attributes ``fmrecon_*`` (model, checkpoint,
   encoder weights, mask, content, version); a model with random encoder
   weights adds ``fmrecon_warning``. Every file is written atomically.
@@ -41,6 +45,7 @@ from fmrecon.data.cmrxrecon import undersampled_mask_path
 from fmrecon.data.fastmri import read_fastmri_mask
 from fmrecon.data.fastmri import recon_size as fastmri_recon_size
 from fmrecon.data.formats import discover
+from fmrecon.data.ismrmrd_raw import recon_size as raw_recon_size
 from fmrecon.data.slices import SliceDataset
 from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
@@ -91,7 +96,7 @@ def reconstruct_volume(
             "(--mask KIND --acceleration R)"
         )
     mask_file = undersampled_mask_path(info.path)
-    if not info.fully_sampled and not mask_file.exists():
+    if info.format == "cmrxrecon" and not info.fully_sampled and not mask_file.exists():
         raise DataError(f"{info.path}: undersampled file without its mask file {mask_file.name}")
     engine = model if isinstance(model, Engine) else Engine(model, device, precision)
     h, w = info.shape
@@ -139,11 +144,11 @@ class Job:
 
     info: VolumeInfo
     out_path: Path
-    mask_func: MaskFunc | None  # None: the file's own *_mask.mat (kspace_subXX)
+    mask_func: MaskFunc | None  # None: the own *_mask.mat (kspace_subXX) / raw lines acquired
     mask_label: str
     frames: list[int]
     slices: list[int]
-    content: str  # "ranking", "full-volume" (CMRxRecon) or "fastmri"
+    content: str  # "ranking", "full-volume" (CMRxRecon), "fastmri" or "raw" (ISMRMRD)
 
     @property
     def n_images(self) -> int:
@@ -256,6 +261,8 @@ def _plan_one(info, out_dir, root, mask_func, full_volume) -> Job:
         content = "full-volume" if full_volume else "ranking"
         out = output_path(info, out_dir, root, acc)
         return Job(info, out, func, label, frames, slices, content)
+    if info.format == "ismrmrd":
+        return _plan_raw(info, out_dir, root, mask_func)
     # fastMRI: test files carry their own mask; others are undersampled with mask_func
     stored = read_fastmri_mask(info)
     if stored is not None:
@@ -276,6 +283,27 @@ def _plan_one(info, out_dir, root, mask_func, full_volume) -> Job:
         list(range(info.n_slices)),
         "fastmri",
     )
+
+
+def _plan_raw(info, out_dir, root, mask_func) -> Job:
+    """ISMRMRD raw data: an undersampled file uses the lines it acquired, a
+    fully sampled one is undersampled with ``mask_func``; every frame and
+    slice is reconstructed, written beside the input's path below ``root``."""
+    if not info.fully_sampled:
+        func, label = None, f"acquired lines R={info.acceleration:.2f}"
+    elif mask_func is None:
+        raise ConfigError(
+            f"{info.path}: fully sampled raw data needs a mask to simulate undersampling: "
+            "pass --mask KIND --acceleration R [--center-fraction F]"
+        )
+    else:
+        func, label = mask_func, mask_label(mask_func)
+    try:
+        rel = info.path.relative_to(root)
+    except ValueError:
+        rel = Path(info.path.name)
+    frames, slices = list(range(info.n_frames)), list(range(info.n_slices))
+    return Job(info, out_dir / rel, func, label, frames, slices, "raw")
 
 
 def _tiles(job: Job, images: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], int]:
@@ -382,6 +410,13 @@ def _write_job(job: Job, images: np.ndarray, attrs: dict) -> tuple[Written, np.n
         out = center_crop(images, fastmri_recon_size(job.info))
         write_fastmri_recon(job.out_path, out[0], job.info, file_attrs)
         what = f"{FASTMRI_KEY} (slices, h, w) = {tuple(out.shape[1:])}"
+    elif job.content == "raw":
+        # as fastMRI: the reconSpace matrix, (slices, h, w); several frames (frames, slices, h, w)
+        out = center_crop(images, raw_recon_size(job.info))
+        stored = out[0] if out.shape[0] == 1 else out
+        write_fastmri_recon(job.out_path, stored, job.info, file_attrs)
+        dims = "(slices, h, w)" if stored.ndim == 3 else "(frames, slices, h, w)"
+        what = f"{FASTMRI_KEY} {dims} = {tuple(stored.shape)}"
     else:
         crop = job.content == "ranking"
         write_submission(job.out_path, images, crop=crop, attrs=file_attrs)

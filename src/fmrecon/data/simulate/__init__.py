@@ -1,6 +1,6 @@
 """Synthetic multi-coil MRI data written in the real file formats.
 
-Two generators, both deterministic for a given seed (subject ``i`` of seed ``s``
+Three generators, all deterministic for a given seed (subject ``i`` of seed ``s``
 is the same whatever the number of subjects asked for):
 
 - :func:`simulate_cmrxrecon`: cardiac cine in the CMRxRecon 2023 layout
@@ -16,8 +16,12 @@ is the same whatever the number of subjects asked for):
   the MNI152 T1 template that ships inside nilearn (:func:`brain_phantom`), with a
   simulated skull and scalp and 2x readout oversampling like real fastMRI brain
   data.
+- :func:`simulate_ismrmrd`: the cardiac cine as raw scanner data, ISMRMRD
+  ``.h5`` files as a scanner converter writes them (``ismrmrd/FullSample/
+  P001_cine_sax.h5``, undersampled scans in ``ismrmrd/AccFactor04/``): header,
+  noise-adjust readouts, one acquisition per line, 2x readout oversampling.
 
-Both apply smooth complex coil sensitivities (:func:`coil_maps`), a smooth image
+All apply smooth complex coil sensitivities (:func:`coil_maps`), a smooth image
 phase, a smooth multiplicative tissue texture, and complex Gaussian noise in
 k-space.
 
@@ -38,7 +42,8 @@ scale.
 
 Modules: ``common`` (defaults, labels, seeding, shapes, smooth fields),
 ``cardiac`` and ``brain`` (phantoms), ``acquisition`` (coil maps, k-space,
-one subject), ``writers`` (data sets in the file formats), ``plot`` (overview).
+one subject), ``writers`` (data sets in the file formats), ``raw`` (ISMRMRD
+raw data), ``plot`` (overview).
 """
 
 from fmrecon.data.simulate.acquisition import (
@@ -71,6 +76,7 @@ from fmrecon.data.simulate.common import (
     SeedLike,
 )
 from fmrecon.data.simulate.plot import plot_subject
+from fmrecon.data.simulate.raw import NOISE_READOUTS, raw_header, simulate_ismrmrd, write_ismrmrd
 from fmrecon.data.simulate.writers import (
     cmrxrecon_mask,
     ismrmrd_header,
@@ -97,6 +103,7 @@ __all__ = [
     "LAX_VIEWS",
     "MIN_SIZE",
     "NOISE",
+    "NOISE_READOUTS",
     "Progress",
     "SeedLike",
     "brain_phantom",
@@ -107,10 +114,13 @@ __all__ = [
     "ismrmrd_header",
     "mni_template",
     "plot_subject",
+    "raw_header",
     "sample_brain_anatomy",
     "sample_cardiac_anatomy",
     "simulate_brain_volume",
     "simulate_cardiac_subject",
     "simulate_cmrxrecon",
     "simulate_fastmri_brain",
+    "simulate_ismrmrd",
+    "write_ismrmrd",
 ]
