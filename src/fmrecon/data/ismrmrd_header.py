@@ -9,6 +9,7 @@ missing or not integers are None; a header that is not XML parses to None.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -76,3 +77,30 @@ def read_header(f, key: str = "ismrmrd_header") -> IsmrmrdHeader | None:
     if key not in f:
         return None
     return parse_header(f[key][()])
+
+
+def field_of_view_mm(
+    raw: bytes | str, space: str = "reconSpace"
+) -> tuple[float | None, float | None, float | None] | None:
+    """``<fieldOfView_mm>`` (x, y, z) in mm of ``space`` ("reconSpace" or
+    "encodedSpace") of the first ``<encoding>`` in the XML text ``raw``:
+    x = readout, y = phase encode, z = slice thickness for 2-D acquisitions.
+    Values that are missing or not positive numbers are None; None when the
+    text is not XML or has no such element."""
+    try:
+        root = ET.fromstring(raw.decode() if isinstance(raw, bytes) else str(raw))
+    except (ValueError, ET.ParseError):
+        return None
+    el = root.find(f"m:encoding/m:{space}/m:fieldOfView_mm", _NS)
+    if el is None:
+        return None
+
+    def number(tag: str) -> float | None:
+        child = el.find(f"m:{tag}", _NS)
+        try:
+            value = float(child.text)
+        except (AttributeError, ValueError, TypeError):
+            return None
+        return value if math.isfinite(value) and value > 0 else None
+
+    return number("x"), number("y"), number("z")
