@@ -361,6 +361,27 @@ def test_simulated_raw_files_are_what_a_converter_writes(simulated):
     assert acs.size > 0 and set(acs) < set(np.nonzero(lines)[0])
 
 
+def test_reconstruct_raw_scans_to_every_output_format(simulated, tmp_path, capsys):
+    import nibabel as nib
+    import pydicom
+
+    sub = simulated / "ismrmrd" / "AccFactor04"
+    out = tmp_path / "rec"
+    args = ["reconstruct", str(sub), "--model", "zero-filled", "--out", str(out), "--quiet",
+            "--format", "h5,nifti,dicom"]  # fmt: skip
+    assert main(args) == 0  # undersampled scans: their own lines, no --mask
+    lines = capsys.readouterr().out
+    assert "acquired lines R=" in lines and "voxels 12.5 x 12.5 x 8 mm" in lines
+    with h5py.File(out / "P001_cine_sax.h5") as f:
+        assert f["reconstruction"].shape == (2, 1, 32, 32)  # (frames, slices, h, w)
+        h5 = f["reconstruction"][()]
+    nii = nib.load(out / "P001_cine_sax.nii.gz")
+    assert nii.shape == (32, 32, 1, 2) and nii.header.get_zooms()[:3] == (12.5, 12.5, 8.0)
+    np.testing.assert_allclose(np.asarray(nii.dataobj)[:, :, 0, 1], h5[1, 0], rtol=1e-6)
+    dcm = sorted((out / "P001_cine_sax_dicom").iterdir())
+    assert len(dcm) == 2 and pydicom.dcmread(dcm[0]).PatientID == "P001"
+
+
 def test_training_and_evaluation_read_a_folder_of_raw_files(simulated, tmp_path, capsys):
     cfg = {
         "output_dir": str(tmp_path / "runs"),

@@ -8,12 +8,15 @@ output is compared with calling the model directly.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from scipy.io import loadmat, whosmat
 
 from conftest import random_kspace, write_cmrx, write_fastmri
 from fmrecon.cli import main
@@ -48,14 +51,17 @@ def _cmrx_kspace(path: Path, key: str) -> np.ndarray:
 
 
 def _read_submission(path: Path) -> np.ndarray:
-    """img4ranking as MATLAB sees it, (sx, sy, sz, t)."""
-    with h5py.File(path, "r") as f:
-        assert list(f.keys()) == ["img4ranking"]
-        ds = f["img4ranking"]
-        assert ds.dtype == np.float32 and ds.attrs["MATLAB_class"] == b"single"
-        data = ds[()]
-    assert path.read_bytes()[:19] == b"MATLAB 7.3 MAT-file"  # v7.3 user block kept
-    return data.transpose(3, 2, 1, 0)  # h5py sees the MATLAB dims reversed
+    """img4ranking as MATLAB and scipy see it, (sx, sy, sz, t)."""
+    assert path.read_bytes()[:19] == b"MATLAB 5.0 MAT-file"  # what MATLAB's save writes (v7)
+    assert [v[0] for v in whosmat(path)] == ["img4ranking"]
+    data = loadmat(path)["img4ranking"]
+    assert data.dtype == np.float32  # MATLAB single
+    return data
+
+
+def _provenance(path: Path) -> dict:
+    """The attributes of a submission: its sibling JSON (a v5 .mat has none)."""
+    return json.loads(path.with_name(path.name + ".json").read_text())
 
 
 @pytest.fixture
@@ -96,11 +102,14 @@ def test_submission_from_undersampled_file_is_the_ranking_reduction(sim_data, tm
     expected = img[:3, 0:2, 16:32, 10:30].transpose(2, 3, 1, 0)
     assert got.shape == (16, 20, 2, 3)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * expected.max())
-    with h5py.File(sub, "r") as f:
-        assert f.attrs["fmrecon_model"] == "zero-filled"
-        assert f.attrs["fmrecon_checkpoint"] == str(ckpt)
-        assert f.attrs["fmrecon_content"] == "ranking"
-        assert "fmrecon_warning" not in f.attrs
+    attrs = _provenance(sub)
+    assert attrs["fmrecon_model"] == "zero-filled"
+    assert attrs["fmrecon_checkpoint"] == str(ckpt)
+    assert attrs["fmrecon_content"] == "ranking"
+    assert attrs["fmrecon_file"]["dims"] == {"sx": 16, "sy": 20, "sz": 2, "t": 3}
+    assert "fmrecon_warning" not in attrs
+    header = loadmat(sub)["__header__"].decode()
+    assert header.startswith("MATLAB 5.0 MAT-file, fmrecon") and "zero-filled" in header
 
 
 def test_fully_sampled_with_mask_and_full_volume(cmrx_tree, tmp_path, capsys):
@@ -164,11 +173,12 @@ def test_output_path_without_multicoil_folder(tmp_path, capsys):
     assert _run("--checkpoint", ckpt, tmp_path / "flat", "--out", tmp_path / "o", "--quiet") == 0
     assert sorted(
         p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*") if p.is_file()
-    ) == ["P001/cine_lax.mat", "P002/cine_lax.mat"]
+    ) == [f"P00{i}/cine_lax.mat{ext}" for i in (1, 2) for ext in ("", ".json")]
     # a file: its name
     one = tmp_path / "flat" / "P002" / "cine_lax.mat"
     assert _run("--checkpoint", ckpt, one, "--out", tmp_path / "o1", "--quiet") == 0
-    assert [p.name for p in (tmp_path / "o1").iterdir()] == ["cine_lax.mat"]
+    names = sorted(p.name for p in (tmp_path / "o1").iterdir())
+    assert names == ["cine_lax.mat", "cine_lax.mat.json"]
     # 3 slices: the central two are 0-based 0 and 1 (MATLAB round(1.5) = 2)
     assert _read_submission(tmp_path / "o1" / "cine_lax.mat").shape == (8, 20, 2, 3)
 
@@ -247,19 +257,27 @@ def test_tiny_varnet_output_matches_the_model_on_the_same_slices(sim_data, tmp_p
             "--device",
             "cpu",
             "--quiet",
+            "--format",
+            "mat",
+            "nifti",
         )
         == 0
     )
     got = _read_submission(out / SUB / "AccFactor08" / "P001" / "cine_sax.mat")
 
     loaded = load_model(ckpt)
-    k = torch.from_numpy(_cmrx_kspace(src, "kspace_sub08")[:3, 0:2])  # ranking frames, slices
+    k = torch.from_numpy(_cmrx_kspace(src, "kspace_sub08"))  # (4 frames, 3 slices, 3 coils)
     with h5py.File(src.with_name("cine_sax_mask.mat"), "r") as f:
         mask = torch.from_numpy(f["mask08"][()].T.astype(bool))  # (kx, ky)
     with torch.inference_mode():
-        rec = loaded(k.reshape(6, 3, 48, 40), mask.expand(6, 1, 48, 40)).reshape(3, 2, 48, 40)
+        full = loaded(k.reshape(12, 3, 48, 40), mask.expand(12, 1, 48, 40)).reshape(4, 3, 48, 40)
+    rec = full[:3, 0:2]  # ranking frames, slices
     expected = rec.numpy()[:, :, 16:32, 10:30].transpose(2, 3, 1, 0)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    # NIfTI beside it: the whole volume (x, y, z, t)
+    vol = nib.load(out / SUB / "AccFactor08" / "P001" / "cine_sax.nii.gz").get_fdata()
+    expected = full.numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_allclose(vol, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
     # the Python API: chosen frames/slices in the order asked for; bf16 autocast runs
     info = inspect_file(src)
@@ -288,10 +306,10 @@ def test_random_init_encoder_is_flagged(sim_data, tmp_path, capsys):
     assert _run("--checkpoint", ckpt, src, "--out", out, "--quiet", "--png") == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "warning" in err[0] and "random-init" in err[0]
-    with h5py.File(out / SUB / "AccFactor10" / "P001" / "cine_sax.mat", "r") as f:
-        assert f.attrs["fmrecon_encoder_weights"] == "random-init"
-        assert "random-init" in f.attrs["fmrecon_warning"]
-        assert f.attrs["fmrecon_model"] == "fm-unetr-clip"
+    attrs = _provenance(out / SUB / "AccFactor10" / "P001" / "cine_sax.mat")
+    assert attrs["fmrecon_encoder_weights"] == "random-init"
+    assert "random-init" in attrs["fmrecon_warning"]
+    assert attrs["fmrecon_model"] == "fm-unetr-clip"
     assert (out / SUB / "AccFactor10" / "P001" / "cine_sax.png").exists()
 
 

@@ -1,6 +1,7 @@
 """``fmrecon reconstruct``: reconstruct k-space files with a trained model and
-write CMRxRecon submissions (``img4ranking`` .mat), fastMRI ``reconstruction``
-.h5 files and optional PNG previews (layouts: ``fmrecon.inference.reconstruct``)."""
+write them in one or more ``--format``: CMRxRecon submissions (``img4ranking``
+.mat), fastMRI ``reconstruction`` .h5 files, NIfTI volumes, DICOM series and
+PNG previews (layouts: ``fmrecon.inference.reconstruct``)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ from pathlib import Path
 
 from fmrecon.errors import ConfigError
 from fmrecon.inference.reconstruct import plan_jobs, reconstruct_files, summary_line
-from fmrecon.inference.writers import random_encoder, random_encoder_warning
+from fmrecon.inference.writers import (
+    FORMAT_HELP,
+    random_encoder,
+    random_encoder_warning,
+)
 from fmrecon.physics.masks import MASK_KINDS, create_mask
 from fmrecon.utils import DEVICES, PRECISIONS, resolve_device
 
 HELP = (
     "reconstruct k-space files with a model; write CMRxRecon submissions (.mat), "
-    "fastMRI reconstructions (.h5) and previews"
+    "fastMRI reconstructions (.h5), NIfTI, DICOM and previews"
 )
 
 
@@ -56,9 +61,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--full-volume",
         action="store_true",
-        help="CMRxRecon: write every slice and frame uncropped instead of the ranking subset",
+        help="CMRxRecon: the submission .mat holds every slice and frame uncropped instead of "
+        "the ranking subset (nifti and dicom always hold the whole volume)",
     )
-    p.add_argument("--png", action="store_true", help="write a preview PNG beside each output")
+    p.add_argument(
+        "--format",
+        dest="formats",
+        nargs="+",
+        action="extend",
+        metavar="FMT",
+        help="what to write for each input, several at once (--format mat nifti dicom after "
+        "the inputs, or --format mat,nifti,dicom); default mat for CMRxRecon input, h5 for "
+        "fastMRI input: " + "; ".join(f"{name} = {text}" for name, text in FORMAT_HELP.items()),
+    )
+    p.add_argument("--png", action="store_true", help="add a preview PNG (same as adding png)")
     p.add_argument("--batch-size", type=int, default=4, metavar="B", help="slices per batch")
     p.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
     p.add_argument(
@@ -104,7 +120,9 @@ def run(args) -> int:
     device = resolve_device(args.device)
     mask_func = build_mask(args)
     # check every input (formats, masks, output paths) before loading the model
-    jobs, skipped = plan_jobs(args.inputs, args.out, mask_func, args.full_volume)
+    jobs, skipped = plan_jobs(
+        args.inputs, args.out, mask_func, args.full_volume, formats=args.formats, png=args.png
+    )
     model = load(args)
     if random_encoder(model):
         print(f"fmrecon reconstruct: warning: {random_encoder_warning(model)}", file=sys.stderr)
@@ -119,7 +137,6 @@ def run(args) -> int:
         model,
         out_dir=args.out,
         jobs=jobs,
-        png=args.png,
         batch_size=args.batch_size,
         device=device,
         precision=args.precision,

@@ -14,6 +14,7 @@ written by scanner converters vary.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -46,7 +47,7 @@ class MatrixSize:
 @dataclass(frozen=True)
 class FieldOfView:
     """``<fieldOfView_mm>`` (mm): x = readout, y = phase encode, z = slice thickness
-    (2-D) or slab (3-D)."""
+    (2-D) or slab (3-D); values missing or not positive are None."""
 
     x: float | None = None
     y: float | None = None
@@ -67,8 +68,8 @@ class IsmrmrdHeader:
     encoded_matrix: MatrixSize  # <encodedSpace><matrixSize>
     recon_matrix: MatrixSize  # <reconSpace><matrixSize>
     kspace_encoding_step_1: EncodingLimit  # <encodingLimits><kspace_encoding_step_1>
-    encoded_fov_mm: FieldOfView = FieldOfView()  # <encodedSpace><fieldOfView_mm>
-    recon_fov_mm: FieldOfView = FieldOfView()  # <reconSpace><fieldOfView_mm>
+    encoded_fov_mm: FieldOfView | None = None  # <encodedSpace><fieldOfView_mm>, None: absent
+    recon_fov_mm: FieldOfView | None = None  # <reconSpace><fieldOfView_mm>, None: absent
     limits: dict[str, EncodingLimit] = field(default_factory=dict)  # LIMIT_NAMES present
     trajectory: str | None = None  # <trajectory>: cartesian, epi, radial, spiral, ...
     n_encodings: int = 0  # number of <encoding> elements
@@ -130,9 +131,13 @@ def parse_header(raw: bytes | str) -> IsmrmrdHeader | None:
         el = m.find(enc, f"{space}/matrixSize")
         return MatrixSize(m.integer(el, "x"), m.integer(el, "y"), m.integer(el, "z"))
 
-    def fov(space: str) -> FieldOfView:
+    def fov(space: str) -> FieldOfView | None:
         el = m.find(enc, f"{space}/fieldOfView_mm")
-        return FieldOfView(m.number(el, "x"), m.number(el, "y"), m.number(el, "z"))
+        if el is None:
+            return None
+        values = (m.number(el, a) for a in "xyz")
+        return FieldOfView(*(v if v is not None and math.isfinite(v) and v > 0 else None
+                             for v in values))  # fmt: skip
 
     limits = {}
     for name in LIMIT_NAMES:
@@ -165,3 +170,18 @@ def read_header(f, key: str = "ismrmrd_header") -> IsmrmrdHeader | None:
     if getattr(raw, "shape", ()) == (1,):
         raw = raw[0]
     return parse_header(raw)
+
+
+def field_of_view_mm(
+    raw: bytes | str, space: str = "reconSpace"
+) -> tuple[float | None, float | None, float | None] | None:
+    """``<fieldOfView_mm>`` (x, y, z) in mm of ``space`` ("reconSpace" or
+    "encodedSpace") of the first ``<encoding>`` in the XML text ``raw``:
+    x = readout, y = phase encode, z = slice thickness for 2-D acquisitions.
+    Values that are missing or not positive numbers are None; None when the
+    text is not XML or has no such element."""
+    header = parse_header(raw)
+    if header is None:
+        return None
+    fov = header.recon_fov_mm if space == "reconSpace" else header.encoded_fov_mm
+    return None if fov is None else (fov.x, fov.y, fov.z)

@@ -288,8 +288,9 @@ def readout_oversampling(header: IsmrmrdHeader) -> int:
     enc, rec = header.encoded_matrix.x, header.recon_matrix.x
     if enc is None or rec is None or not 0 < rec < enc:
         return 1
-    efov, rfov = header.encoded_fov_mm.x, header.recon_fov_mm.x
-    ratio = efov / rfov if efov and rfov and efov > 0 and rfov > 0 else enc / rec
+    efov = header.encoded_fov_mm.x if header.encoded_fov_mm else None
+    rfov = header.recon_fov_mm.x if header.recon_fov_mm else None
+    ratio = efov / rfov if efov and rfov else enc / rec
     f = round(ratio)
     return f if f >= 2 and abs(ratio - f) < 0.01 * f else 1
 
@@ -497,8 +498,9 @@ class RawGeometry:
     after oversampling removal, z = slice thickness), the readout
     oversampling removed and each slice's position and orientation."""
 
-    encoded_fov_mm: FieldOfView
-    recon_fov_mm: FieldOfView
+    encoded_fov_mm: FieldOfView | None  # None: not in the header
+    recon_fov_mm: FieldOfView | None
+    encoded_matrix: MatrixSize
     recon_matrix: MatrixSize
     oversampling: int
     slices: tuple[SliceGeometry, ...]
@@ -509,7 +511,12 @@ def raw_geometry(info: VolumeInfo) -> RawGeometry:
     with RawFile(info.path) as f:
         h = f.header
         return RawGeometry(
-            h.encoded_fov_mm, h.recon_fov_mm, h.recon_matrix, f.index.oversampling, f.index.geometry
+            h.encoded_fov_mm,
+            h.recon_fov_mm,
+            h.encoded_matrix,
+            h.recon_matrix,
+            f.index.oversampling,
+            f.index.geometry,
         )
 
 

@@ -1,29 +1,40 @@
 """Reconstruct k-space files with a model and write the results.
 
-Outputs (stable; users script against them):
+Outputs (stable; users script against them), chosen per file with
+``formats`` (``--format``; default: ``mat`` for CMRxRecon input, ``h5`` for
+fastMRI and ISMRMRD raw input), named after the input (``cine_sax.mat`` -> ``cine_sax.mat``,
+``cine_sax.nii.gz``, ``cine_sax_dicom/``, ``cine_sax.png``):
 
-- CMRxRecon ``.mat`` in -> a challenge submission ``.mat`` (MATLAB v7.3) with
-  the one variable ``img4ranking``, ``single``, MATLAB dims (sx, sy, sz, t):
-  by default after the official ranking reduction (``run4Ranking.m``: central
-  2 slices, first 3 frames / all weightings for mapping, centre crop
-  ``round(sx/3) x round(sy/2)``), with ``full_volume`` the whole volume.
-  h5py sees the axes reversed, (t, sz, sy, sx). The path mirrors the input
-  below its ``MultiCoil`` folder (the submission layout,
+- ``mat`` (CMRxRecon input): a challenge submission with the one variable
+  ``img4ranking``, ``single``, MATLAB dims (sx, sy, sz, t), in MATLAB's
+  default v7 (MAT v5) format as the official ``run4Ranking.m`` saves it, so
+  ``scipy.io.loadmat`` (the official Python scorer) and MATLAB's ``load`` both
+  read (sx, sy, sz, t); a variable over v7's 2 GB limit is written as v7.3
+  (HDF5) and the report line says so. By default after the official ranking
+  reduction (central 2 slices, first 3 frames / all weightings for mapping,
+  centre crop ``round(sx/3) x round(sy/2)``), with ``full_volume`` the whole
+  volume. Provenance: ``<name>.mat.json`` and the MAT header text. The path
+  mirrors the input below its ``MultiCoil`` folder (the submission layout,
   ``Submission/MultiCoil/Cine/TestSet/AccFactor04/P001/cine_sax.mat``); a
   fully sampled input undersampled here goes to ``AccFactorRR`` instead of
   ``FullSample``.
-- fastMRI ``.h5`` in -> ``.h5`` with ``reconstruction`` (slices, h, w) float32
+- ``h5`` (fastMRI input): ``reconstruction`` (slices, h, w) float32
   centre-cropped to the ISMRMRD header's reconSpace matrix (fastMRI's
   ``save_reconstructions`` layout), attrs ``acquisition`` and ``patient_id``
-  copied.
-- ISMRMRD raw data ``.h5`` in -> ``.h5`` with ``reconstruction`` as fastMRI's,
-  (slices, h, w) cropped to the header's reconSpace matrix, or (frames,
-  slices, h, w) for several frames (phases, contrasts, repetitions); every
-  frame and slice; the path mirrors the input below the folder given.
-- Every output carries root attributes ``fmrecon_*`` (model, checkpoint,
-  encoder weights, mask, content, version); a model with random encoder
-  weights adds ``fmrecon_warning``. Every file is written atomically.
-- Optional PNG preview beside each output: a grid of the images written.
+  copied, provenance in root attributes ``fmrecon_*``. ISMRMRD raw data
+  input: the same, of every slice and frame, (frames, slices, h, w) when the
+  scan has several frames (cardiac phases, contrasts, repetitions).
+- ``nifti``: ``.nii.gz`` float32 (x, y, slices[, frames]) of every slice
+  and frame (fastMRI, raw data: cropped as ``h5``), the affine of
+  :mod:`fmrecon.inference.geometry` (voxel size from the ISMRMRD header, else
+  1 mm, stated in ``descrip``), provenance as JSON in a header extension.
+- ``dicom``: a folder ``<name>_dicom/`` of MR Image Storage files, one per
+  slice and frame, same images and geometry (:mod:`fmrecon.inference.dicom`).
+- ``png``: a preview grid of the images of the first other format written.
+
+A model with random encoder weights adds ``fmrecon_warning``. Every file is
+written atomically; a CMRxRecon file with ``nifti``/``dicom`` is
+reconstructed whole, its submission still holding the ranking subset.
 
 Internal order of a reconstructed volume: (T, Z, H, W) magnitude float32,
 H = readout (CMRxRecon kx), W = phase encode (ky), as ``fmrecon.metrics``.
@@ -34,7 +45,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +60,32 @@ from fmrecon.data.ismrmrd_raw import recon_size as raw_recon_size
 from fmrecon.data.slices import SliceDataset
 from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
+from fmrecon.inference.dicom import Series, check_series_folder, new_uid, write_dicom_series
 from fmrecon.inference.engine import Engine, sequential_batches
+from fmrecon.inference.geometry import Geometry, volume_geometry
 from fmrecon.inference.writers import (
+    DEFAULT_FORMATS,
     FASTMRI_KEY,
+    FORMAT_HELP,
+    FORMATS,
+    ONLY_FOR,
     SUBMISSION_KEY,
+    SUFFIX,
+    mat_version,
     model_attrs,
+    parse_formats,
     write_fastmri_recon,
+    write_nifti,
     write_preview,
     write_submission,
 )
-from fmrecon.metrics import center_crop, cmrxrecon_crop, ranking_crop_size, ranking_indices
+from fmrecon.metrics import (
+    center_crop,
+    cmrxrecon_crop,
+    is_mapping_modality,
+    ranking_crop_size,
+    ranking_indices,
+)
 from fmrecon.physics.masks import MaskFunc
 
 Progress = Callable[[int], None] | None
@@ -82,8 +109,9 @@ def reconstruct_volume(
 
     ``frames``/``slices``: indices to reconstruct, in the output's order
     (default all). Masks: an undersampled CMRxRecon file (``kspace_subXX``)
-    uses its ``*_mask.mat``; a fully sampled file is masked with ``mask_func``,
-    seeded per file as evaluation does (fastMRI's ``tuple(map(ord, name))``).
+    uses its ``*_mask.mat``, undersampled raw data the lines it acquired; a
+    fully sampled file is masked with ``mask_func``, seeded per file as
+    evaluation does (fastMRI's ``tuple(map(ord, name))``).
     ``progress(n)`` is called after each batch of ``n`` images. ``model`` may
     be an :class:`~fmrecon.inference.engine.Engine` (then ``device`` and
     ``precision`` are the engine's).
@@ -135,6 +163,25 @@ def ranking_subset(info: VolumeInfo) -> tuple[list[int], list[int]]:
     return frames, slices
 
 
+# ----------------------------------------------------------------------------- formats
+
+_WHOLE = ("nifti", "dicom")  # formats holding every slice and frame
+
+
+def _job_formats(info: VolumeInfo, formats: Sequence[str] | None, png: bool) -> tuple[str, ...]:
+    chosen = list(formats or DEFAULT_FORMATS[info.format])
+    for fmt in chosen:
+        if info.format not in ONLY_FOR.get(fmt, (info.format,)):
+            fits = [f for f in FORMATS if info.format in ONLY_FOR.get(f, (info.format,))]
+            raise ConfigError(
+                f"{info.path}: --format {fmt} ({FORMAT_HELP[fmt].split(':')[0]}) does not apply "
+                f"to {info.format} input; its formats: {', '.join(fits)}"
+            )
+    if png and "png" not in chosen:
+        chosen.append("png")
+    return tuple(f for f in FORMATS if f in chosen)
+
+
 # ----------------------------------------------------------------------------- files
 
 
@@ -143,26 +190,39 @@ class Job:
     """One input file and what is written for it."""
 
     info: VolumeInfo
-    out_path: Path
-    mask_func: MaskFunc | None  # None: the own *_mask.mat (kspace_subXX) / raw lines acquired
+    out_path: Path  # the input's name mirrored under the output folder
+    mask_func: MaskFunc | None  # None: own *_mask.mat (kspace_subXX) / raw data's lines
     mask_label: str
-    frames: list[int]
+    frames: list[int]  # reconstructed
     slices: list[int]
-    content: str  # "ranking", "full-volume" (CMRxRecon), "fastmri" or "raw" (ISMRMRD)
+    content: str  # of mat/h5: "ranking", "full-volume" (CMRxRecon), "fastmri" or "raw"
+    formats: tuple[str, ...] = ()  # default: DEFAULT_FORMATS of the input type
+
+    def __post_init__(self) -> None:
+        self.formats = tuple(self.formats) or DEFAULT_FORMATS[self.info.format]
 
     @property
     def n_images(self) -> int:
         return len(self.frames) * len(self.slices)
 
+    def output(self, fmt: str) -> Path:
+        """Where format ``fmt`` is written: the input's name with its suffix."""
+        stem = self.out_path.name.removesuffix(self.out_path.suffix)
+        return self.out_path.with_name(stem + SUFFIX[fmt])
+
+    @property
+    def outputs(self) -> dict[str, Path]:
+        return {fmt: self.output(fmt) for fmt in self.formats}
+
 
 @dataclass
 class Written:
-    """A file written by :func:`reconstruct_files`."""
+    """A file (a folder for DICOM) written by :func:`reconstruct_files`."""
 
     path: Path
     source: Path
     what: str  # one-line description of the content
-    extra: list[Path] = field(default_factory=list)  # previews
+    format: str = "mat"  # a name in FORMATS
 
 
 def mask_label(mask_func: MaskFunc) -> str:
@@ -181,6 +241,7 @@ def output_path(
     sampled input undersampled here at ``acceleration`` R goes to
     ``AccFactorRR`` in place of ``FullSample`` (where the challenge keeps
     data of that acceleration). fastMRI: the file name (fastMRI's flat layout).
+    ISMRMRD raw data: the path relative to the input folder given.
     """
     path = info.path
     if info.format == "fastmri":
@@ -205,11 +266,16 @@ def plan_jobs(
     out_dir: str | os.PathLike,
     mask_func: MaskFunc | None = None,
     full_volume: bool = False,
+    formats: Sequence[str] | None = None,
+    png: bool = False,
 ) -> tuple[list[Job], list[Path]]:
     """Find the k-space files under ``inputs`` and decide, before any
-    reconstruction, what is written for each; bad input raises a one-line
-    ConfigError/DataError. Returns the jobs and the skipped (mask/other) files."""
+    reconstruction, what is written for each (``formats``: names in
+    :data:`FORMATS`, default per input type; ``png`` adds a preview); bad
+    input raises a one-line ConfigError/DataError. Returns the jobs and the
+    skipped (mask/other) files."""
     out_dir = Path(out_dir)
+    formats = parse_formats(formats)
     jobs: list[Job] = []
     skipped: list[Path] = []
     seen: dict[Path, Path] = {}  # resolved input -> first mention
@@ -223,46 +289,36 @@ def plan_jobs(
             if key in seen:
                 continue
             seen[key] = info.path
-            jobs.append(_plan_one(info, out_dir, root, mask_func, full_volume))
-    outputs: dict[Path, Path] = {}
-    inputs_resolved = set(seen)
-    for job in jobs:
-        target = job.out_path.resolve()
-        if target in inputs_resolved:
-            raise ConfigError(f"{job.info.path}: the output would overwrite an input; choose --out")
-        if target in outputs:
-            raise ConfigError(
-                f"{outputs[target]} and {job.info.path} would both be written to {job.out_path}"
-            )
-        outputs[target] = job.info.path
+            fmts = _job_formats(info, formats, png)
+            jobs.append(_plan_one(info, out_dir, root, mask_func, full_volume, fmts))
+    _check_outputs(jobs, set(seen))
     return jobs, skipped
 
 
-def _plan_one(info, out_dir, root, mask_func, full_volume) -> Job:
-    if info.format == "cmrxrecon":
-        if not info.fully_sampled:
-            mask_file = undersampled_mask_path(info.path)
-            if not mask_file.exists():
-                raise DataError(
-                    f"{info.path}: undersampled file without its mask file {mask_file.name}"
+def _check_outputs(jobs: Sequence[Job], inputs: set[Path]) -> None:
+    """No output may overwrite an input, another output or a foreign folder."""
+    outputs: dict[Path, Path] = {}
+    for job in jobs:
+        for fmt, path in job.outputs.items():
+            target = path.resolve()
+            if target in inputs:
+                raise ConfigError(
+                    f"{job.info.path}: the output would overwrite an input; choose --out"
                 )
-            func, label, acc = None, f"{mask_file.name} R={info.acceleration}", None
-        elif mask_func is None:
-            raise ConfigError(
-                f"{info.path}: fully sampled k-space (kspace_full) needs a mask to simulate "
-                "undersampling: pass --mask KIND --acceleration R"
-            )
-        else:
-            func, label, acc = mask_func, mask_label(mask_func), mask_func.acceleration
-        if full_volume:
-            frames, slices = list(range(info.n_frames)), list(range(info.n_slices))
-        else:  # reconstruct only what the ranking keeps
-            frames, slices = ranking_subset(info)
-        content = "full-volume" if full_volume else "ranking"
-        out = output_path(info, out_dir, root, acc)
-        return Job(info, out, func, label, frames, slices, content)
+            if target in outputs:
+                raise ConfigError(
+                    f"{outputs[target]} and {job.info.path} would both be written to {path}"
+                )
+            outputs[target] = job.info.path
+            if fmt == "dicom":
+                check_series_folder(path)
+
+
+def _plan_one(info, out_dir, root, mask_func, full_volume, formats) -> Job:
+    if info.format == "cmrxrecon":
+        return _plan_cmrxrecon(info, out_dir, root, mask_func, full_volume, formats)
     if info.format == "ismrmrd":
-        return _plan_raw(info, out_dir, root, mask_func)
+        return _plan_raw(info, out_dir, root, mask_func, formats)
     # fastMRI: test files carry their own mask; others are undersampled with mask_func
     stored = read_fastmri_mask(info)
     if stored is not None:
@@ -274,21 +330,40 @@ def _plan_one(info, out_dir, root, mask_func, full_volume) -> Job:
         )
     else:
         func, label = mask_func, mask_label(mask_func)
-    return Job(
-        info,
-        output_path(info, out_dir, root),
-        func,
-        label,
-        [0],
-        list(range(info.n_slices)),
-        "fastmri",
-    )
+    slices = list(range(info.n_slices))
+    out = output_path(info, out_dir, root)
+    return Job(info, out, func, label, [0], slices, "fastmri", formats)
 
 
-def _plan_raw(info, out_dir, root, mask_func) -> Job:
+def _plan_cmrxrecon(info, out_dir, root, mask_func, full_volume, formats) -> Job:
+    if not info.fully_sampled:
+        mask_file = undersampled_mask_path(info.path)
+        if not mask_file.exists():
+            raise DataError(
+                f"{info.path}: undersampled file without its mask file {mask_file.name}"
+            )
+        func, label, acc = None, f"{mask_file.name} R={info.acceleration}", None
+    elif mask_func is None:
+        raise ConfigError(
+            f"{info.path}: fully sampled k-space (kspace_full) needs a mask to simulate "
+            "undersampling: pass --mask KIND --acceleration R"
+        )
+    else:
+        func, label, acc = mask_func, mask_label(mask_func), mask_func.acceleration
+    ranking = "mat" in formats and not full_volume
+    if ranking and not any(f in _WHOLE for f in formats):
+        frames, slices = ranking_subset(info)  # reconstruct only what the ranking keeps
+    else:
+        frames, slices = list(range(info.n_frames)), list(range(info.n_slices))
+    content = "ranking" if ranking else "full-volume"
+    out = output_path(info, out_dir, root, acc)
+    return Job(info, out, func, label, frames, slices, content, formats)
+
+
+def _plan_raw(info, out_dir, root, mask_func, formats) -> Job:
     """ISMRMRD raw data: an undersampled file uses the lines it acquired, a
     fully sampled one is undersampled with ``mask_func``; every frame and
-    slice is reconstructed, written beside the input's path below ``root``."""
+    slice is reconstructed."""
     if not info.fully_sampled:
         func, label = None, f"acquired lines R={info.acceleration:.2f}"
     elif mask_func is None:
@@ -298,24 +373,32 @@ def _plan_raw(info, out_dir, root, mask_func) -> Job:
         )
     else:
         func, label = mask_func, mask_label(mask_func)
-    try:
-        rel = info.path.relative_to(root)
-    except ValueError:
-        rel = Path(info.path.name)
     frames, slices = list(range(info.n_frames)), list(range(info.n_slices))
-    return Job(info, out_dir / rel, func, label, frames, slices, "raw")
+    out = output_path(info, out_dir, root)
+    return Job(info, out, func, label, frames, slices, "raw", formats)
 
 
-def _tiles(job: Job, images: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], int]:
-    """Preview tiles of the images written, (T', Z', h, w), and the grid width."""
-    if job.content == "fastmri":
-        return [(f"slice {z}", images[0, i]) for i, z in enumerate(job.slices)], 0
-    tiles = [
-        (f"t{t} z{z}", images[i, j])
-        for i, t in enumerate(job.frames)
-        for j, z in enumerate(job.slices)
-    ]
-    return tiles, len(job.slices) if len(job.slices) <= 8 else 0
+# ----------------------------------------------------------------------------- writing
+
+
+@dataclass
+class _View:
+    """Images as one format wrote them, (T', Z', h, w), and their indices."""
+
+    images: np.ndarray
+    frames: list[int]
+    slices: list[int]
+
+
+@dataclass
+class _Run:
+    """What the outputs of one run share: the model's attributes, one DICOM
+    study per subject, series numbers, the report function."""
+
+    attrs: dict[str, str]
+    say: Callable[[str], None]
+    study_uids: dict[str, str] = field(default_factory=dict)
+    n_series: int = 0
 
 
 def reconstruct_files(
@@ -326,6 +409,7 @@ def reconstruct_files(
     jobs: Sequence[Job] | None = None,
     mask_func: MaskFunc | None = None,
     full_volume: bool = False,
+    formats: Sequence[str] | None = None,
     png: bool = False,
     batch_size: int = 4,
     device: str | torch.device = "cpu",
@@ -334,13 +418,17 @@ def reconstruct_files(
     report: Callable[[str], None] | None = None,
 ) -> list[Written]:
     """Reconstruct every k-space file under ``inputs`` (or the planned
-    ``jobs``) and write its output under ``out_dir`` (see the module
-    docstring). ``report(line)`` is called once per file written."""
+    ``jobs``) and write its outputs under ``out_dir`` in ``formats`` (see the
+    module docstring; ``png`` adds a preview). ``report(line)`` is called
+    once per file written."""
     if jobs is None:
-        jobs, _ = plan_jobs(inputs or [], out_dir, mask_func, full_volume)
-    engine = Engine(model.eval(), device, precision, model_attrs(model)["fmrecon_model"])
+        jobs, _ = plan_jobs(inputs or [], out_dir, mask_func, full_volume, formats, png)
+    elif png:
+        jobs = [replace(j, formats=_add_png(j.formats)) for j in jobs]
     attrs = model_attrs(model)
+    engine = Engine(model.eval(), device, precision, attrs["fmrecon_model"])
     bar, say = _progress(sum(j.n_images for j in jobs), show_progress, report)
+    run = _Run(attrs, say)
     written: list[Written] = []
     try:
         for job in jobs:
@@ -354,20 +442,14 @@ def reconstruct_files(
                 batch_size=batch_size,
                 progress=bar.update,
             )
-            entry, out = _write_job(job, images, attrs)
-            say(f"wrote {job.out_path}: {entry.what} [{job.mask_label}]")
-            if png:  # the images as written (cropped), one grey scale per file
-                tiles, ncols = _tiles(job, out)
-                title = f"{job.info.path.name}\n{attrs['fmrecon_model']}, {job.mask_label}"
-                if "fmrecon_warning" in attrs:
-                    title += " (random-init encoder)"
-                preview = write_preview(job.out_path.with_suffix(".png"), tiles, title, ncols)
-                entry.extra.append(preview)
-                say(f"wrote {preview}")
-            written.append(entry)
+            written.extend(_write_job(job, images, run))
     finally:
         bar.close()
     return written
+
+
+def _add_png(formats: Sequence[str]) -> tuple[str, ...]:
+    return tuple(f for f in FORMATS if f in formats or f == "png")
 
 
 def _progress(total: int, show: bool, report: Callable[[str], None] | None):
@@ -396,43 +478,148 @@ def _progress(total: int, show: bool, report: Callable[[str], None] | None):
     return bar, say
 
 
-def _write_job(job: Job, images: np.ndarray, attrs: dict) -> tuple[Written, np.ndarray]:
-    """Write the output of ``job`` from its images (T', Z', H, W); returns what
-    was written and the images as written (cropped)."""
-    file_attrs = {
-        **attrs,
-        "fmrecon_source": str(job.info.path),
-        "fmrecon_mask": job.mask_label,
-        "fmrecon_content": job.content,
-    }
-    if job.content == "fastmri":
-        # fastMRI's convention: crop to the reconSpace matrix, (slices, h, w)
-        out = center_crop(images, fastmri_recon_size(job.info))
-        write_fastmri_recon(job.out_path, out[0], job.info, file_attrs)
-        what = f"{FASTMRI_KEY} (slices, h, w) = {tuple(out.shape[1:])}"
-    elif job.content == "raw":
-        # as fastMRI: the reconSpace matrix, (slices, h, w); several frames (frames, slices, h, w)
-        out = center_crop(images, raw_recon_size(job.info))
-        stored = out[0] if out.shape[0] == 1 else out
-        write_fastmri_recon(job.out_path, stored, job.info, file_attrs)
-        dims = "(slices, h, w)" if stored.ndim == 3 else "(frames, slices, h, w)"
-        what = f"{FASTMRI_KEY} {dims} = {tuple(stored.shape)}"
+def _write_job(job: Job, images: np.ndarray, run: _Run) -> list[Written]:
+    """Write every format of ``job`` from its images (T', Z', H, W), the
+    preview last (of the images of the first format written)."""
+    attrs = {**run.attrs, "fmrecon_source": str(job.info.path), "fmrecon_mask": job.mask_label}
+    written: list[Written] = []
+    shown: _View | None = None
+    for fmt in job.formats:
+        if fmt == "png":
+            continue
+        entry, view = _WRITERS[fmt](job, images, attrs, run)
+        run.say(f"wrote {entry.path}: {entry.what} [{job.mask_label}]")
+        written.append(entry)
+        shown = shown or view
+    if "png" in job.formats:
+        shown = shown or _View(_image_volume(job, images), job.frames, job.slices)
+        path = job.output("png")
+        title = f"{job.info.path.name}\n{attrs['fmrecon_model']}, {job.mask_label}"
+        if "fmrecon_warning" in attrs:
+            title += " (random-init encoder)"
+        tiles, ncols = _tiles(job, shown)
+        write_preview(path, tiles, title, ncols)
+        run.say(f"wrote {path}")
+        written.append(Written(path, job.info.path, "preview", "png"))
+    return written
+
+
+def _tiles(job: Job, view: _View) -> tuple[list[tuple[str, np.ndarray]], int | None]:
+    """Preview tiles of ``view`` and the grid width (None: square)."""
+    if job.info.format == "fastmri":
+        return [(f"slice {z}", view.images[0, j]) for j, z in enumerate(view.slices)], None
+    tiles = [
+        (f"t{t} z{z}", view.images[i, j])
+        for i, t in enumerate(view.frames)
+        for j, z in enumerate(view.slices)
+    ]
+    return tiles, len(view.slices) if len(view.slices) <= 8 else None
+
+
+def _pick(job: Job, images: np.ndarray, frames: Sequence[int], slices: Sequence[int]):
+    """The (frames, slices) images out of the reconstructed ones."""
+    ti = [job.frames.index(t) for t in frames]
+    zi = [job.slices.index(z) for z in slices]
+    return images[ti][:, zi]
+
+
+def _image_volume(job: Job, images: np.ndarray) -> np.ndarray:
+    """The images of the image formats: fastMRI and raw data cropped to
+    reconSpace as ``h5``."""
+    if job.info.format == "fastmri":
+        return center_crop(images, fastmri_recon_size(job.info))
+    if job.info.format == "ismrmrd":
+        return center_crop(images, raw_recon_size(job.info))
+    return images
+
+
+def _write_mat(job: Job, images, attrs, run: _Run) -> tuple[Written, _View]:
+    path = job.output("mat")
+    ranking = job.content == "ranking"
+    frames, slices = ranking_subset(job.info) if ranking else (job.frames, job.slices)
+    picked = _pick(job, images, frames, slices)
+    attrs = {**attrs, "fmrecon_content": job.content}
+    write_submission(path, picked, crop=ranking, attrs=attrs)
+    out = cmrxrecon_crop(picked, ranking_crop_size(*picked.shape[-2:])) if ranking else picked
+    dims = (*out.shape[-2:], out.shape[1], out.shape[0])
+    what = f"{SUBMISSION_KEY} single (sx, sy, sz, t) = {dims}"
+    if mat_version(out.nbytes) == "5":
+        what += ", MATLAB v7 (MAT v5) format"
     else:
-        crop = job.content == "ranking"
-        write_submission(job.out_path, images, crop=crop, attrs=file_attrs)
-        out = cmrxrecon_crop(images, ranking_crop_size(*images.shape[-2:])) if crop else images
-        dims = (*out.shape[-2:], out.shape[1], out.shape[0])
-        what = f"{SUBMISSION_KEY} single (sx, sy, sz, t) = {dims}"
-    return Written(job.out_path, job.info.path, what), out
+        what += (
+            f", MATLAB v7.3 (HDF5): {out.nbytes / 2**30:.2f} GiB is over the v7 format's 2 GB "
+            "limit; h5py (the official Python scorer's fallback) reads its axes reversed"
+        )
+    return Written(path, job.info.path, what, "mat"), _View(out, list(frames), list(slices))
+
+
+def _write_h5(job: Job, images, attrs, run: _Run) -> tuple[Written, _View]:
+    # fastMRI's convention: crop to the reconSpace matrix, (slices, h, w);
+    # raw data with several frames: (frames, slices, h, w)
+    path = job.output("h5")
+    out = _image_volume(job, images)
+    stored = out[0] if out.shape[0] == 1 else out
+    write_fastmri_recon(path, stored, job.info, {**attrs, "fmrecon_content": job.content})
+    dims = "(slices, h, w)" if stored.ndim == 3 else "(frames, slices, h, w)"
+    what = f"{FASTMRI_KEY} {dims} = {tuple(stored.shape)}"
+    return Written(path, job.info.path, what, "h5"), _View(out, job.frames, job.slices)
+
+
+def _voxels(geometry: Geometry) -> str:
+    dr, dc, dz = geometry.spacing
+    text = f"{dr:.4g} x {dc:.4g} x {dz:.4g} mm"
+    return text if geometry.known else f"{text} (ASSUMED: no field of view in the input)"
+
+
+def _write_nifti(job: Job, images, attrs, run: _Run) -> tuple[Written, _View]:
+    path = job.output("nifti")
+    vol = _image_volume(job, images)
+    geometry = volume_geometry(job.info)
+    content = "fastmri" if job.info.format == "fastmri" else "full-volume"
+    attrs = {**attrs, "fmrecon_content": content}
+    write_nifti(path, vol, geometry, job.slices, attrs)
+    dims = (*vol.shape[-2:], vol.shape[1]) + ((vol.shape[0],) if vol.shape[0] > 1 else ())
+    what = f"NIfTI float32 (x, y, z{', t' if len(dims) == 4 else ''}) = {dims}, "
+    what += f"voxels {_voxels(geometry)}"
+    return Written(path, job.info.path, what, "nifti"), _View(vol, job.frames, job.slices)
+
+
+def _write_dicom(job: Job, images, attrs, run: _Run) -> tuple[Written, _View]:
+    path = job.output("dicom")
+    vol = _image_volume(job, images)
+    geometry = volume_geometry(job.info)
+    info = job.info
+    if info.subject not in run.study_uids:
+        run.study_uids[info.subject] = new_uid()
+    run.n_series += 1
+    name = info.path.name.removesuffix(info.path.suffix)
+    series = Series(
+        patient_id=info.subject,
+        description=f"fmrecon {attrs['fmrecon_model']} {name}",
+        frames=job.frames,
+        slices=job.slices,
+        temporal=info.format == "cmrxrecon" and not is_mapping_modality(info.modality),
+        study_uid=run.study_uids[info.subject],
+        series_number=run.n_series,
+    )
+    files = write_dicom_series(path, vol, geometry, series, attrs)
+    what = (
+        f"DICOM MR series of {len(files)} images ({len(job.slices)} slices x "
+        f"{len(job.frames)} frames) uint16, voxels {_voxels(geometry)}"
+    )
+    return Written(path, job.info.path, what, "dicom"), _View(vol, job.frames, job.slices)
+
+
+_WRITERS = {"mat": _write_mat, "h5": _write_h5, "nifti": _write_nifti, "dicom": _write_dicom}
 
 
 def summary_line(written: Sequence[Written], jobs: Sequence[Job], seconds: float) -> str:
     n_img = sum(j.n_images for j in jobs)
-    n_png = sum(len(w.extra) for w in written)
+    n_png = sum(w.format == "png" for w in written)
     png = f" and {_plural(n_png, 'preview')}" if n_png else ""
     return (
         f"reconstructed {_plural(n_img, 'image')} of {_plural(len(jobs), 'file')} in "
-        f"{seconds:.1f} s; wrote {_plural(len(written), 'output')}{png}"
+        f"{seconds:.1f} s; wrote {_plural(len(written) - n_png, 'output')}{png}"
     )
 
 

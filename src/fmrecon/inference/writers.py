@@ -1,10 +1,13 @@
-"""What ``fmrecon reconstruct`` writes: CMRxRecon submission ``.mat`` files,
-fastMRI ``reconstruction`` ``.h5`` files and PNG previews, each written
-atomically, with the model's provenance in root attributes ``fmrecon_*``
-(see :mod:`fmrecon.inference.reconstruct` for the layouts)."""
+"""What ``fmrecon reconstruct`` writes, each file atomically: CMRxRecon
+submission ``.mat`` files, fastMRI ``reconstruction`` ``.h5`` files, NIfTI
+volumes, PNG previews (DICOM series: :mod:`fmrecon.inference.dicom`), with
+the model's provenance (``fmrecon_*``) where each format can hold it (see
+:mod:`fmrecon.inference.reconstruct` for the layouts)."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -17,13 +20,54 @@ from torch import nn
 from fmrecon import __version__
 from fmrecon.data.h5io import atomic_path, open_h5, write_mat73
 from fmrecon.data.types import VolumeInfo
-from fmrecon.errors import DataError
+from fmrecon.errors import ConfigError, DataError
+from fmrecon.inference.geometry import Geometry, nifti_affine
 from fmrecon.metrics import cmrxrecon_crop, ranking_crop_size
 from fmrecon.models.base import build_record
 
 SUBMISSION_KEY = "img4ranking"  # CMRxRecon submission variable (run4Ranking.m)
 FASTMRI_KEY = "reconstruction"  # fastMRI save_reconstructions dataset
 MAX_PREVIEW_TILES = 36
+#: MATLAB's limit on one variable of a v7 (MAT v5 format) file; larger ones need -v7.3
+MAT_V7_LIMIT_BYTES = 2**31
+_MAT5_HEADER_BYTES = 116  # descriptive text at the start of a MAT v5 file
+DISPLAY_PERCENTILE = 99.5  # previews, NIfTI cal_max and DICOM windows: 0 to this percentile
+
+
+# ----------------------------------------------------------------------------- formats
+
+FORMATS = ("mat", "h5", "nifti", "dicom", "png")
+#: one line per format: what it writes
+FORMAT_HELP = {
+    "mat": "CMRxRecon submission <name>.mat: img4ranking single (sx, sy, sz, t), MATLAB v7 "
+    "(v5 format) as the official tools read it",
+    "h5": "fastMRI <name>.h5: reconstruction (slices, h, w) float32, reconSpace crop "
+    "(ISMRMRD raw input with several frames: (frames, slices, h, w))",
+    "nifti": "<name>.nii.gz: float32 (x, y, slices[, frames]), every slice and frame",
+    "dicom": "<name>_dicom/: MR Image Storage, one file per slice and frame",
+    "png": "<name>.png: a preview grid",
+}
+SUFFIX = {"mat": ".mat", "h5": ".h5", "nifti": ".nii.gz", "dicom": "_dicom", "png": ".png"}
+#: input formats (data.formats names) a format applies to; the others apply to every input
+ONLY_FOR = {"mat": ("cmrxrecon",), "h5": ("fastmri", "ismrmrd")}
+DEFAULT_FORMATS = {"cmrxrecon": ("mat",), "fastmri": ("h5",), "ismrmrd": ("h5",)}
+
+
+def parse_formats(values: Sequence[str] | None) -> tuple[str, ...] | None:
+    """``--format`` values (each may list several, comma-separated) in
+    :data:`FORMATS` order, or None for the default per input type."""
+    if not values:
+        return None
+    names = [n.strip().lower() for v in values for n in str(v).split(",") if n.strip()]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        raise ConfigError(
+            f"--format {unknown[0]}: unknown format (choose from {', '.join(FORMATS)})"
+        )
+    return tuple(f for f in FORMATS if f in names) or None
+
+
+# ----------------------------------------------------------------------------- provenance
 
 
 def model_attrs(model: nn.Module) -> dict[str, str]:
@@ -55,6 +99,39 @@ def random_encoder_warning(model: nn.Module) -> str:
     )
 
 
+def provenance_line(attrs: dict[str, str]) -> str:
+    """One line naming the model and checkpoint of ``attrs`` (``model_attrs``)."""
+    line = (
+        f"fmrecon {attrs.get('fmrecon_version', __version__)} reconstruction by model "
+        f"{attrs.get('fmrecon_model', '?')}, checkpoint {attrs.get('fmrecon_checkpoint', 'none')}"
+    )
+    if attrs.get("fmrecon_encoder_weights", "none") != "none":
+        line += f", encoder weights {attrs['fmrecon_encoder_weights']}"
+    return line
+
+
+def provenance_path(path: str | os.PathLike) -> Path:
+    """The JSON beside a ``.mat`` output holding its provenance (``x.mat.json``)."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def write_json(path: str | os.PathLike, content: dict) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def display_max(images: np.ndarray) -> float:
+    """Top of the display range: the 99.5th percentile (the max if that is 0)."""
+    vmax = float(np.percentile(images, DISPLAY_PERCENTILE)) if images.size else 0.0
+    return vmax if vmax > 0 else float(np.max(images, initial=0.0))
+
+
+# ----------------------------------------------------------------------------- CMRxRecon .mat
+
+
 def submission_array(images: np.ndarray, crop: bool = True) -> np.ndarray:
     """(T, Z, H, W) images -> float32 (sx, sy, sz, t) in MATLAB axis order.
 
@@ -71,6 +148,13 @@ def submission_array(images: np.ndarray, crop: bool = True) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 3, 1, 0))
 
 
+def mat_version(nbytes: int) -> str:
+    """ "5": the MAT v5 format MATLAB's ``save`` writes by default (v7) and
+    ``scipy.io.loadmat`` reads; "7.3" (HDF5) when a variable of ``nbytes``
+    would pass v7's 2 GB limit."""
+    return "7.3" if nbytes + 4096 >= MAT_V7_LIMIT_BYTES else "5"
+
+
 def write_submission(
     path: str | os.PathLike,
     images: np.ndarray,
@@ -80,17 +164,47 @@ def write_submission(
     """Write a CMRxRecon submission file: ``img4ranking`` single (sx, sy, sz, t).
 
     ``images``: (T, Z, H, W) magnitude, the ranking frames/slices (``crop``)
-    or the whole volume (``crop=False``). ``attrs`` become root attributes
-    (MATLAB ignores them). Atomic.
+    or the whole volume (``crop=False``). Written as the official
+    ``run4Ranking.m`` ``save`` does, MATLAB's default v7 (MAT v5) format, so
+    MATLAB's ``load`` and the challenge's Python scorer (``scipy.io.loadmat``)
+    both read (sx, sy, sz, t); a variable over v7's 2 GB limit is written as
+    v7.3 (HDF5; h5py then sees the axes reversed) with ``attrs`` also as root
+    attributes. ``attrs`` go to ``<path>.json`` and, shortened, into the MAT
+    header text (a v5 file has no attributes). Atomic.
     """
     path = Path(path)
     data = submission_array(images, crop=crop)
+    version = mat_version(data.nbytes)
     with atomic_path(path) as tmp:
-        write_mat73(tmp, {SUBMISSION_KEY: data})
-        if attrs:
-            with h5py.File(tmp, "r+") as f:  # keeps the MATLAB user block
-                f.attrs.update({k: str(v) for k, v in attrs.items()})
+        if version == "5":
+            text = provenance_line(attrs) if attrs else f"fmrecon {__version__}"
+            _write_mat5(tmp, {SUBMISSION_KEY: data}, text)
+        else:
+            write_mat73(tmp, {SUBMISSION_KEY: data})
+            if attrs:
+                with h5py.File(tmp, "r+") as f:  # keeps the MATLAB user block
+                    f.attrs.update({k: str(v) for k, v in attrs.items()})
+    if attrs:
+        dims = dict(zip(("sx", "sy", "sz", "t"), data.shape, strict=True))
+        info = {"variable": SUBMISSION_KEY, "dims": dims, "mat_version": version}
+        write_json(provenance_path(path), {**attrs, "fmrecon_file": info})
     return path
+
+
+def _write_mat5(path: Path, variables: dict[str, np.ndarray], text: str) -> None:
+    """A MAT v5 file (``scipy.io.savemat``, no compression) whose 116-byte
+    header text (MATLAB's descriptive field) names its provenance."""
+    from scipy.io import savemat
+
+    with open(path, "wb") as fh:  # a file object: savemat would append .mat to the name
+        savemat(fh, variables, format="5", do_compression=False)
+        header = f"MATLAB 5.0 MAT-file, {text}".encode("ascii", "replace")
+        header = header[:_MAT5_HEADER_BYTES].ljust(_MAT5_HEADER_BYTES, b" ")
+        fh.seek(0)
+        fh.write(header)
+
+
+# ----------------------------------------------------------------------------- fastMRI .h5
 
 
 def write_fastmri_recon(
@@ -109,6 +223,56 @@ def write_fastmri_recon(
         f.attrs.update(copied)
         f.attrs.update({k: str(v) for k, v in (attrs or {}).items()})
     return path
+
+
+# ----------------------------------------------------------------------------- NIfTI
+
+
+def nifti_array(images: np.ndarray) -> np.ndarray:
+    """(T, Z, H, W) -> float32 (H, W, Z, T), or (H, W, Z) for one frame."""
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim != 4:
+        raise DataError(f"NIfTI images must be (T, Z, H, W), got shape {arr.shape}")
+    arr = arr.transpose(2, 3, 1, 0)
+    return np.ascontiguousarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+
+
+def write_nifti(
+    path: str | os.PathLike,
+    images: np.ndarray,
+    geometry: Geometry,
+    slices: Sequence[int],
+    attrs: dict[str, str] | None = None,
+) -> Path:
+    """Write a ``.nii.gz`` volume (H, W, Z[, T]) float32 of ``images`` (T, Z,
+    H, W) holding ``slices`` (contiguous), with the affine of
+    :mod:`fmrecon.inference.geometry`, ``cal_max`` = the 99.5th percentile,
+    ``descrip`` = model and voxel-size source, and ``attrs`` plus the
+    geometry as JSON in a header extension (code 6, comment). Atomic."""
+    import nibabel as nib
+
+    path = Path(path)
+    data = nifti_array(images)
+    h, w = data.shape[:2]
+    affine = nifti_affine(geometry, h, w, slices)
+    img = nib.Nifti1Image(data, affine)
+    img.set_sform(affine, code="aligned")  # orientation and position are a convention
+    img.set_qform(affine, code="aligned")
+    hdr = img.header
+    hdr.set_xyzt_units("mm", "unknown")  # the frame interval is not in the input files
+    hdr["cal_min"], hdr["cal_max"] = 0.0, display_max(data)
+    size = "voxels from header" if geometry.known else "1 mm voxels ASSUMED"
+    model = (attrs or {}).get("fmrecon_model", "?")
+    hdr["descrip"] = f"fmrecon {model}; {size}".encode("ascii", "replace")[:79]
+    meta = {**(attrs or {}), "fmrecon_geometry": geometry.note}
+    hdr.extensions.append(nib.nifti1.Nifti1Extension(6, json.dumps(meta).encode()))
+    with atomic_path(path) as tmp:  # nibabel picks the format by name: compress here
+        with gzip.open(tmp, "wb", compresslevel=1) as fh:
+            fh.write(img.to_bytes())
+    return path
+
+
+# ----------------------------------------------------------------------------- PNG
 
 
 def write_preview(
@@ -130,7 +294,7 @@ def write_preview(
     ncols = min(ncols or math.ceil(math.sqrt(n)), n)
     nrows = math.ceil(n / ncols)
     h, w = tiles[0][1].shape
-    vmax = float(np.percentile(np.concatenate([t[1].ravel() for t in tiles]), 99.5)) or 1.0
+    vmax = display_max(np.concatenate([t[1].ravel() for t in tiles])) or 1.0
     scale = 2.2 / max(h, w)
     width = max(ncols * w * scale + 0.2, 3.5)  # room for the title
     fig = Figure(figsize=(width, nrows * h * scale + 0.7), dpi=100, layout="compressed")
