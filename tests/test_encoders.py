@@ -148,6 +148,28 @@ def hf_features(model, x, n, prefix: int = 1):
     return [h[:, prefix:] for h in hs[1 : n + 1]]
 
 
+def hf_block_outputs(module, layers, x, prefix: int):
+    """Reference from hooks: each of ``layers``' outputs (without ``prefix``
+    tokens) during transformers' own forward of ``module``. Used where
+    ``hidden_states`` differ across releases: DINOv3 in transformers 4.5x
+    returns the final-normed state as the last one, and a full CLIPModel's /
+    SiglipModel's inner vision transformer returns none before 5.x."""
+    outs: list[torch.Tensor] = []
+    hooks = [
+        b.register_forward_hook(lambda m, i, o: outs.append(o[0] if isinstance(o, tuple) else o))
+        for b in layers
+    ]
+    with torch.no_grad():
+        module(pixel_values=x)
+    for h in hooks:
+        h.remove()
+    return [o[:, prefix:] for o in outs]
+
+
+def dinov3_layers(model):
+    return model.layer if hasattr(model, "layer") else model.model.layer
+
+
 def timm_trunk_state(seed: int = 0, layers: int = LAYERS, patch: int = 8, size: int = 32):
     """An open_clip BiomedCLIP-style state dict: timm ViT trunk under visual.trunk.*,
     plus a visual.head projection and a text tower that the loader must ignore."""
@@ -311,11 +333,12 @@ def test_clip_hf_dir_matches_transformers(tmp_path, kind):
     model = tiny_clip_full(1) if kind == "full-clipmodel" else tiny_clip_vision(1)
     if kind == "bin-prefixed":  # pytorch_model.bin with vision_model.* keys, as on the hub
         model.config.save_pretrained(tmp_path / "clip")
-        state = {"vision_model." + k: v for k, v in model.state_dict().items()}
+        pre = "vision_model."  # CLIPVisionModel's own keys have it up to transformers 5.x
+        state = {("" if k.startswith(pre) else pre) + k: v for k, v in model.state_dict().items()}
         torch.save(state, tmp_path / "clip" / "pytorch_model.bin")
     else:
         model.save_pretrained(tmp_path / "clip")
-    ref = model.vision_model if kind == "full-clipmodel" else model  # the CLIPModel's own tower
+    tower = model.vision_model if kind == "full-clipmodel" else model  # the CLIPModel's own
     enc = build_encoder("clip-vit-b16-tiny", weights=str(tmp_path / "clip"))
     assert isinstance(enc, FrozenEncoder)
     assert enc.weight_source == f"dir:{tmp_path / 'clip'}" and enc.pretrained
@@ -325,7 +348,10 @@ def test_clip_hf_dir_matches_transformers(tmp_path, kind):
     with torch.no_grad():
         got = enc(x)
     assert got[0].shape == (2, 16, D)
-    assert_features(got, hf_features(ref, x, LAYERS))
+    if kind == "full-clipmodel":
+        assert_features(got, hf_block_outputs(tower, tower.encoder.layers, x, prefix=1))
+    else:
+        assert_features(got, hf_features(tower, x, LAYERS))
     # the post-layernorm is not part of the encoder
     assert not any("post_layernorm" in n for n, _ in enc.named_parameters())
 
@@ -356,7 +382,7 @@ def test_dinov2_hf_dir_interpolates_position_embeddings(tmp_path):
 def test_siglip_hf_dir_matches_transformers_without_cls(tmp_path, kind):
     model = tiny_siglip_full(11) if kind == "full-siglipmodel" else tiny_siglip_vision(11)
     model.save_pretrained(tmp_path / "siglip")
-    ref = model.vision_model if kind == "full-siglipmodel" else model
+    tower = model.vision_model if kind == "full-siglipmodel" else model
     enc = build_encoder("siglip-vit-b16-tiny", weights=tmp_path / "siglip")
     assert enc.num_prefix_tokens == 0 and enc.grid == (4, 4) and enc.image_size == 32
     assert (enc.mean, enc.std) == (SIGLIP_MEAN, SIGLIP_STD)
@@ -364,7 +390,10 @@ def test_siglip_hf_dir_matches_transformers_without_cls(tmp_path, kind):
     with torch.no_grad():
         got = enc(x)
     assert got[0].shape == (2, 16, D)  # every token is a patch token
-    assert_features(got, hf_features(ref, x, LAYERS, prefix=0))
+    if kind == "full-siglipmodel":
+        assert_features(got, hf_block_outputs(tower, tower.encoder.layers, x, prefix=0))
+    else:
+        assert_features(got, hf_features(tower, x, LAYERS, prefix=0))
     assert not any("head" in n or "post_layernorm" in n for n, _ in enc.named_parameters())
 
 
@@ -393,8 +422,10 @@ def test_dinov3_hf_dir_drops_cls_and_register_tokens(tmp_path):
         x6 = torch.randn(1, 3, 48, 48)
         got6 = enc(x6)
     assert got[0].shape == (2, 16, D)
-    assert_features(got, hf_features(model, x, LAYERS, prefix=5))
-    assert_features(got6, hf_features(model, x6, LAYERS, prefix=5))
+    assert_features(got, hf_block_outputs(model, dinov3_layers(model), x, prefix=5))
+    assert_features(got6, hf_block_outputs(model, dinov3_layers(model), x6, prefix=5))
+    if int(transformers.__version__.split(".")[0]) >= 5:  # see hf_block_outputs
+        assert_features(got, hf_features(model, x, LAYERS, prefix=5), atol=0)
     names = [n for n, _ in enc.named_parameters()]
     assert any("register_tokens" in n for n in names) and not any("mask_token" in n for n in names)
     assert not any(n.startswith("norm") for n in names)
@@ -772,9 +803,10 @@ def test_full_size_parameter_counts_match_reference():
     assert abs(dino - 86.58e6) < 0.01e6
     assert abs(trunk - 85.80e6) < 0.01e6
 
+    paper = ("clip-vit-b16", "dinov2-vit-b14", "biomedclip-vit-b16")
     with torch.device("meta"):
-        enc = {n: build_encoder(n, weights="random") for n in ENCODERS}
-        enc6 = {n: build_encoder(n, num_layers=6, weights="random") for n in ENCODERS}
+        enc = {n: build_encoder(n, weights="random") for n in paper}
+        enc6 = {n: build_encoder(n, num_layers=6, weights="random") for n in paper}
         tokens = {n: e(torch.empty(1, 3, 224, 224))[-1].shape for n, e in enc6.items()}
     ln = 2 * 768
     # our encoders keep what runs: no post/final LN, no DINOv2 mask token
@@ -809,8 +841,12 @@ def test_full_size_newer_encoders_on_meta():
     }
     with torch.device("meta"):
         enc = {n: build_encoder(n, weights="random") for n in NEW}
+    # the token grid from a real (1-block, CPU) forward: DINOv3's RoPE refuses the
+    # meta device in transformers 4.5x (autocast)
+    one = {n: build_encoder(n, num_layers=1, weights="random") for n in NEW}
+    with torch.no_grad():
         tokens = {
-            n: e(torch.empty(1, 3, e.image_size, e.image_size))[-1].shape for n, e in enc.items()
+            n: e(torch.zeros(1, 3, e.image_size, e.image_size))[0].shape for n, e in one.items()
         }
     ln = 2 * 768
     assert count_parameters(enc["siglip-vit-b16"]) == 85_795_584  # no head, no post-LN
@@ -903,3 +939,39 @@ def test_bf16_cascades_keep_one_copy_of_the_encoder_for_backward():
     per_call, once = saved_weight_copies(False), saved_weight_copies(True)
     n_linear = sum(isinstance(m, nn.Linear) for b in enc.blocks for m in b.modules())
     assert once == n_linear and per_call == 3 * n_linear
+
+
+def test_models_of_the_newer_encoders_use_their_own_statistics():
+    """fm-varnet-* / fm-unetr-* of the newer encoders normalise with the encoder's
+    own mean/std (the papers' models keep ImageNet's), run the encoder at its own
+    size and reshape only the patch tokens into the grid (SigLIP: all tokens;
+    DINOv3: CLS + 4 registers dropped)."""
+    from fmrecon.models.registry import MODELS, create_model
+
+    for name in ("fm-varnet-clip", "fm-unetr-dinov2"):
+        assert "stats" not in MODELS[name].defaults and MODELS[name].paper_trainable
+    tiny = dict(encoder_weights="random", allow_random_encoder=True)
+    k = torch.randn(1, 2, 24, 20, dtype=torch.complex64)
+    mask = torch.zeros(1, 1, 24, 20, dtype=torch.bool)
+    mask[..., ::2] = True
+    for key, enc_name in zip(("siglip", "rad-dino", "dinov3"), NEW, strict=True):
+        spec = ENCODERS[enc_name]
+        cfg = TINY_OVERRIDES[spec.family] if spec.tiny is None else spec.tiny
+        unetr = create_model(
+            f"fm-unetr-{key}", feature_layers=(2, 3, 4, 6), feature_size=4,
+            encoder_config=cfg, **tiny,
+        )  # fmt: skip
+        varnet = create_model(
+            f"fm-varnet-{key}", num_cascades=1, sens_chans=4, sens_pools=2,
+            chans=(16, 16, 8, 8, 8), encoder_config=cfg, **tiny,
+        )  # fmt: skip
+        assert MODELS[f"fm-unetr-{key}"].paper_trainable is None
+        assert unetr.stats == varnet.cascades[0].model.stats == "encoder"
+        assert unetr.encoder.num_prefix_tokens == spec.num_prefix_tokens
+        gh, gw = unetr.encoder.grid
+        assert unetr.positions.shape == (1, gh * gw, D)
+        with torch.no_grad():
+            assert unetr(k, mask).shape == varnet(k, mask).shape == (1, 24, 20)
+        pixels, _ = prepare_images(torch.ones(1, 24, 20), unetr.encoder, stats=unetr.stats)
+        want = (1 - torch.tensor(spec.mean)) / torch.tensor(spec.std)
+        torch.testing.assert_close(pixels[0, :, 0, 0], want)

@@ -169,7 +169,8 @@ def test_fm_model_loads_encoder_weights_from_a_local_hf_directory(tmp_path):
     )
     assert model.record.encoder_pretrained is True
     assert model.record.encoder_weights.startswith("dir:")
-    w_ref = ref.encoder.layers[0].mlp.fc1.weight
+    tower = getattr(ref, "vision_model", ref)  # nested up to transformers 5.x
+    w_ref = tower.encoder.layers[0].mlp.fc1.weight
     assert torch.equal(model.encoder.blocks[0].mlp.fc1.weight, w_ref)
 
 

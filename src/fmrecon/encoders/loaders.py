@@ -160,12 +160,14 @@ def _load_hf_dir(
         model, info = model_class(spec.family).from_pretrained(
             str(d),
             config=config,
-            dtype=torch.float32,
             local_files_only=True,
             output_loading_info=True,
             ignore_mismatched_sizes=True,  # reported below, on one line
             **_model_kwargs(spec.family),
         )
+    # fp32 whatever the checkpoint holds (transformers 5 loads it in its own dtype;
+    # the from_pretrained keyword for this changed name in 4.56)
+    model = model.float()
     encoder = _wrap(model, spec, name, input_size, source, d)
     used = _used_names(model, encoder)
     bad = [f"{k} {tuple(a)} vs {tuple(b)}" for k, a, b in info["mismatched_keys"] if k in used]
