@@ -17,6 +17,15 @@ from fmrecon.physics.fft import ifft2c
 # two pytest workers on two cores: one thread each, or they fight over the cores
 torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True)
+def _hub_offline(monkeypatch):
+    """Tests never touch the network: encoder weights missing from the cache are
+    not fetched (HF_HUB_OFFLINE=1, as a user would set it); tests of the fetch
+    path unset it and fake the download."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 HEADER = """<?xml version="1.0" encoding="utf-8"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
  <encoding>

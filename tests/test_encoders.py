@@ -22,6 +22,10 @@ from fmrecon.encoders import (  # noqa: E402
     IMAGENET_STD,
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
+    RAD_DINO_MEAN,
+    RAD_DINO_STD,
+    SIGLIP_MEAN,
+    SIGLIP_STD,
     TINY_OVERRIDES,
     EncoderWeightsError,
     FrozenEncoder,
@@ -37,13 +41,17 @@ D, HEADS, MLP, LAYERS = 32, 2, 64, 6
 TINY = dict(hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS)
 CLIP_REPO = "openai/clip-vit-base-patch16"
 BIOMED_REPO = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+DINOV3_REPO = "facebook/dinov3-vitb16-pretrain-lvd1689m"
+NEW = ("siglip-vit-b16", "rad-dino-vit-b14", "dinov3-vit-b16")
 
 
 @pytest.fixture(autouse=True)
 def _offline_empty_cache(tmp_path, monkeypatch):
-    """Never touch a real cache or the network: an empty hub cache per test."""
-    for var in ("HF_HOME", "HUGGINGFACE_HUB_CACHE", "FMRECON_ALLOW_DOWNLOAD"):
+    """Never touch a real cache or the network: an empty hub cache per test, and
+    downloads off (tests that fetch fake the download and unset it themselves)."""
+    for var in ("HF_HOME", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # save_pretrained's shard bars
@@ -95,11 +103,71 @@ def tiny_dinov2(seed: int = 0):
     return _jitter(transformers.Dinov2Model(cfg), seed)
 
 
-def hf_features(model, x, n):
-    """Reference: transformers' hidden_states[1..n] without the CLS token."""
+def tiny_siglip_vision(seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = transformers.SiglipVisionConfig(
+        **TINY, intermediate_size=MLP, image_size=32, patch_size=8
+    )
+    return _jitter(transformers.SiglipVisionModel(cfg), seed)
+
+
+def tiny_siglip_full(seed: int = 0):
+    """A full SiglipModel, as google/siglip-base-patch16-224 is (vision_model.* keys)."""
+    torch.manual_seed(seed)
+    cfg = transformers.SiglipConfig(
+        vision_config=dict(**TINY, intermediate_size=MLP, image_size=32, patch_size=8),
+        text_config=dict(
+            hidden_size=D, num_hidden_layers=2, num_attention_heads=HEADS,
+            intermediate_size=MLP, vocab_size=64, max_position_embeddings=16,
+        ),
+    )  # fmt: skip
+    return _jitter(transformers.SiglipModel(cfg), seed)
+
+
+def tiny_rad_dino(seed: int = 0):
+    """A Dinov2Model as microsoft/rad-dino is, run at its own size (56 px = 4x4 here)."""
+    torch.manual_seed(seed)
+    cfg = transformers.Dinov2Config(**TINY, mlp_ratio=MLP // D, image_size=56, patch_size=14)
+    return _jitter(transformers.Dinov2Model(cfg), seed)
+
+
+def tiny_dinov3(seed: int = 0):
+    """DINOv3 ViT with CLS + 4 register tokens, RoPE and layer scale."""
+    torch.manual_seed(seed)
+    cfg = transformers.DINOv3ViTConfig(
+        **TINY, intermediate_size=MLP, image_size=32, patch_size=8, num_register_tokens=4
+    )
+    return _jitter(transformers.DINOv3ViTModel(cfg), seed)
+
+
+def hf_features(model, x, n, prefix: int = 1):
+    """Reference: transformers' hidden_states[1..n] without the ``prefix`` tokens
+    before the patches (CLS; none for SigLIP; CLS + registers for DINOv3)."""
     with torch.no_grad():
         hs = model(pixel_values=x, output_hidden_states=True).hidden_states
-    return [h[:, 1:] for h in hs[1 : n + 1]]
+    return [h[:, prefix:] for h in hs[1 : n + 1]]
+
+
+def hf_block_outputs(module, layers, x, prefix: int):
+    """Reference from hooks: each of ``layers``' outputs (without ``prefix``
+    tokens) during transformers' own forward of ``module``. Used where
+    ``hidden_states`` differ across releases: DINOv3 in transformers 4.5x
+    returns the final-normed state as the last one, and a full CLIPModel's /
+    SiglipModel's inner vision transformer returns none before 5.x."""
+    outs: list[torch.Tensor] = []
+    hooks = [
+        b.register_forward_hook(lambda m, i, o: outs.append(o[0] if isinstance(o, tuple) else o))
+        for b in layers
+    ]
+    with torch.no_grad():
+        module(pixel_values=x)
+    for h in hooks:
+        h.remove()
+    return [o[:, prefix:] for o in outs]
+
+
+def dinov3_layers(model):
+    return model.layer if hasattr(model, "layer") else model.model.layer
 
 
 def timm_trunk_state(seed: int = 0, layers: int = LAYERS, patch: int = 8, size: int = 32):
@@ -189,7 +257,7 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_registry_facts():
-    assert set(ENCODERS) == {"clip-vit-b16", "dinov2-vit-b14", "biomedclip-vit-b16"}
+    assert set(ENCODERS) == {"clip-vit-b16", "dinov2-vit-b14", "biomedclip-vit-b16", *NEW}
     clip, dino, bio = (
         ENCODERS[n] for n in ("clip-vit-b16", "dinov2-vit-b14", "biomedclip-vit-b16")
     )
@@ -207,6 +275,39 @@ def test_registry_facts():
     assert bio.weights_repo == BIOMED_REPO and bio.weights_file == "open_clip_pytorch_model.bin"
     assert clip.mean == bio.mean == OPENAI_CLIP_MEAN and clip.std == bio.std == OPENAI_CLIP_STD
     assert dino.mean == IMAGENET_MEAN and dino.std == IMAGENET_STD
+
+
+def test_registry_facts_of_the_newer_encoders():
+    sig, rad, v3 = (ENCODERS[n] for n in NEW)
+    assert (sig.family, rad.family, v3.family) == ("siglip", "dinov2", "dinov3")
+    for s in (sig, rad, v3):
+        assert (s.hidden_size, s.num_layers, s.hf_config["num_attention_heads"]) == (768, 12, 12)
+    # SigLIP B/16-224: 0.5 mean/std, 224 px, tanh GELU, no CLS token
+    assert (sig.patch_size, sig.input_size, sig.grid, sig.num_prefix_tokens) == (
+        16,
+        224,
+        (14, 14),
+        0,
+    )
+    assert sig.mean == SIGLIP_MEAN == (0.5,) * 3 and sig.std == SIGLIP_STD == (0.5,) * 3
+    assert sig.hf_config["hidden_act"] == "gelu_pytorch_tanh"
+    assert sig.weights_repo == "google/siglip-base-patch16-224"
+    # RAD-DINO: a DINOv2 ViT-B/14 run at its own 518 px (37x37 patches) and grey statistics
+    assert (rad.patch_size, rad.input_size, rad.grid, rad.num_prefix_tokens) == (
+        14,
+        518,
+        (37, 37),
+        1,
+    )
+    assert rad.hf_config == ENCODERS["dinov2-vit-b14"].hf_config
+    assert rad.mean == RAD_DINO_MEAN == (0.5307,) * 3 and rad.std == RAD_DINO_STD == (0.2583,) * 3
+    assert rad.weights_repo == "microsoft/rad-dino"
+    # DINOv3 ViT-B/16: CLS + 4 registers, RoPE, 224 px, ImageNet statistics, gated repo
+    assert (v3.patch_size, v3.input_size, v3.grid) == (16, 224, (14, 14))
+    assert v3.num_prefix_tokens == 5
+    assert v3.hf_config["key_bias"] is False and v3.hf_config["layer_norm_eps"] == 1e-5
+    assert v3.mean == IMAGENET_MEAN and v3.std == IMAGENET_STD
+    assert v3.weights_repo == DINOV3_REPO and v3.gated
 
 
 def test_unknown_name_lists_valid_ones():
@@ -232,11 +333,12 @@ def test_clip_hf_dir_matches_transformers(tmp_path, kind):
     model = tiny_clip_full(1) if kind == "full-clipmodel" else tiny_clip_vision(1)
     if kind == "bin-prefixed":  # pytorch_model.bin with vision_model.* keys, as on the hub
         model.config.save_pretrained(tmp_path / "clip")
-        state = {"vision_model." + k: v for k, v in model.state_dict().items()}
+        pre = "vision_model."  # CLIPVisionModel's own keys have it up to transformers 5.x
+        state = {("" if k.startswith(pre) else pre) + k: v for k, v in model.state_dict().items()}
         torch.save(state, tmp_path / "clip" / "pytorch_model.bin")
     else:
         model.save_pretrained(tmp_path / "clip")
-    ref = model.vision_model if kind == "full-clipmodel" else model  # the CLIPModel's own tower
+    tower = model.vision_model if kind == "full-clipmodel" else model  # the CLIPModel's own
     enc = build_encoder("clip-vit-b16-tiny", weights=str(tmp_path / "clip"))
     assert isinstance(enc, FrozenEncoder)
     assert enc.weight_source == f"dir:{tmp_path / 'clip'}" and enc.pretrained
@@ -246,7 +348,10 @@ def test_clip_hf_dir_matches_transformers(tmp_path, kind):
     with torch.no_grad():
         got = enc(x)
     assert got[0].shape == (2, 16, D)
-    assert_features(got, hf_features(ref, x, LAYERS))
+    if kind == "full-clipmodel":
+        assert_features(got, hf_block_outputs(tower, tower.encoder.layers, x, prefix=1))
+    else:
+        assert_features(got, hf_features(tower, x, LAYERS))
     # the post-layernorm is not part of the encoder
     assert not any("post_layernorm" in n for n, _ in enc.named_parameters())
 
@@ -271,6 +376,62 @@ def test_dinov2_hf_dir_interpolates_position_embeddings(tmp_path):
     assert not any(
         "mask_token" in n or n.startswith("layernorm") for n, _ in enc.named_parameters()
     )
+
+
+@pytest.mark.parametrize("kind", ["vision", "full-siglipmodel"])
+def test_siglip_hf_dir_matches_transformers_without_cls(tmp_path, kind):
+    model = tiny_siglip_full(11) if kind == "full-siglipmodel" else tiny_siglip_vision(11)
+    model.save_pretrained(tmp_path / "siglip")
+    tower = model.vision_model if kind == "full-siglipmodel" else model
+    enc = build_encoder("siglip-vit-b16-tiny", weights=tmp_path / "siglip")
+    assert enc.num_prefix_tokens == 0 and enc.grid == (4, 4) and enc.image_size == 32
+    assert (enc.mean, enc.std) == (SIGLIP_MEAN, SIGLIP_STD)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got = enc(x)
+    assert got[0].shape == (2, 16, D)  # every token is a patch token
+    if kind == "full-siglipmodel":
+        assert_features(got, hf_block_outputs(tower, tower.encoder.layers, x, prefix=0))
+    else:
+        assert_features(got, hf_features(tower, x, LAYERS, prefix=0))
+    assert not any("head" in n or "post_layernorm" in n for n, _ in enc.named_parameters())
+
+
+def test_rad_dino_hf_dir_runs_at_its_own_size(tmp_path):
+    model = tiny_rad_dino(12)
+    model.save_pretrained(tmp_path / "rad-dino")
+    enc = build_encoder("rad-dino-vit-b14-tiny", weights=tmp_path / "rad-dino")
+    # the position embeddings' own grid: no interpolation, unlike DINOv2 at 224 px
+    assert enc.image_size == 56 and enc.grid == (4, 4) and enc.num_prefix_tokens == 1
+    assert enc.embeddings.position_embeddings.shape == (1, 17, D)
+    assert (enc.mean, enc.std) == (RAD_DINO_MEAN, RAD_DINO_STD)
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        assert_features(enc(x), hf_features(model, x, LAYERS))
+
+
+def test_dinov3_hf_dir_drops_cls_and_register_tokens(tmp_path):
+    model = tiny_dinov3(13)
+    model.save_pretrained(tmp_path / "dinov3")
+    enc = build_encoder("dinov3-vit-b16-tiny", weights=tmp_path / "dinov3")
+    assert enc.num_prefix_tokens == 5 and enc.grid == (4, 4) and enc.image_size == 32
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got = enc(x)
+        # RoPE follows the input grid: 48 px = 6x6 patches, as transformers does
+        x6 = torch.randn(1, 3, 48, 48)
+        got6 = enc(x6)
+    assert got[0].shape == (2, 16, D)
+    assert_features(got, hf_block_outputs(model, dinov3_layers(model), x, prefix=5))
+    assert_features(got6, hf_block_outputs(model, dinov3_layers(model), x6, prefix=5))
+    if int(transformers.__version__.split(".")[0]) >= 5:  # see hf_block_outputs
+        assert_features(got, hf_features(model, x, LAYERS, prefix=5), atol=0)
+    names = [n for n, _ in enc.named_parameters()]
+    assert any("register_tokens" in n for n in names) and not any("mask_token" in n for n in names)
+    assert not any(n.startswith("norm") for n in names)
+    truncated = build_encoder("dinov3-vit-b16-tiny", num_layers=3, weights=tmp_path / "dinov3")
+    with torch.no_grad():
+        assert_features(truncated(x), got[:3], atol=0)
 
 
 @pytest.mark.parametrize("as_dir", [False, True])
@@ -398,17 +559,26 @@ def test_default_weights_from_hf_cache(tmp_path, monkeypatch):
         assert_features(enc(x), ref_timm_vit(sd, x, 2))
 
 
-def test_missing_weights_one_line_error(tmp_path):
+def test_missing_weights_offline_one_line_error(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as err:  # EncoderWeightsError is a ConfigError
         build_encoder("clip-vit-b16", num_layers=6)
     msg = one_line(err)
     assert isinstance(err.value, EncoderWeightsError)
     assert str(tmp_path / "empty-hub" / "models--openai--clip-vit-base-patch16") in msg
-    assert f"huggingface-cli download {CLIP_REPO}" in msg and "--encoder-weights" in msg
-    assert "HF_HUB_CACHE" in msg and "FMRECON_ALLOW_DOWNLOAD=1" in msg
+    assert f"`hf download {CLIP_REPO} config.json pytorch_model.bin`" in msg
+    assert "HF_HUB_OFFLINE=1" in msg and "HF_HUB_CACHE" in msg and "--encoder-weights" in msg
+    assert "huggingface-cli" not in msg
     with pytest.raises(EncoderWeightsError) as err:
         build_encoder("biomedclip-vit-b16")
-    assert "open_clip_pytorch_model.bin" in one_line(err) and BIOMED_REPO in str(err.value)
+    assert f"`hf download {BIOMED_REPO} open_clip_pytorch_model.bin`" in one_line(err)
+    # TRANSFORMERS_OFFLINE turns downloads off as well; the gated repo says so
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "true")
+    with pytest.raises(EncoderWeightsError) as err:
+        build_encoder("dinov3-vit-b16", weights=f"hf:{DINOV3_REPO}@v1")
+    msg = one_line(err)
+    assert f"`hf download {DINOV3_REPO} config.json model.safetensors --revision v1`" in msg
+    assert "TRANSFORMERS_OFFLINE=true" in msg and "gated" in msg and "hf auth login" in msg
     with pytest.raises(EncoderWeightsError) as err:
         build_encoder("dinov2-vit-b14", weights=tmp_path / "nowhere")
     assert str(tmp_path / "nowhere") in one_line(err)
@@ -418,38 +588,102 @@ def test_missing_weights_one_line_error(tmp_path):
     assert "config.json" in one_line(err)
 
 
-def test_download_only_when_allowed(tmp_path, monkeypatch):
-    """FMRECON_ALLOW_DOWNLOAD=1 fetches into the cache (hf_hub_download faked here)."""
-    import huggingface_hub
+def _fake_hub_download(remote: Path, calls: list, missing=()):
+    """Stands in for huggingface_hub.hf_hub_download: copies ``remote``'s files
+    into the cache in the hub's layout, records every call, and answers a file
+    in ``missing`` as the hub does a file the repo lacks."""
+    import huggingface_hub.errors as hub_errors
 
-    src = tmp_path / "remote"
-    tiny_clip_vision(8).save_pretrained(src)
-    calls = []
+    base = getattr(hub_errors, "RemoteEntryNotFoundError", hub_errors.EntryNotFoundError)
 
-    def fake_download(repo_id, filename, cache_dir):
-        calls.append(filename)
-        snap = Path(cache_dir) / ("models--" + repo_id.replace("/", "--")) / "snapshots" / "c0ffee"
+    class not_found(base):  # the hub's 404 for a file, without an HTTP response
+        def __init__(self, message: str):
+            Exception.__init__(self, message)
+
+    def download(repo_id, filename, *, revision, cache_dir):
+        calls.append((repo_id, filename, revision, cache_dir))
+        if filename in missing:
+            raise not_found(f"404 {filename}")
+        repo_dir = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+        snap = repo_dir / "snapshots" / ("c0ffee" * 7)[:40]
         snap.mkdir(parents=True, exist_ok=True)
-        (snap.parent.parent / "refs").mkdir(exist_ok=True)
-        (snap.parent.parent / "refs" / "main").write_text("c0ffee")
-        (snap / filename).write_bytes((src / filename).read_bytes())
+        (repo_dir / "refs").mkdir(exist_ok=True)
+        (repo_dir / "refs" / revision).write_text(snap.name)
+        (snap / filename).write_bytes((remote / filename).read_bytes())
         return str(snap / filename)
 
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    with pytest.raises(EncoderWeightsError):
-        build_encoder("clip-vit-b16-tiny")
+    return download
+
+
+def test_default_weights_are_fetched_on_first_use(tmp_path, monkeypatch):
+    """Online (no offline variable), a missing repo is fetched into the hub cache
+    through huggingface_hub.hf_hub_download (faked: no network in tests) with the
+    repo id, revision and cache dir, then loaded from there; the next build
+    finds it in the cache and fetches nothing."""
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    cache = tmp_path / "empty-hub"
+    remote = tmp_path / "remote"
+    model = tiny_siglip_vision(8)
+    model.save_pretrained(remote)
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _fake_hub_download(remote, calls))
+    enc = build_encoder("siglip-vit-b16-tiny")
+    repo = "google/siglip-base-patch16-224"
+    assert calls == [(repo, f, "main", str(cache)) for f in ("config.json", "model.safetensors")]
+    assert enc.weight_source == f"hf:{repo}" and enc.weight_path.startswith(str(cache))
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert_features(enc(x), hf_features(model, x, LAYERS, prefix=0))
+    build_encoder("siglip-vit-b16-tiny")
+    assert len(calls) == 2  # from the cache now
+
+    # a repo without the expected weights file: the other format, as transformers does
+    torch.save(tiny_clip_vision(9).state_dict(), remote / "pytorch_model.bin")
+    tiny_clip_vision(9).config.save_pretrained(remote)
+    calls.clear()
+    fake = _fake_hub_download(remote, calls, missing=("model.safetensors",))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake)
+    enc = build_encoder("clip-vit-b16-tiny", weights="hf:someone/clip-copy@v2")
+    assert [c[1:3] for c in calls] == [
+        ("config.json", "v2"), ("model.safetensors", "v2"), ("pytorch_model.bin", "v2")
+    ]  # fmt: skip
+    assert enc.weight_source == "hf:someone/clip-copy@v2"
+
+    # BiomedCLIP: only its open_clip checkpoint file is fetched
+    torch.save(timm_trunk_state(10), remote / "open_clip_pytorch_model.bin")
+    calls.clear()
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _fake_hub_download(remote, calls))
+    build_encoder("biomedclip-vit-b16-tiny")
+    assert calls == [(BIOMED_REPO, "open_clip_pytorch_model.bin", "main", str(cache))]
+
+
+def test_offline_variables_stop_the_fetch_and_failures_are_one_line(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _fake_hub_download(tmp_path, calls))
+    for var, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "YES")):
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv(var, value)
+        with pytest.raises(EncoderWeightsError, match=f"{var}={value}"):
+            build_encoder("clip-vit-b16-tiny")
+        monkeypatch.delenv(var)
     assert calls == []
-    monkeypatch.setenv("FMRECON_ALLOW_DOWNLOAD", "1")
-    enc = build_encoder("clip-vit-b16-tiny")
-    assert calls == ["config.json", "model.safetensors"] and enc.weight_source == f"hf:{CLIP_REPO}"
 
-    def offline(*args, **kwargs):
-        raise OSError("network unreachable")
+    def unreachable(*args, **kwargs):
+        raise OSError("network unreachable\n(details on a second line)")
 
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
     with pytest.raises(EncoderWeightsError, match="download failed") as err:
         build_encoder("dinov2-vit-b14")
-    assert "network unreachable" in one_line(err)
+    msg = one_line(err)
+    assert "OSError: network unreachable (details" in msg
+    assert "`hf download facebook/dinov2-base config.json model.safetensors`" in msg
+    # allow_random falls back to random weights, with the reason in the log
+    enc = build_encoder("rad-dino-vit-b14-tiny", allow_random=True)
+    assert enc.weight_source == "random-init"
 
 
 def test_random_init_only_when_asked():
@@ -469,9 +703,7 @@ def test_random_init_only_when_asked():
 # ----------------------------------------------------------------------------- frozen
 
 
-@pytest.mark.parametrize(
-    "name", ["clip-vit-b16-tiny", "dinov2-vit-b14-tiny", "biomedclip-vit-b16-tiny"]
-)
+@pytest.mark.parametrize("name", [f"{n}-tiny" for n in ENCODERS])
 def test_frozen_but_differentiable_to_the_input(name):
     enc = build_encoder(name, weights="random")
     assert all(not p.requires_grad for p in enc.parameters())
@@ -571,9 +803,10 @@ def test_full_size_parameter_counts_match_reference():
     assert abs(dino - 86.58e6) < 0.01e6
     assert abs(trunk - 85.80e6) < 0.01e6
 
+    paper = ("clip-vit-b16", "dinov2-vit-b14", "biomedclip-vit-b16")
     with torch.device("meta"):
-        enc = {n: build_encoder(n, weights="random") for n in ENCODERS}
-        enc6 = {n: build_encoder(n, num_layers=6, weights="random") for n in ENCODERS}
+        enc = {n: build_encoder(n, weights="random") for n in paper}
+        enc6 = {n: build_encoder(n, num_layers=6, weights="random") for n in paper}
         tokens = {n: e(torch.empty(1, 3, 224, 224))[-1].shape for n, e in enc6.items()}
     ln = 2 * 768
     # our encoders keep what runs: no post/final LN, no DINOv2 mask token
@@ -587,6 +820,44 @@ def test_full_size_parameter_counts_match_reference():
     # DINOv2 at 224 px: 518-px position embeddings interpolated to 16x16 = 256 tokens
     assert tokens["dinov2-vit-b14"] == (1, 256, 768)
     assert tokens["clip-vit-b16"] == tokens["biomedclip-vit-b16"] == (1, 196, 768)
+
+
+def test_full_size_newer_encoders_on_meta():
+    """SigLIP B/16 vision tower 92.88M with its attention-pooling head (85.80M
+    without head and post-LN: what runs); RAD-DINO = DINOv2-base, 86.58M; DINOv3
+    ViT-B/16 85.66M (the "86M" of its release; blocks carry two layer scales
+    and no key bias: 7,088,640 each). Token grids at each encoder's own size:
+    14x14, 37x37 (518 px), 14x14 (CLS + 4 registers dropped)."""
+    cls = {
+        "siglip-vit-b16": transformers.SiglipVisionModel,
+        "rad-dino-vit-b14": transformers.Dinov2Model,
+        "dinov3-vit-b16": transformers.DINOv3ViTModel,
+    }
+    full = {n: count_parameters(_meta(cls[n], make_config(ENCODERS[n]))) for n in NEW}
+    assert full == {
+        "siglip-vit-b16": 92_884_224,
+        "rad-dino-vit-b14": 86_580_480,
+        "dinov3-vit-b16": 85_660_416,
+    }
+    with torch.device("meta"):
+        enc = {n: build_encoder(n, weights="random") for n in NEW}
+    # the token grid from a real (1-block, CPU) forward: DINOv3's RoPE refuses the
+    # meta device in transformers 4.5x (autocast)
+    one = {n: build_encoder(n, num_layers=1, weights="random") for n in NEW}
+    with torch.no_grad():
+        tokens = {
+            n: e(torch.zeros(1, 3, e.image_size, e.image_size))[0].shape for n, e in one.items()
+        }
+    ln = 2 * 768
+    assert count_parameters(enc["siglip-vit-b16"]) == 85_795_584  # no head, no post-LN
+    assert count_parameters(enc["rad-dino-vit-b14"]) == full["rad-dino-vit-b14"] - ln - 768
+    assert count_parameters(enc["dinov3-vit-b16"]) == full["dinov3-vit-b16"] - ln - 768
+    assert count_parameters(enc["dinov3-vit-b16"].blocks[0]) == 7_088_640
+    assert tokens == {
+        "siglip-vit-b16": (1, 196, 768),
+        "rad-dino-vit-b14": (1, 37 * 37, 768),
+        "dinov3-vit-b16": (1, 196, 768),
+    }
 
 
 @pytest.mark.parametrize("name", ["clip-vit-b16-tiny", "dinov2-vit-b14-tiny"])
@@ -668,3 +939,39 @@ def test_bf16_cascades_keep_one_copy_of_the_encoder_for_backward():
     per_call, once = saved_weight_copies(False), saved_weight_copies(True)
     n_linear = sum(isinstance(m, nn.Linear) for b in enc.blocks for m in b.modules())
     assert once == n_linear and per_call == 3 * n_linear
+
+
+def test_models_of_the_newer_encoders_use_their_own_statistics():
+    """fm-varnet-* / fm-unetr-* of the newer encoders normalise with the encoder's
+    own mean/std (the papers' models keep ImageNet's), run the encoder at its own
+    size and reshape only the patch tokens into the grid (SigLIP: all tokens;
+    DINOv3: CLS + 4 registers dropped)."""
+    from fmrecon.models.registry import MODELS, create_model
+
+    for name in ("fm-varnet-clip", "fm-unetr-dinov2"):
+        assert "stats" not in MODELS[name].defaults and MODELS[name].paper_trainable
+    tiny = dict(encoder_weights="random", allow_random_encoder=True)
+    k = torch.randn(1, 2, 24, 20, dtype=torch.complex64)
+    mask = torch.zeros(1, 1, 24, 20, dtype=torch.bool)
+    mask[..., ::2] = True
+    for key, enc_name in zip(("siglip", "rad-dino", "dinov3"), NEW, strict=True):
+        spec = ENCODERS[enc_name]
+        cfg = TINY_OVERRIDES[spec.family] if spec.tiny is None else spec.tiny
+        unetr = create_model(
+            f"fm-unetr-{key}", feature_layers=(2, 3, 4, 6), feature_size=4,
+            encoder_config=cfg, **tiny,
+        )  # fmt: skip
+        varnet = create_model(
+            f"fm-varnet-{key}", num_cascades=1, sens_chans=4, sens_pools=2,
+            chans=(16, 16, 8, 8, 8), encoder_config=cfg, **tiny,
+        )  # fmt: skip
+        assert MODELS[f"fm-unetr-{key}"].paper_trainable is None
+        assert unetr.stats == varnet.cascades[0].model.stats == "encoder"
+        assert unetr.encoder.num_prefix_tokens == spec.num_prefix_tokens
+        gh, gw = unetr.encoder.grid
+        assert unetr.positions.shape == (1, gh * gw, D)
+        with torch.no_grad():
+            assert unetr(k, mask).shape == varnet(k, mask).shape == (1, 24, 20)
+        pixels, _ = prepare_images(torch.ones(1, 24, 20), unetr.encoder, stats=unetr.stats)
+        want = (1 - torch.tensor(spec.mean)) / torch.tensor(spec.std)
+        torch.testing.assert_close(pixels[0, :, 0, 0], want)

@@ -169,17 +169,24 @@ def test_fm_model_loads_encoder_weights_from_a_local_hf_directory(tmp_path):
     )
     assert model.record.encoder_pretrained is True
     assert model.record.encoder_weights.startswith("dir:")
-    w_ref = ref.encoder.layers[0].mlp.fc1.weight
+    tower = getattr(ref, "vision_model", ref)  # nested up to transformers 5.x
+    w_ref = tower.encoder.layers[0].mlp.fc1.weight
     assert torch.equal(model.encoder.blocks[0].mlp.fc1.weight, w_ref)
 
 
 def test_missing_encoder_weights_is_a_one_line_error(tmp_path, monkeypatch):
+    """Offline (tests/conftest.py sets HF_HUB_OFFLINE=1) and not in the cache: one
+    line naming the cache, the offline variable and the `hf download` command."""
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.delenv("FMRECON_ALLOW_DOWNLOAD", raising=False)
-    with pytest.raises(ConfigError) as err:
-        create_model("fm-varnet-clip")
-    msg = str(err.value)
-    assert "\n" not in msg and "openai/clip-vit-base-patch16" in msg and "empty-cache" in msg
+    for name, repo in (
+        ("fm-varnet-clip", "openai/clip-vit-base-patch16"),
+        ("fm-unetr-rad-dino", "microsoft/rad-dino"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            create_model(name)
+        msg = str(err.value)
+        assert "\n" not in msg and "empty-cache" in msg and "HF_HUB_OFFLINE=1" in msg
+        assert f"`hf download {repo} " in msg
 
 
 def test_registry_errors():

@@ -1,8 +1,11 @@
-"""Frozen vision foundation-model encoders (CLIP ViT-B/16, DINOv2 ViT-B/14,
-BiomedCLIP ViT-B/16) used as priors, loaded offline from local weights.
+"""Frozen vision foundation-model encoders used as priors: the papers' CLIP
+ViT-B/16, DINOv2 ViT-B/14 and BiomedCLIP ViT-B/16, and SigLIP ViT-B/16,
+RAD-DINO ViT-B/14 and DINOv3 ViT-B/16, built with transformers.
 
 - :mod:`registry`: names -> architecture, weight source, input size, stats
-- :mod:`loaders`: :func:`build_encoder` (HF dirs / hub cache / open_clip files)
+- :mod:`hub`: the Hugging Face cache, fetching on first use, HF_HUB_OFFLINE
+- :mod:`loaders`: :func:`build_encoder` (hub cache / HF dirs / open_clip files)
+- :mod:`openclip`: BiomedCLIP's open_clip (timm) trunk -> transformers ViT names
 - :mod:`frozen`: :class:`FrozenEncoder`, per-block patch tokens, always frozen
 - :mod:`preprocess`: :func:`prepare_images` (magnitude, percentile, 3ch, resize, mean/std)
 
@@ -12,14 +15,15 @@ Importing this package does not import transformers (only building does).
 from __future__ import annotations
 
 from fmrecon.encoders.frozen import FrozenEncoder
-from fmrecon.encoders.loaders import (
-    ALLOW_DOWNLOAD_ENV,
+from fmrecon.encoders.hub import (
+    OFFLINE_VARS,
     EncoderWeightsError,
-    build_encoder,
+    download_command,
     hf_hub_cache,
-    read_state_dict,
-    timm_vit_to_hf,
+    offline_setting,
 )
+from fmrecon.encoders.loaders import build_encoder
+from fmrecon.encoders.openclip import read_state_dict, timm_vit_to_hf
 from fmrecon.encoders.preprocess import DEFAULT_PERCENTILE, prepare_images
 from fmrecon.encoders.registry import (
     ENCODERS,
@@ -27,6 +31,10 @@ from fmrecon.encoders.registry import (
     IMAGENET_STD,
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
+    RAD_DINO_MEAN,
+    RAD_DINO_STD,
+    SIGLIP_MEAN,
+    SIGLIP_STD,
     TINY_OVERRIDES,
     EncoderSpec,
     available_encoders,
@@ -36,23 +44,29 @@ from fmrecon.encoders.registry import (
 )
 
 __all__ = [
-    "ALLOW_DOWNLOAD_ENV",
     "DEFAULT_PERCENTILE",
     "ENCODERS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "OFFLINE_VARS",
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
+    "RAD_DINO_MEAN",
+    "RAD_DINO_STD",
+    "SIGLIP_MEAN",
+    "SIGLIP_STD",
     "TINY_OVERRIDES",
     "EncoderSpec",
     "EncoderWeightsError",
     "FrozenEncoder",
     "available_encoders",
     "build_encoder",
+    "download_command",
     "get_spec",
     "hf_hub_cache",
     "make_config",
     "model_class",
+    "offline_setting",
     "prepare_images",
     "read_state_dict",
     "timm_vit_to_hf",

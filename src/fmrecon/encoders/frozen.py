@@ -4,44 +4,68 @@ tokens. Built by :func:`fmrecon.encoders.build_encoder`."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 from torch import nn
 
+from fmrecon.encoders.registry import prefix_tokens
 from fmrecon.utils import count_parameters
 
 
+def vision_tower(model: nn.Module) -> nn.Module:
+    """The module holding embeddings and blocks: CLIPVisionModel / SiglipVisionModel
+    wrap it as ``vision_model`` up to transformers 5.x, later releases hold it flat."""
+    return getattr(model, "vision_model", model)
+
+
 def transformer_blocks(model: nn.Module, family: str) -> nn.ModuleList:
-    """The list of transformer blocks of a transformers vision model
-    (CLIPVisionModel: ``encoder.layers``; Dinov2Model: ``encoder.layer``;
-    ViTModel: ``layers`` in transformers 5, ``encoder.layer`` before)."""
-    if family == "clip":
-        return model.encoder.layers
-    if family == "dinov2":
-        return model.encoder.layer
-    if hasattr(model, "layers"):
-        return model.layers
-    return model.encoder.layer
+    """The list of transformer blocks of a transformers vision model, whatever
+    the release (CLIP / SigLIP: ``encoder.layers``; DINOv2 and ViT before 5.x:
+    ``encoder.layer``; ViT in later 5.x: ``layers``; DINOv3: ``layer``, or
+    ``model.layer`` in later 5.x)."""
+    tower = vision_tower(model)
+    if family in ("clip", "siglip"):
+        return tower.encoder.layers
+    if family == "dinov3":
+        return tower.layer if hasattr(tower, "layer") else tower.model.layer
+    if hasattr(tower, "layers"):
+        return tower.layers
+    return tower.encoder.layer
+
+
+def _block_kwargs(block: nn.Module) -> dict[str, None]:
+    """Keyword arguments a block needs besides its input: None for every
+    parameter without a default (``attention_mask``, and CLIP's
+    ``causal_attention_mask`` before transformers 5): no masking, all tokens
+    attend to all."""
+    params = list(inspect.signature(block.forward).parameters.values())[1:]
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: None for p in params if p.kind in keyword and p.default is p.empty}
 
 
 class FrozenEncoder(nn.Module):
     """A frozen ViT returning the patch tokens after blocks 1..``num_layers``.
 
     ``forward(pixel_values (B, 3, S, S)) -> list`` of ``num_layers`` tensors
-    (B, gh*gw, hidden), index 0 = block 1, CLS token removed. S should be
+    (B, gh*gw, hidden), index 0 = block 1, the ``num_prefix_tokens`` tokens
+    before the patches removed (CLS; DINOv3's CLS + register tokens; none for
+    SigLIP), so every family gives the same token grid layout. S should be
     ``image_size`` (see :func:`fmrecon.encoders.prepare_images`); other sizes
     work through position-embedding interpolation but change the token grid.
 
     Parameters never require grad, and the module stays in eval mode whatever
     ``train()`` is asked (no dropout / drop-path), while gradients still flow to
     the input pixels. One instance may be shared by many modules (e.g. the 12
-    cascades of the FM-VarNet). Only the embeddings (+ CLIP's ``pre_layrnorm``)
-    and the first ``num_layers`` blocks are kept: final / post layer norms are
-    not used when features come from intermediate blocks, so they are dropped.
+    cascades of the FM-VarNet). Only the embeddings (+ CLIP's ``pre_layrnorm``,
+    DINOv3's rotary position embedding ``rope``) and the first ``num_layers``
+    blocks are kept: final / post layer norms and pooling heads are not used
+    when features come from intermediate blocks, so they are dropped.
 
     Attributes: ``name``, ``family``, ``hidden_size``, ``patch_size``,
-    ``image_size`` (= S), ``grid`` (gh, gw), ``num_layers``, ``weight_source``
+    ``image_size`` (= S), ``grid`` (gh, gw), ``num_layers``, ``num_prefix_tokens``,
+    ``weight_source``
     ("hf:<repo>", "dir:<path>", "open_clip:<file>", "random-init"),
     ``weight_path`` (resolved file/dir or None), ``pretrained``, ``mean``/``std``
     (the model's own pre-training statistics, tuples), ``config`` (transformers).
@@ -63,14 +87,20 @@ class FrozenEncoder(nn.Module):
     ):
         super().__init__()
         config = model.config
+        tower = vision_tower(model)
         blocks = list(transformer_blocks(model, family))
         num_layers = len(blocks) if num_layers is None else int(num_layers)
         if not 1 <= num_layers <= len(blocks):
             raise ValueError(f"num_layers {num_layers} not in 1..{len(blocks)}")
-        self.embeddings = model.embeddings
+        self.embeddings = tower.embeddings
         # HF CLIP applies ``pre_layrnorm`` to the embeddings before block 1
-        self.pre_norm = model.pre_layrnorm if family == "clip" else nn.Identity()
+        self.pre_norm = tower.pre_layrnorm if family == "clip" else nn.Identity()
+        # DINOv3: RoPE on the patch tokens' queries and keys, computed from the input size
+        self.rope = tower.rope_embeddings if family == "dinov3" else None
+        if family == "dinov3":  # the mask token is for masked pre-training only
+            self.embeddings.mask_token = None
         self.blocks = nn.ModuleList(blocks[:num_layers])
+        self._block_kwargs = _block_kwargs(self.blocks[0])
         self.config = config
         self.name = name
         self.family = family
@@ -80,7 +110,7 @@ class FrozenEncoder(nn.Module):
         g = self.image_size // self.patch_size
         self.grid = (g, g)
         self.num_layers = num_layers
-        self.num_prefix_tokens = 1  # CLS (no register tokens in these models)
+        self.num_prefix_tokens = prefix_tokens(family, getattr(config, "num_register_tokens", 0))
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.weight_source = weight_source
@@ -98,28 +128,38 @@ class FrozenEncoder(nn.Module):
         return super().train(False)
 
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> tokens (B, 1 + gh*gw, hidden) entering block 1."""
+        """(B, 3, S, S) -> tokens (B, num_prefix_tokens + gh*gw, hidden) entering block 1."""
         # like HF's ViTModel.forward: feed the patch embedding in the weights' dtype
         pixel_values = pixel_values.to(next(self.embeddings.parameters()).dtype)
-        if self.family == "dinov2":
-            # HF Dinov2 interpolates its 518-px position embeddings (bicubic) to the input grid
+        if self.family in ("dinov2", "dinov3"):
+            # HF Dinov2 interpolates its 518-px position embeddings (bicubic) to the input
+            # grid by itself; DINOv3 has no position embeddings (RoPE in the blocks)
             x = self.embeddings(pixel_values)
         else:
             x = self.embeddings(pixel_values, interpolate_pos_encoding=True)
         return self.pre_norm(x)
+
+    def block_kwargs(self, pixel_values: torch.Tensor) -> dict[str, Any]:
+        """What every block gets besides the tokens: no attention mask, and for
+        DINOv3 the rotary (cos, sin) of the patch grid, each (gh*gw, head_dim)."""
+        kwargs: dict[str, Any] = dict(self._block_kwargs)
+        if self.rope is not None:
+            kwargs["position_embeddings"] = self.rope(pixel_values)
+        return kwargs
 
     def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, S, S) -> [block 1, ..., block num_layers] tokens, each (B, gh*gw, hidden)."""
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise ValueError(f"expected pixel values (B, 3, S, S), got {tuple(pixel_values.shape)}")
         x = self.embed(pixel_values)
+        kwargs = self.block_kwargs(pixel_values.to(x.dtype))
         low = self.low_precision_weights(x.device)
         features = []
         for i, block in enumerate(self.blocks):
             if low is None:
-                out = block(x, None)  # no attention mask: all tokens attend to all
+                out = block(x, **kwargs)
             else:
-                out = torch.func.functional_call(block, low[i], (x, None), strict=False)
+                out = torch.func.functional_call(block, low[i], (x,), kwargs, strict=False)
             x = out[0] if isinstance(out, tuple) else out
             features.append(x[:, self.num_prefix_tokens :])
         return features
@@ -168,6 +208,7 @@ class FrozenEncoder(nn.Module):
             "num_layers": self.num_layers,
             "image_size": self.image_size,
             "grid": list(self.grid),
+            "num_prefix_tokens": self.num_prefix_tokens,
             "hidden_size": self.hidden_size,
             "weight_source": self.weight_source,
             "pretrained": self.pretrained,

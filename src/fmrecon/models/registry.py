@@ -45,6 +45,22 @@ def _spec(name, family, description, **kw) -> tuple[str, ModelSpec]:
 _FM = {"clip": "clip-vit-b16", "dinov2": "dinov2-vit-b14", "biomedclip": "biomedclip-vit-b16"}
 _MIDL = {"clip": 20.87, "dinov2": 20.92, "biomedclip": 20.87}
 _NAMES = {"clip": "CLIP ViT-B/16", "dinov2": "DINOv2 ViT-B/14", "biomedclip": "BiomedCLIP ViT-B/16"}
+# newer encoders in the papers' two architectures (no paper reports them): each run
+# at its own input size and normalised with its own pre-training statistics
+_NEW = {"siglip": "siglip-vit-b16", "rad-dino": "rad-dino-vit-b14", "dinov3": "dinov3-vit-b16"}
+_NEW_NAMES = {
+    "siglip": "SigLIP ViT-B/16 (224 px)",
+    "rad-dino": "RAD-DINO ViT-B/14 (chest X-ray DINOv2, 518 px)",
+    "dinov3": "DINOv3 ViT-B/16 (224 px)",
+}
+_VARNET_DEFAULTS = {
+    "num_cascades": 12,
+    "sens_chans": 8,
+    "sens_pools": 4,
+    "fuse_layers": 6,
+    "skip_layers": (5, 4, 3),
+}
+_UNETR_DEFAULTS = {"feature_layers": (3, 6, 9, 12), "feature_size": 64}
 
 MODELS: dict[str, ModelSpec] = dict(
     [
@@ -80,13 +96,7 @@ MODELS: dict[str, ModelSpec] = dict(
             "(first 6 blocks, shared) + UNETR-style decoder per cascade",
             encoder=enc,
             layer_options=("fuse_layers", "skip_layers"),
-            defaults={
-                "num_cascades": 12,
-                "sens_chans": 8,
-                "sens_pools": 4,
-                "fuse_layers": 6,
-                "skip_layers": (5, 4, 3),
-            },
+            defaults=dict(_VARNET_DEFAULTS),
             paper_trainable=56.0,
             paper="arXiv 2026 Table 1",
         )
@@ -99,11 +109,34 @@ MODELS: dict[str, ModelSpec] = dict(
             f"FM-UNETR: frozen {_NAMES[key]}, multi-level features + MLP, conv stem, UNETR decoder",
             encoder=enc,
             layer_options=("feature_layers",),
-            defaults={"feature_layers": (3, 6, 9, 12), "feature_size": 64},
+            defaults=dict(_UNETR_DEFAULTS),
             paper_trainable=_MIDL[key],
             paper="MIDL 2025 Table 1",
         )
         for key, enc in _FM.items()
+    ]
+    + [
+        _spec(
+            f"fm-varnet-{key}",
+            "fm-varnet",
+            f"FM-VarNet with a frozen {_NEW_NAMES[key]} (first 6 blocks, shared), "
+            "its own mean/std; not in the papers",
+            encoder=enc,
+            layer_options=("fuse_layers", "skip_layers"),
+            defaults={**_VARNET_DEFAULTS, "stats": "encoder"},
+        )
+        for key, enc in _NEW.items()
+    ]
+    + [
+        _spec(
+            f"fm-unetr-{key}",
+            "fm-unetr",
+            f"FM-UNETR with a frozen {_NEW_NAMES[key]}, its own mean/std; not in the papers",
+            encoder=enc,
+            layer_options=("feature_layers",),
+            defaults={**_UNETR_DEFAULTS, "stats": "encoder"},
+        )
+        for key, enc in _NEW.items()
     ]
 )
 
