@@ -28,8 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="resolve and validate the config, build the model (random encoder weights "
-        "allowed), print the config and parameter counts; touch no data",
+        help="resolve and validate the config, build the model (cached encoder weights, or "
+        "random ones: nothing is fetched), print the config and parameter counts; touch no data",
     )
 
 
@@ -45,6 +45,7 @@ def run(args) -> int:
         from fmrecon.training.run import build_module, describe_module
 
         cfg["model"]["allow_random_encoder"] = True  # a laptop need not hold the weights
+        os.environ["HF_HUB_OFFLINE"] = "1"  # cached weights are used, none are fetched
         module = build_module(cfg)
         print(dump_config(cfg), end="")
         print(f"# run folder: {run_dir(cfg)}")
