@@ -339,7 +339,7 @@ def run(args) -> int:
     if not full:
         raise ConfigError(
             f"{args.data}: none of the {len(volumes)} k-space files is fully sampled; "
-            "evaluation needs ground truth (kspace_full or fastMRI kspace)"
+            "evaluation needs ground truth (kspace_full, fastMRI kspace or fully sampled raw data)"
         )
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     device = resolve_device(args.device)
