@@ -434,15 +434,20 @@ def measure_probe(
     return _MEASURED[key]
 
 
-def parse_size(text: str, min_side: int = 16) -> tuple[int, int]:
+def parse_size(text: str, min_side: int = 17) -> tuple[int, int]:
     """``"246x512"`` -> (246, 512): H (readout) x W (phase encode, the mask
-    axis), each side at least ``min_side``."""
+    axis), each side at least ``min_side``: the 4-pool U-Nets pad each side to
+    a multiple of 16, and a 16-pixel side leaves their bottom 1x1, where
+    InstanceNorm cannot train."""
     try:
         h, w = (int(v) for v in str(text).lower().split("x"))
     except ValueError:
         raise ConfigError(f"bad size '{text}' (expected HxW, e.g. 218x180)") from None
     if h < min_side or w < min_side:
-        raise ConfigError(f"size {h}x{w} is too small (at least {min_side}x{min_side})")
+        raise ConfigError(
+            f"size {h}x{w} is too small (at least {min_side}x{min_side}: the 4-pool "
+            "U-Nets need more than 16 pixels per side)"
+        )
     return h, w
 
 
