@@ -181,8 +181,10 @@ def test_fastmri_file_seed_gives_same_mask_per_file(tmp_path):
     m0, m1, m2 = ds[0].mask, ds[1].mask, ds[2].mask
     assert torch.equal(m0, m1)  # same file, same mask on every slice
     assert not torch.equal(m0, m2)
-    expected = mf((1, 16, 64), seed=fastmri_seed("file1000001.h5"))[0]
-    np.testing.assert_array_equal(m0[0].numpy(), expected)
+    # fastMRI's own RandomMaskFunc with its per-file seed tuple(map(ord, fname))
+    assert fastmri_seed("file1000001.h5") == tuple(map(ord, "file1000001.h5"))
+    lines = oracles.fastmri_lines("random", 4, 0.08, 64, tuple(map(ord, "file1000001.h5")), 16)
+    np.testing.assert_array_equal(m0[0].numpy(), np.broadcast_to(lines, (16, 64)))
     assert ds[0].max_value.item() == pytest.approx(h5py.File(p1)["reconstruction_rss"][()].max())
 
 
@@ -264,12 +266,12 @@ def _coil_kspace(shape, seed=0):
 
 def test_kspace_resize_crop_gives_the_centre_block_of_the_coil_images():
     from fmrecon.data.resize import KspaceResize
-    from fmrecon.metrics import center_crop
 
     k = _coil_kspace((3, 40, 36))
     out = KspaceResize((24, 20), method="crop")(k)
     assert out.shape == (3, 24, 20) and out.dtype == np.complex64
-    want = rss(center_crop(ifft2c(k), (24, 20)))  # fastMRI centre: start (H - h) // 2
+    # fastMRI's centre, start (H - h) // 2: rows 8..31, cols 8..27 (NumPy FFT)
+    want = oracles.np_zero_filled(k, np.ones(36, dtype=bool), coil_axis=0)[8:32, 8:28]
     np.testing.assert_allclose(rss(ifft2c(out)), want, rtol=1e-4, atol=1e-6)
     # padding: the coil images sit in the middle of a zero border
     big = KspaceResize((48, 40), method="crop")(k)
@@ -318,11 +320,12 @@ def test_slice_dataset_with_image_size_masks_and_targets_at_that_size(cmrx_tree)
     i, t, z = ds.index[0]
     assert s.kspace.shape[-2:] == (16, 32) and s.target.shape == (16, 32)
     assert s.mask.shape == (1, 16, 32) and ds.image_shape(i) == (16, 32)
-    np.testing.assert_array_equal(s.mask[0].numpy(), func((16, 32)))  # made at width 32
+    lines = oracles.cmrx_uniform_lines(32, 4)  # the 2023 rule at the new width 32
+    np.testing.assert_array_equal(s.mask[0].numpy(), np.broadcast_to(lines, (16, 32)))
     with h5py.File(full[i].path) as f:
         k = cmrxrecon.read_kspace(f, full[i], t, z)
     np.testing.assert_allclose(s.target.numpy(), rss(ifft2c(resize(k))), rtol=1e-5)
-    np.testing.assert_allclose(s.kspace.numpy(), resize(k) * func((16, 32)), rtol=1e-6)
+    np.testing.assert_allclose(s.kspace.numpy(), resize(k) * lines, rtol=1e-6)
     assert float(s.max_value) == pytest.approx(float(s.target.max()))
     with pytest.raises(ConfigError, match="mask files are .* native size"):
         SliceDataset(full, func, official_masks=True, resize=resize)
