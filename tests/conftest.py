@@ -101,3 +101,41 @@ def cmrx_tree(tmp_path) -> Path:
         base / "AccFactor04" / "P001" / "cine_sax_mask.mat", {"mask04": mask.astype(np.float64)}
     )
     return tmp_path
+
+
+# The reference implementations the tests compare fmrecon with (tests/oracles.py,
+# test_baselines.py, test_encoders.py, ...). A missing one is an error, never a
+# skip: the suite would otherwise pass with dozens of comparisons not run.
+# scripts/bootstrap.sh installs them (fastmri with --no-deps; runstats and
+# pandas, its imports, come with the dev extra).
+ORACLES = {
+    "fastmri.models": "pip install --no-deps fastmri==0.3.0",
+    "fastmri.data.subsample": "pip install --no-deps fastmri==0.3.0",
+    "fastmri.evaluate": "pip install runstats pandas (fastmri's own imports)",
+    "transformers": "pip install transformers",
+    "skimage.metrics": "pip install scikit-image",
+}
+
+
+def missing_oracles() -> list[str]:
+    """``module (how to install it)`` for every oracle that does not import."""
+    import importlib
+
+    missing = []
+    for module, hint in ORACLES.items():
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            missing.append(f"{module} ({err}; {hint})")
+    return missing
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # xdist workers: the controller has checked
+        return
+    missing = missing_oracles()
+    if missing:
+        raise pytest.UsageError(
+            "test oracle packages missing (bash scripts/test.sh installs them): "
+            + "; ".join(missing)
+        )

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import oracles
 from conftest import random_kspace, write_cmrx, write_fastmri
 from fmrecon.data import cmrxrecon, h5io
 from fmrecon.data import split as splits
@@ -154,9 +155,14 @@ def test_slice_dataset_reads_only_one_slice(cmrx_tree, monkeypatch):
 
     monkeypatch.setattr(cmrxrecon, "read_complex", spy)
     ds = SliceDataset([i for i in infos if i.fully_sampled], create_mask("cmrxrecon-uniform", 8))
-    ds[3]
-    assert seen == [(0, 3)] or seen == [ds.index[3][1:]]
-    assert all(isinstance(i, tuple) and len(i) == 2 for i in seen)
+    # items of a file in (frame, slice) order: item 5 of P001 (4 frames x 2 slices) is
+    # frame 2, slice 1; h5py sees (t, slice, coil, ky, kx), so the read is [2, 1]
+    s = ds[5]
+    assert seen == [(2, 1)]
+    assert (s.subject, s.frame, s.slice) == ("P001", 2, 1)
+    k = random_kspace((24, 40, 3, 2, 4), 0)[:, :, :, 1, 2].transpose(2, 0, 1)  # P001's data
+    rss_numpy = oracles.np_zero_filled(k, np.ones(40, dtype=bool), coil_axis=0)
+    np.testing.assert_allclose(s.target.numpy(), rss_numpy, rtol=1e-5)
 
 
 def test_undersampled_files_use_their_mask_file(cmrx_tree):
@@ -175,8 +181,10 @@ def test_fastmri_file_seed_gives_same_mask_per_file(tmp_path):
     m0, m1, m2 = ds[0].mask, ds[1].mask, ds[2].mask
     assert torch.equal(m0, m1)  # same file, same mask on every slice
     assert not torch.equal(m0, m2)
-    expected = mf((1, 16, 64), seed=fastmri_seed("file1000001.h5"))[0]
-    np.testing.assert_array_equal(m0[0].numpy(), expected)
+    # fastMRI's own RandomMaskFunc with its per-file seed tuple(map(ord, fname))
+    assert fastmri_seed("file1000001.h5") == tuple(map(ord, "file1000001.h5"))
+    lines = oracles.fastmri_lines("random", 4, 0.08, 64, tuple(map(ord, "file1000001.h5")), 16)
+    np.testing.assert_array_equal(m0[0].numpy(), np.broadcast_to(lines, (16, 64)))
     assert ds[0].max_value.item() == pytest.approx(h5py.File(p1)["reconstruction_rss"][()].max())
 
 
@@ -187,37 +195,31 @@ def test_random_mask_seed_draws_new_masks(tmp_path):
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path):
-    with pytest.raises(DataError, match="file not found"):
-        inspect_file(tmp_path / "nope.mat")
+    def error(call, match: str, path) -> None:
+        """``call()`` raises a DataError matching ``match``, one line naming ``path``."""
+        with pytest.raises(DataError, match=match) as err:
+            call()
+        assert "\n" not in str(err.value) and str(path) in str(err.value), str(err.value)
+
+    error(lambda: inspect_file(tmp_path / "nope.mat"), "file not found", tmp_path / "nope.mat")
     good = write_cmrx(tmp_path / "a" / "cine_sax.mat", random_kspace((24, 40, 3, 2, 4)))
     trunc = tmp_path / "b" / "cine_sax.mat"
     trunc.parent.mkdir()
     trunc.write_bytes(good.read_bytes()[:3000])
-    with pytest.raises(DataError, match="truncated or corrupt HDF5"):
-        inspect_file(trunc)
+    error(lambda: inspect_file(trunc), "truncated or corrupt HDF5", trunc)
     write_mat73(tmp_path / "c.mat", {"kspace_ful": random_kspace((24, 40, 3))})
-    with pytest.raises(DataError, match="missing key 'kspace_full'"):
-        inspect_file(tmp_path / "c.mat")
+    error(lambda: inspect_file(tmp_path / "c.mat"), "missing key 'kspace_full'", tmp_path / "c.mat")
     write_mat73(tmp_path / "d.mat", {"kspace_full": random_kspace((24, 40))})
-    with pytest.raises(DataError, match="2 dimensions"):
-        inspect_file(tmp_path / "d.mat")
+    error(lambda: inspect_file(tmp_path / "d.mat"), "2 dimensions", tmp_path / "d.mat")
     write_mat73(tmp_path / "e.mat", {"kspace_full": np.ones((24, 40, 3))})
-    with pytest.raises(DataError, match="expected complex"):
-        inspect_file(tmp_path / "e.mat")
+    error(lambda: inspect_file(tmp_path / "e.mat"), "expected complex", tmp_path / "e.mat")
     k = random_kspace((24, 40, 3, 1, 1))
     k[3, 4, 0] = np.nan
     nan = write_cmrx(tmp_path / "f" / "cine_sax.mat", k)
     ds = SliceDataset([inspect_file(nan)], create_mask("cmrxrecon-uniform", 4))
-    with pytest.raises(DataError, match="non-finite"):
-        ds[0]
+    error(lambda: ds[0], "non-finite", nan)
     (tmp_path / "g.txt").write_text("x")
-    with pytest.raises(DataError, match="unsupported file type"):
-        inspect_file(tmp_path / "g.txt")
-    for err in (DataError,):
-        try:
-            inspect_file(trunc)
-        except err as e:
-            assert "\n" not in str(e) and str(trunc) in str(e)
+    error(lambda: inspect_file(tmp_path / "g.txt"), "unsupported file type", tmp_path / "g.txt")
 
 
 def test_split_is_reproducible_subject_level_and_shared(tmp_path, cmrx_tree):
@@ -264,12 +266,12 @@ def _coil_kspace(shape, seed=0):
 
 def test_kspace_resize_crop_gives_the_centre_block_of_the_coil_images():
     from fmrecon.data.resize import KspaceResize
-    from fmrecon.metrics import center_crop
 
     k = _coil_kspace((3, 40, 36))
     out = KspaceResize((24, 20), method="crop")(k)
     assert out.shape == (3, 24, 20) and out.dtype == np.complex64
-    want = rss(center_crop(ifft2c(k), (24, 20)))  # fastMRI centre: start (H - h) // 2
+    # fastMRI's centre, start (H - h) // 2: rows 8..31, cols 8..27 (NumPy FFT)
+    want = oracles.np_zero_filled(k, np.ones(36, dtype=bool), coil_axis=0)[8:32, 8:28]
     np.testing.assert_allclose(rss(ifft2c(out)), want, rtol=1e-4, atol=1e-6)
     # padding: the coil images sit in the middle of a zero border
     big = KspaceResize((48, 40), method="crop")(k)
@@ -318,11 +320,12 @@ def test_slice_dataset_with_image_size_masks_and_targets_at_that_size(cmrx_tree)
     i, t, z = ds.index[0]
     assert s.kspace.shape[-2:] == (16, 32) and s.target.shape == (16, 32)
     assert s.mask.shape == (1, 16, 32) and ds.image_shape(i) == (16, 32)
-    np.testing.assert_array_equal(s.mask[0].numpy(), func((16, 32)))  # made at width 32
+    lines = oracles.cmrx_uniform_lines(32, 4)  # the 2023 rule at the new width 32
+    np.testing.assert_array_equal(s.mask[0].numpy(), np.broadcast_to(lines, (16, 32)))
     with h5py.File(full[i].path) as f:
         k = cmrxrecon.read_kspace(f, full[i], t, z)
     np.testing.assert_allclose(s.target.numpy(), rss(ifft2c(resize(k))), rtol=1e-5)
-    np.testing.assert_allclose(s.kspace.numpy(), resize(k) * func((16, 32)), rtol=1e-6)
+    np.testing.assert_allclose(s.kspace.numpy(), resize(k) * lines, rtol=1e-6)
     assert float(s.max_value) == pytest.approx(float(s.target.max()))
     with pytest.raises(ConfigError, match="mask files are .* native size"):
         SliceDataset(full, func, official_masks=True, resize=resize)

@@ -6,14 +6,13 @@ import csv
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
+import oracles
 from conftest import random_kspace, write_cmrx, write_fastmri
 from fmrecon.cli import main
-from fmrecon.metrics import cmrxrecon_crop, cmrxrecon_image_metrics, fastmri_volume_metrics
-from fmrecon.physics.coils import rss
-from fmrecon.physics.fft import ifft2c
 from fmrecon.physics.masks import create_mask
 
 
@@ -36,33 +35,30 @@ def _smooth_kspace(shape_matlab, seed):
     return out
 
 
-def test_zero_filled_cmrxrecon_convention_matches_hand_computation(tmp_path, capsys):
+def _matlab_volumes(k):
+    """MATLAB-order k-space (kx, ky, coil, slice, time) -> (T, Z, C, kx, ky)."""
+    return k.transpose(4, 3, 2, 0, 1)
+
+
+def _rss_volume(k):
+    """(T, Z, C, kx, ky) k-space -> (T, Z, kx, ky) RSS images (NumPy FFT)."""
+    return oracles.np_zero_filled(k, np.ones(k.shape[-1], dtype=bool), coil_axis=2)
+
+
+def test_zero_filled_cmrxrecon_convention_matches_the_official_rule(tmp_path, capsys):
+    """The challenge's rule written out in tests/oracles.py: 5 slices -> MATLAB
+    round(2.5) = 3, slices 2:3 (1-based); 5 frames -> 1:3; ky 46 -> a 23-wide crop
+    from crop.m's column 12 (0-based; fastMRI's centre would start at 11)."""
     data = tmp_path / "MultiCoil" / "Cine" / "TrainingSet" / "FullSample"
     vols = {}
     for i, subj in enumerate(["P001", "P002"]):
-        vols[subj] = _smooth_kspace((30, 48, 2, 4, 5), i)
+        vols[subj] = _smooth_kspace((30, 46, 2, 5, 5), i)
         write_cmrx(data / subj / "cine_sax.mat", vols[subj])
     out = tmp_path / "out"
-    code = main(
-        [
-            "evaluate",
-            "--model",
-            "zero-filled",
-            "--data",
-            str(tmp_path),
-            "--mask",
-            "cmrxrecon-uniform",
-            "--accelerations",
-            "4",
-            "8",
-            "--convention",
-            "cmrxrecon",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
-    assert code == 0
+    argv = ["evaluate", "--model", "zero-filled", "--data", str(tmp_path), "--mask",
+            "cmrxrecon-uniform", "--accelerations", "4", "8", "--convention", "cmrxrecon",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [
         (s["model"], s["acceleration"], s["center_fraction"], s["n_files"]) for s in summary
@@ -72,73 +68,62 @@ def test_zero_filled_cmrxrecon_convention_matches_hand_computation(tmp_path, cap
     ]
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert len(rows) == 4 and {r["file"].split("/")[-2] for r in rows} == {"P001", "P002"}
-    assert all(int(r["n_images"]) == 3 * 2 for r in rows)  # 3 frames x central 2 slices
-    # hand computation for R=4: slices [0, 1] of 4 (MATLAB (round(4/2)-1):round(4/2)),
-    # frames [0, 1, 2], crop round(30/3) x round(48/2)
-    per_file = []
-    for subj in ["P001", "P002"]:
-        vol = vols[subj]
-        mask = create_mask("cmrxrecon-uniform", 4)((30, 48))
-        scores = []
-        for t in (0, 1, 2):
-            for z in (0, 1):
-                k = vol[:, :, :, z, t].transpose(2, 0, 1)
-                gt = cmrxrecon_crop(rss(ifft2c(k)), (10, 24))
-                zf = cmrxrecon_crop(rss(ifft2c(k * mask)), (10, 24))
-                scores.append(cmrxrecon_image_metrics(gt, zf))
-        per_file.append({m: np.mean([s[m] for s in scores]) for m in ("ssim", "psnr", "nmse")})
-    for m in ("ssim", "psnr", "nmse"):
-        assert summary[0][m] == pytest.approx(np.mean([f[m] for f in per_file]), rel=1e-5)
+    for i, r in enumerate((4, 8)):
+        lines = oracles.cmrx_uniform_lines(46, r)  # the 2023 mask: 1:R:end + 24 ACS lines
+        per_file = []
+        for subj in ["P001", "P002"]:
+            k = _matlab_volumes(vols[subj])
+            zf = oracles.np_zero_filled(k, lines, coil_axis=2)
+            ref = oracles.cmrx_ranking_scores(_rss_volume(k), zf, "cine_sax")
+            row = next(x for x in rows if x["acceleration"] == str(r) and subj in x["file"])
+            assert int(row["n_images"]) == ref["n_images"] == 3 * 2
+            for m in ("ssim", "psnr", "nmse"):
+                assert float(row[m]) == pytest.approx(ref[m], rel=1e-5), (subj, r, m)
+            per_file.append(ref)
+        for m in ("ssim", "psnr", "nmse"):
+            assert summary[i][m] == pytest.approx(np.mean([f[m] for f in per_file]), rel=1e-5)
     assert summary[0]["ssim"] > summary[1]["ssim"]  # x4 beats x8
     md = (out / "summary.md").read_text()
     assert "| zero-filled |" in md and "x4 SSIM" in md and "x8 NMSE" in md
     assert "zero-filled" in capsys.readouterr().out
 
 
-def test_zero_filled_fastmri_convention(tmp_path):
-    k1 = random_kspace((3, 2, 32, 24), 1)
-    p = write_fastmri(tmp_path / "file_brain_AXT1_1.h5", k1, crop=(16, 16))
-    write_fastmri(
-        tmp_path / "file_brain_AXT1_2.h5", random_kspace((2, 2, 32, 24), 2), crop=(16, 16)
-    )
+def test_zero_filled_fastmri_convention_matches_fastmri_evaluate(tmp_path):
+    """fastMRI's masks (fastmri.data.subsample, seeded with the file name), its
+    zero-filled RSS and its evaluate.py give the numbers of metrics.csv and
+    summary.json, for both centre fractions."""
+    data = tmp_path / "data"
+    files = [
+        write_fastmri(
+            data / f"file_brain_AXT1_{i}.h5", random_kspace((4 - i, 2, 32, 24), i), crop=(16, 16)
+        )
+        for i in (1, 2)
+    ]
     out = tmp_path / "out"
-    code = main(
-        [
-            "evaluate",
-            "--model",
-            "zero-filled",
-            "--data",
-            str(tmp_path),
-            "--mask",
-            "equispaced-fraction",
-            "--accelerations",
-            "4",
-            "--center-fractions",
-            "0.04",
-            "0.08",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
-    assert code == 0
+    argv = ["evaluate", "--model", "zero-filled", "--data", str(data), "--mask",
+            "equispaced-fraction", "--accelerations", "4", "--center-fractions", "0.04",
+            "0.08", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [(s["acceleration"], s["center_fraction"], s["n_files"]) for s in summary] == [
         (4, 0.04, 2),
         (4, 0.08, 2),
     ]
-    rows = [r for r in csv.DictReader(open(out / "metrics.csv")) if r["file"] == str(p)]
-    row = next(r for r in rows if r["center_fraction"] == "0.08")
-    mask = create_mask("equispaced-fraction", 4, center_fraction=0.08)(
-        (1, 32, 24), seed=tuple(map(ord, p.name))
-    )[0]
-    zf = rss(ifft2c(k1 * mask), dim=1)
-    import h5py
-
-    target = h5py.File(p)["reconstruction_rss"][()]
-    expected = fastmri_volume_metrics(target, zf)
-    for m in ("ssim", "psnr", "nmse"):
-        assert float(row[m]) == pytest.approx(expected[m], rel=1e-5)
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    for entry in summary:
+        cf = entry["center_fraction"]
+        recons = {}
+        for p in files:
+            lines = oracles.fastmri_file_mask(p, "equispaced-fraction", 4, cf)
+            with h5py.File(p) as f:
+                recons[p.name] = oracles.fastmri_zero_filled(f["kspace"][()], lines)
+        ref = oracles.fastmri_evaluate(data, recons, tmp_path / f"pred{cf}")
+        for p in files:
+            row = next(r for r in rows if r["file"] == str(p) and float(r["center_fraction"]) == cf)
+            for m in ("ssim", "psnr", "nmse"):
+                assert float(row[m]) == pytest.approx(ref[p.name][m], rel=1e-5), (p.name, cf, m)
+        for m in ("ssim", "psnr", "nmse"):
+            assert entry[m] == pytest.approx(ref["mean"][m], rel=1e-5), (cf, m)
 
 
 @pytest.mark.parametrize(
@@ -258,15 +243,13 @@ def test_cmrxrecon2024_layout_with_official_kt_masks(tmp_path):
     assert main(argv + ["--out", str(out), "--quiet"]) == 0
     row = next(csv.DictReader(open(out / "metrics.csv")))
     assert row["modality"] == "aorta_sag" and row["n_images"] == "6"  # 3 frames x 2 slices
-    # the same numbers by hand: slices [0, 1] of 3 (round(1.5)=2 -> 1:2), frames 0..2
-    scores = []
-    for t in range(3):
-        for z in (0, 1):
-            kk = k[:, :, :, z, t].transpose(2, 0, 1)
-            gt = cmrxrecon_crop(rss(ifft2c(kk)), (10, 24))
-            zf = cmrxrecon_crop(rss(ifft2c(kk * kt[t])), (10, 24))
-            scores.append(cmrxrecon_image_metrics(gt, zf)["ssim"])
-    assert float(row["ssim"]) == pytest.approx(np.mean(scores), rel=1e-6)
+    # the official rule (slices of 3: round(1.5) = 2 -> 1:2; frames 1:3), each frame
+    # with its own k-t mask
+    kk = _matlab_volumes(k)
+    zf = oracles.np_zero_filled(kk, kt[:, None, None], coil_axis=2)
+    ref = oracles.cmrx_ranking_scores(_rss_volume(kk), zf, "aorta_sag")
+    for m in ("ssim", "psnr", "nmse"):
+        assert float(row[m]) == pytest.approx(ref[m], rel=1e-6)
     # a missing official mask is a one-line error
     assert main(argv[:-3] + ["--accelerations", "4", "--official-masks", "--out", str(out)]) == 2
 
@@ -367,11 +350,10 @@ def test_full_conventions_score_every_image_and_report_fingerprints(tmp_path, co
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert len(rows) == 2 and all(int(r["n_images"]) == 3 * 4 for r in rows)
     assert all(r["convention"] == convention for r in rows)
-    mask = create_mask("cmrxrecon-uniform", 4)((48, 40))
+    lines = oracles.cmrx_uniform_lines(40, 4)
     for r in rows:
-        vol = vols[r["file"].split("/")[-2]]
-        k = vol.transpose(4, 3, 2, 0, 1)  # (t, z, coil, kx, ky)
-        gt, zf = rss(ifft2c(k), dim=2), rss(ifft2c(k * mask), dim=2)
+        k = _matlab_volumes(vols[r["file"].split("/")[-2]])  # (t, z, coil, kx, ky)
+        gt, zf = _rss_volume(k), oracles.np_zero_filled(k, lines, coil_axis=2)
         gt, zf = gt.reshape(-1, 48, 40), zf.reshape(-1, 48, 40)
         if convention == "full-volume":  # fastMRI evaluate.py: data range = volume max
             err = np.mean((gt - zf) ** 2)
@@ -379,7 +361,7 @@ def test_full_conventions_score_every_image_and_report_fingerprints(tmp_path, co
             nmse = np.sum((gt - zf) ** 2) / np.sum(gt**2)
             fp = 10 * np.log10(gt.max() ** 2 / np.mean(gt**2))
         else:
-            per = [cmrxrecon_image_metrics(g, z) for g, z in zip(gt, zf, strict=True)]
+            per = [oracles.cmrx_image_scores(g, z) for g, z in zip(gt, zf, strict=True)]
             psnr = np.mean([p["psnr"] for p in per])
             nmse = np.mean([p["nmse"] for p in per])
             fp = np.mean([10 * np.log10(g.max() ** 2 / np.mean(g**2)) for g in gt])
@@ -418,7 +400,6 @@ def test_evaluate_at_an_image_size_scores_images_of_that_size(tmp_path, capsys):
     from fmrecon.data.formats import discover
     from fmrecon.data.resize import KspaceResize
     from fmrecon.evaluation.evaluate import EvalModel, Setting, evaluate_models
-    from fmrecon.metrics import ranking_crop_size
     from fmrecon.models.zero_filled import ZeroFilled
 
     data = tmp_path / "MultiCoil" / "Cine" / "TrainingSet" / "FullSample"
@@ -431,17 +412,12 @@ def test_evaluate_at_an_image_size_scores_images_of_that_size(tmp_path, capsys):
     assert main(argv) == 0
     assert "image size: 32x36" in (out / "summary.md").read_text()
     summary = json.loads((out / "summary.json").read_text())
-    resize, mask = KspaceResize((32, 36)), create_mask("cmrxrecon-uniform", 4)((32, 36))
-    size = ranking_crop_size(32, 36)
-    scores = []
-    for t in (0, 1, 2):
-        for z in (0, 1):  # ranking slices of 4: MATLAB (round(4/2)-1):round(4/2)
-            k = resize(vol[:, :, :, z, t].transpose(2, 0, 1))
-            gt = cmrxrecon_crop(rss(ifft2c(k)), size)
-            zf = cmrxrecon_crop(rss(ifft2c(k * mask)), size)
-            scores.append(cmrxrecon_image_metrics(gt, zf))
+    resize = KspaceResize((32, 36))
+    k = np.stack([[resize(z) for z in t] for t in _matlab_volumes(vol)])  # (T, Z, C, 32, 36)
+    zf = oracles.np_zero_filled(k, oracles.cmrx_uniform_lines(36, 4), coil_axis=2)
+    ref = oracles.cmrx_ranking_scores(_rss_volume(k), zf, "cine_sax")
     for m in ("ssim", "psnr", "nmse"):
-        assert summary[0][m] == pytest.approx(np.mean([s[m] for s in scores]), rel=1e-5)
+        assert summary[0][m] == pytest.approx(ref[m], rel=1e-5)
     # what a model is given
     seen = []
 

@@ -11,18 +11,17 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from fastmri.models import VarNet as FastmriVarNet
 from matplotlib.image import imread
 
+import oracles
 from conftest import random_kspace, write_fastmri
 from fmrecon.cli import main
 from fmrecon.encoders import TINY_OVERRIDES
 from fmrecon.evaluation.evaluate import RANDOM_ENCODER, file_batches
 from fmrecon.evaluation.figures import figure_layout, write_comparison_figure
-from fmrecon.metrics import fastmri_volume_metrics
-from fmrecon.models.io import load_model, save_model
+from fmrecon.models.io import save_model
 from fmrecon.models.registry import create_model
-from fmrecon.models.varnet import VarNet
-from fmrecon.physics.masks import create_mask
 
 TINY_VARNET = dict(num_cascades=2, chans=4, pools=2, sens_chans=4, sens_pools=2)
 OLD_CSV = "model,file,subject,modality,mask,acceleration,center_fraction,convention,n_images,"
@@ -32,7 +31,8 @@ OLD_CSV += "ssim,psnr,nmse"
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     """Tiny checkpoints: two e2e-varnets, a unet, a random-init fm-varnet-clip,
-    and one tiny fastMRI VarNet as a plain and as a Lightning state dict."""
+    and one tiny VarNet of the fastmri package itself (``fastmri.models.VarNet``)
+    as a plain and as a Lightning state dict (fastMRI's ``VarNetModule.varnet``)."""
     d = tmp_path_factory.mktemp("ckpts")
     torch.manual_seed(0)
     paths = {
@@ -51,7 +51,7 @@ def ckpts(tmp_path_factory):
         chans=(16, 16, 8, 8, 8),
     )
     paths["fm"] = save_model(fm, d / "fm_clip.ckpt")
-    fastmri_net = VarNet(**TINY_VARNET)
+    fastmri_net = FastmriVarNet(**TINY_VARNET)
     state = fastmri_net.state_dict()
     torch.save(state, d / "plain_state_dict.pt")
     torch.save({"state_dict": {"varnet." + k: v for k, v in state.items()}}, d / "lightning.ckpt")
@@ -86,18 +86,39 @@ def _rows(out):
     return list(csv.DictReader(open(out / "metrics.csv")))
 
 
-def _direct(model, path, acc=4, cf=0.08):
-    """fastMRI metrics of ``model`` on one file, computed here: the file's
-    mask seeded as fastMRI does, all slices in one batch."""
-    with h5py.File(path) as f:
-        k, target = f["kspace"][()], f["reconstruction_rss"][()]
-    mask = create_mask("equispaced-fraction", acc, center_fraction=cf)(
-        (1, *k.shape[-2:]), seed=tuple(map(ord, path.name))
-    )[0]
-    mt = torch.from_numpy(mask)[None, None].expand(k.shape[0], 1, *mask.shape)
-    with torch.inference_mode():
-        recon = model(torch.from_numpy(k * mask), mt).numpy()
-    return fastmri_volume_metrics(target, recon)
+def _fastmri_reference(net, data, files, out, acc=4, cf=0.08) -> dict:
+    """fastMRI's own numbers for one setting: masks from fastmri.data.subsample
+    seeded with the file name, images from ``net`` (a fastmri.models.VarNet;
+    None = fastMRI's zero-filled RSS), metrics by fastmri.evaluate.evaluate."""
+    recons = {}
+    for path in files:
+        lines = oracles.fastmri_file_mask(path, "equispaced-fraction", acc, cf)
+        with h5py.File(path) as f:
+            k = f["kspace"][()]
+        recons[path.name] = (
+            oracles.fastmri_zero_filled(k, lines)
+            if net is None
+            else oracles.fastmri_varnet_recon(net, k, lines)
+        )
+    return oracles.fastmri_evaluate(data, recons, out)
+
+
+def _assert_matches_fastmri(rows, summary, label, acc, ref, rel=1e-4):
+    """metrics.csv rows and the summary.json entry of ``label`` at R=``acc``
+    equal fastMRI's per-file metrics and evaluate.py's means over files."""
+    for name, expected in ref.items():
+        if name == "mean":
+            continue
+        row = next(
+            r
+            for r in rows
+            if r["model"] == label and r["acceleration"] == str(acc) and r["file"].endswith(name)
+        )
+        for m in ("ssim", "psnr", "nmse"):
+            assert float(row[m]) == pytest.approx(expected[m], rel=rel), (label, name, m)
+    entry = next(s for s in summary if s["model"] == label and s["acceleration"] == acc)
+    for m in ("ssim", "psnr", "nmse"):
+        assert entry[m] == pytest.approx(ref["mean"][m], rel=rel), (label, m)
 
 
 def test_combined_table_unique_labels_and_direct_metrics(ckpts, fm_data, tmp_path):
@@ -125,17 +146,13 @@ def test_combined_table_unique_labels_and_direct_metrics(ckpts, fm_data, tmp_pat
     for label in labels:
         assert f"| {label} |" in md
     assert "x8 NMSE" in md and "Centre fraction 0.08" in md
-    # a checkpoint's metrics equal a direct computation with the same model and masks
-    model = load_model(ckpts["varnet_b"])
-    for path in files:
-        row = next(
-            r
-            for r in rows
-            if r["file"] == str(path) and r["model"] == labels[2] and r["acceleration"] == "4"
-        )
-        expected = _direct(model, path)
-        for m in ("ssim", "psnr", "nmse"):
-            assert float(row[m]) == pytest.approx(expected[m], rel=1e-4)
+    # the numbers are fastMRI's: its masks, its VarNet with the checkpoint's weights
+    # (and its zero-filled operators), its evaluate.py, at both accelerations
+    net = oracles.fastmri_varnet_from_fmrecon_checkpoint(ckpts["varnet_b"], **TINY_VARNET)
+    for acc in (4, 8):
+        for label, ref_net in (("zero-filled", None), (labels[2], net)):
+            ref = _fastmri_reference(ref_net, data, files, tmp_path / f"ref{acc}{label}", acc)
+            _assert_matches_fastmri(rows, summary, label, acc, ref)
     # the zero-filled row is the zero-filled-only run's
     zf = tmp_path / "zf"
     assert _run(data, zf, "--model", "zero-filled", "--no-figures", acc=("4", "8")) == 0
@@ -172,9 +189,10 @@ def test_fastmri_varnet_state_dicts(ckpts, fm_data, tmp_path, capsys):
     assert all(s["weights"] == "fastMRI state dict" for s in summary)
     for m in ("ssim", "psnr", "nmse"):  # same weights, same numbers
         assert summary[0][m] == summary[1][m]
-    row = next(r for r in _rows(out) if r["file"] == str(files[0]))
-    expected = _direct(ckpts["fastmri_net"], files[0])
-    assert float(row["ssim"]) == pytest.approx(expected["ssim"], rel=1e-4)
+    # fastMRI's VarNet, masks and evaluate.py give the same numbers
+    ref = _fastmri_reference(ckpts["fastmri_net"], data, files, tmp_path / "ref")
+    for label in ("e2e-varnet (plain_state_dict)", "e2e-varnet (lightning)"):
+        _assert_matches_fastmri(_rows(out), summary, label, 4, ref)
     # without --model e2e-varnet a state dict is not recognised: one line, with the hint
     capsys.readouterr()
     assert _run(data, out, "--checkpoint", ckpts["plain"]) == 2

@@ -51,7 +51,64 @@ def _inputs(b=2, c=3, h=40, w=36, acc=4, seed=0):
     return torch.view_as_complex(k) * mask, mask
 
 
-def test_models_json_lists_every_model_with_counts(capsys):
+def _n(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def fm_varnet_trainable_by_hand(chans=(512, 376, 192, 96, 48), dim=768, cascades=12) -> int:
+    """FM-VarNet's trainable parameters from the architecture of arXiv 2026 section 3
+    (fm_denoiser's docstring), counted layer by layer: fastMRI's sensitivity model
+    (8 chans, 4 pools; counted by the fastmri package) plus, per cascade, the layer
+    fusion (6 LayerNorms + 6 weights), a 1x1 bottleneck, 1x1 skip projections from
+    blocks 5/4/3, per stage a depthwise-separable up block and a 3x3 merge conv on
+    the concatenation (InstanceNorm has no weights), the input skip (3x3, 2 ->
+    last width), the 1x1 head to 2 channels and the cascade's DC weight."""
+    from fastmri.models.varnet import SensitivityModel
+
+    c = chans
+    per = 6 * 2 * dim + 6 + dim * c[0] + c[0]
+    per += sum(dim * x + x for x in c[1:-1])
+    per += sum(ci * 9 + ci + ci * co + co for ci, co in zip(c[:-1], c[1:], strict=True))
+    per += sum(2 * x * x * 9 + x for x in c[1:])
+    per += 2 * c[-1] * 9 + c[-1] + c[-1] * 2 + 2 + 1
+    return _n(SensitivityModel(chans=8, num_pools=4)) + cascades * per
+
+
+def frozen_encoder_by_transformers() -> dict[str, int]:
+    """The six frozen ViT-B blocks + embeddings each FM-VarNet runs, counted on the
+    transformers models (meta device), minus what fmrecon does not build: the final
+    LayerNorm (hidden states of blocks are used), DINOv2's mask token (pre-training
+    only). BiomedCLIP is timm's ViT-B/16 (open_clip): CLIP's layout with a patch
+    bias and no pre-LayerNorm."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel, Dinov2Config, Dinov2Model
+
+    with torch.device("meta"):
+        clip = CLIPVisionModel(CLIPVisionConfig(num_hidden_layers=6, patch_size=16))
+        dino = Dinov2Model(Dinov2Config(num_hidden_layers=6, image_size=518))
+    d = 768
+    n_clip = _n(clip) - 2 * d  # post_layernorm
+    return {
+        "clip": n_clip,
+        "dinov2": _n(dino) - 2 * d - dino.embeddings.mask_token.numel(),
+        "biomedclip": n_clip + d - 2 * d,  # + patch-embedding bias, - pre-LayerNorm
+    }
+
+
+@pytest.fixture(scope="module")
+def counts_by_oracle() -> dict[str, tuple[int, int]]:
+    """(trainable, total) per model from the fastmri and transformers packages
+    and the hand count above, never from fmrecon's models."""
+    from fastmri.models import Unet, VarNet
+
+    with torch.device("meta"):
+        e2e, unet = _n(VarNet()), _n(Unet(1, 1, 64, 4))
+    fm, frozen = fm_varnet_trainable_by_hand(), frozen_encoder_by_transformers()
+    out = {"e2e-varnet": (e2e, e2e), "unet": (unet, unet)}
+    out.update({f"fm-varnet-{k}": (fm, fm + v) for k, v in frozen.items()})
+    return out
+
+
+def test_models_json_lists_every_model_with_counts(capsys, counts_by_oracle):
     assert main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     expected = {
@@ -60,13 +117,15 @@ def test_models_json_lists_every_model_with_counts(capsys):
     }  # fmt: skip
     assert expected <= set(rows)
     assert all({"name", "total_params", "trainable_params"} <= set(r) for r in rows.values())
-    assert rows["e2e-varnet"]["total_params"] == 29_936_966
-    assert rows["unet"]["trainable_params"] == pytest.approx(31.04e6, rel=0.03)
+    # exact counts of the reference implementations (fastMRI's VarNet and U-Net, the
+    # transformers ViTs) and of FM-VarNet's layers counted by hand
+    for name, (trainable, total) in counts_by_oracle.items():
+        assert (rows[name]["trainable_params"], rows[name]["total_params"]) == (trainable, total)
+    # the papers' figures: E2E-VarNet 29.9M, U-Net 31.04M, FM-VarNet "56M" (i.e. 55.5-56.5M)
+    assert round(rows["e2e-varnet"]["trainable_params"] / 1e5) == 299
+    assert round(rows["unet"]["trainable_params"] / 1e4) == 3102
+    assert abs(fm_varnet_trainable_by_hand() - 56.0e6) < 0.5e6
     for enc in ("clip", "dinov2", "biomedclip"):
-        fv = rows[f"fm-varnet-{enc}"]
-        assert fv["trainable_params"] == pytest.approx(56e6, rel=0.10)
-        # frozen encoder: six ViT-B blocks (+ embeddings) are counted, not trained
-        assert fv["total_params"] - fv["trainable_params"] == pytest.approx(43.3e6, rel=0.03)
         fu = rows[f"fm-unetr-{enc}"]
         paper = 20.92e6 if enc == "dinov2" else 20.87e6
         assert fu["trainable_params"] == pytest.approx(paper, rel=0.05)
@@ -75,10 +134,18 @@ def test_models_json_lists_every_model_with_counts(capsys):
     assert diff == 60 * 768
 
 
-def test_models_table(capsys):
+def test_models_table(capsys, counts_by_oracle):
+    """Every row of the table: trainable and total in millions with two decimals,
+    in their columns, equal to the reference counts."""
     assert main(["models"]) == 0
-    out = capsys.readouterr().out
-    assert "fm-varnet-clip" in out and "56.06M" in out and "29.94M" in out
+    lines = capsys.readouterr().out.splitlines()
+    head = lines[0].split()
+    assert head[:3] == ["model", "trainable", "total"]
+    table = {cells[0]: cells for cells in (line.split() for line in lines[1:]) if cells}
+    assert set(MODELS) <= set(table)
+    for name, (trainable, total) in counts_by_oracle.items():
+        assert table[name][1:3] == [f"{trainable / 1e6:.2f}M", f"{total / 1e6:.2f}M"], name
+    assert table["zero-filled"][1:3] == ["0.00M", "0.00M"]
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -177,6 +177,41 @@ def test_fastmri_object_stream_and_temp_seed(kind):
 
 
 @pytest.mark.parametrize("kind", FASTMRI_KINDS)
+def test_fastmri_kinds_equal_fastmri_subsample(kind):
+    """The fastmri package's own mask functions (fastmri.data.subsample) as the
+    oracle: per-call seeds (ints and per-file name seeds), odd and even widths,
+    both centre fractions, explicit offsets and the object's seeded stream."""
+    from fastmri.data import subsample
+
+    cls = {
+        "random": subsample.RandomMaskFunc,
+        "equispaced": subsample.EquiSpacedMaskFunc,
+        "equispaced-fraction": subsample.EquispacedMaskFractionFunc,
+    }[kind]
+
+    def reference(func, w, seed=None, offset=None):
+        mask, n_low = func((1, 16, w, 2), offset=offset, seed=seed)
+        return np.flatnonzero(mask.numpy().reshape(-1)).tolist(), int(n_low)
+
+    seeds = [0, 1, 7, 12345, FNAME_SEED, tuple(map(ord, "file_brain_AXT2_200_6002.h5"))]
+    for w, r, cf in [(368, 4, 0.08), (320, 8, 0.04), (333, 4, 0.08), (41, 4, 0.08)]:
+        ours = create_mask(kind, r, center_fraction=cf)
+        ref = cls([cf], [r])
+        for seed in seeds:
+            want, n_low = reference(ref, w, seed)
+            assert lines(ours((16, w), seed=seed)) == want, (w, r, cf, seed)
+            assert ours.num_center_lines(w) == n_low
+        if ours.has_offset:
+            for offset in range(min(r, 3)):
+                want, _ = reference(ref, w, seed=3, offset=offset)
+                assert lines(ours((16, w), seed=3, offset=offset)) == want, (w, offset)
+    # a seeded object draws the same stream as fastMRI's seeded object
+    ours, ref = create_mask(kind, 4, center_fraction=0.08, seed=42), cls([0.08], [4], seed=42)
+    for _ in range(3):
+        assert lines(ours((16, 320))) == reference(ref, 320)[0]
+
+
+@pytest.mark.parametrize("kind", FASTMRI_KINDS)
 def test_fastmri_determinism(kind):
     f = create_mask(kind, 4, center_fraction=0.08)
     a, b = f((1, 368), seed=1), f((1, 368), seed=1)

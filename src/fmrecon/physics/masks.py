@@ -67,8 +67,9 @@ cannot read, so "exact" means "exact to the published ``.m`` sources"):
   ``(a + 1)/2``); individual spoke pixels may differ from MATLAB's.
 
 The fastMRI kinds follow ``subsample.py``'s conventions and draw order (cited
-at each step below); they are checked against a hand-written replication of
-the draw sequence, not against fastMRI itself (not installed here).
+at each step below); the tests check them against ``fastmri.data.subsample``
+itself (fastmri 0.3.0: integer and file-name seeds, odd and even widths,
+explicit offsets, the seeded object's stream).
 """
 
 from __future__ import annotations
