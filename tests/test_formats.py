@@ -128,3 +128,18 @@ def test_official_masks_and_a_resize_are_one_check():
     check_official_masks(KspaceResize(), True, "x")  # native size: nothing to refuse
     with pytest.raises(ConfigError, match=r"^--image-size \(224x224 .* native size only"):
         check_official_masks(resize, True, "--image-size")
+
+
+def test_matlab_v7_files_in_a_data_folder_are_skipped(tmp_path):
+    """A submission written as the official tools write it (MATLAB v7, scipy's
+    savemat) beside the k-space: a folder scan skips it, naming it is an error."""
+    from scipy.io import savemat
+
+    write_cmrx(tmp_path / "P001" / "cine_sax.mat", random_kspace((24, 20, 3, 2, 1)))
+    sub = tmp_path / "submission" / "cine_sax.mat"
+    sub.parent.mkdir()
+    savemat(sub, {"img4ranking": np.zeros((8, 10, 2, 1), dtype=np.float32)})
+    infos, skipped = formats.discover(tmp_path)
+    assert [i.path.name for i in infos] == ["cine_sax.mat"] and skipped == [sub]
+    with pytest.raises(NotKspaceFile, match=r"cine_sax.mat: MATLAB v5/v7 .mat file"):
+        formats.discover(sub)

@@ -30,9 +30,11 @@ def _kspace(path: Path, key: str) -> np.ndarray:
 
 
 def _submission(path: Path) -> np.ndarray:
-    """img4ranking in MATLAB order (sx, sy, sz, t)."""
-    with h5py.File(path, "r") as f:
-        return f["img4ranking"][()].transpose(3, 2, 1, 0)
+    """img4ranking in MATLAB order (sx, sy, sz, t), read as MATLAB's load and
+    the challenge's Python scorer read a v7 file (scipy)."""
+    from scipy.io import loadmat
+
+    return loadmat(path)["img4ranking"]
 
 
 def _tree(root: Path) -> dict:

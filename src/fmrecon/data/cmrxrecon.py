@@ -63,7 +63,15 @@ def _check_complex(ds: h5py.Dataset) -> None:
 
 
 def inspect(path: Path) -> VolumeInfo:
-    """Describe a CMRxRecon k-space file (reads only its metadata)."""
+    """Describe a CMRxRecon k-space file (reads only its metadata). A MATLAB
+    v5/v7 file (not HDF5) is :class:`NotKspaceFile`: the challenge ships k-space
+    as v7.3, and v7 files in a data folder are submissions (``img4ranking``,
+    as ``fmrecon reconstruct`` and the official tools write them) or masks."""
+    if _is_matlab_v5(path):
+        raise NotKspaceFile(
+            f"{path}: MATLAB v5/v7 .mat file; fmrecon reads k-space from v7.3 (HDF5) files "
+            "as CMRxRecon ships them (re-save with `save(..., '-v7.3')`)"
+        )
     with open_h5(path) as f:
         key, acc = _kspace_key(f)
         ds = get_dataset(f, key, ndim=(3, 4, 5))
@@ -84,6 +92,18 @@ def inspect(path: Path) -> VolumeInfo:
         modality=Path(path).stem,
         acceleration=acc,
     )
+
+
+def _is_matlab_v5(path: Path) -> bool:
+    """True for a MATLAB v5/v7 file: its 128-byte header starts ``MATLAB 5.0``
+    (v7.3 files start with the same text in their 512-byte user block, so the
+    HDF5 signature at offset 512 tells them apart)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(520)
+    except OSError:
+        return False
+    return head.startswith(b"MATLAB 5.0") and head[512:520] != b"\x89HDF\r\n\x1a\n"
 
 
 def read_kspace(f: h5py.File, info: VolumeInfo, frame: int, slc: int) -> np.ndarray:
