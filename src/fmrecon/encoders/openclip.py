@@ -87,19 +87,7 @@ def timm_vit_to_hf(
     Blocks >= num_layers and the final ``norm``/``fc_norm``/``head`` are unused
     and ignored, everything outside the trunk (text tower, ``visual.head``) too;
     other trunk keys are an error (they would change the computation)."""
-    prefix = next(
-        (p for p in ("visual.trunk.", "trunk.", "") if f"{p}patch_embed.proj.weight" in state),
-        None,
-    )
-    if prefix is None:
-        raise EncoderWeightsError(
-            f"{where}: no ViT image trunk (looked for visual.trunk.patch_embed.proj.weight)"
-        )
-    trunk = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    blocks = {int(m.group(1)) for k in trunk if (m := re.match(r"blocks\.(\d+)\.", k))}
-    n_blocks = max(blocks) + 1 if blocks else 0
-    if n_blocks < num_layers:
-        raise EncoderWeightsError(f"{where} has {n_blocks} blocks, {num_layers} were asked for")
+    prefix, trunk = _trunk(state, num_layers, where)
 
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
@@ -141,6 +129,32 @@ def timm_vit_to_hf(
                     out[f"{d}{n[proj]}.{kind}"] = part
     if missing:
         raise EncoderWeightsError(f"{where} lacks trunk weights: {_brief(missing)}")
+    _check_unused(trunk, used, prefix, num_layers, where)
+    return out
+
+
+def _trunk(state: dict, num_layers: int, where: str) -> tuple[str, dict]:
+    """(prefix, the trunk's keys without it) of a timm ViT in ``state``,
+    checked to have at least ``num_layers`` blocks."""
+    prefix = next(
+        (p for p in ("visual.trunk.", "trunk.", "") if f"{p}patch_embed.proj.weight" in state),
+        None,
+    )
+    if prefix is None:
+        raise EncoderWeightsError(
+            f"{where}: no ViT image trunk (looked for visual.trunk.patch_embed.proj.weight)"
+        )
+    trunk = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    blocks = {int(m.group(1)) for k in trunk if (m := re.match(r"blocks\.(\d+)\.", k))}
+    n_blocks = max(blocks) + 1 if blocks else 0
+    if n_blocks < num_layers:
+        raise EncoderWeightsError(f"{where} has {n_blocks} blocks, {num_layers} were asked for")
+    return prefix, trunk
+
+
+def _check_unused(trunk: dict, used: set, prefix: str, num_layers: int, where: str) -> None:
+    """Trunk keys left unmapped must be ones the computation does not use:
+    blocks >= num_layers and the final norm / fc_norm / head."""
     unused = re.compile(r"(norm|fc_norm|head)\.|blocks\.(\d+)\.")
     unexpected = [
         prefix + k
@@ -150,4 +164,3 @@ def timm_vit_to_hf(
     ]
     if unexpected:
         raise EncoderWeightsError(f"{where} has unexpected trunk keys: {_brief(unexpected)}")
-    return out
