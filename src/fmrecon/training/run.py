@@ -6,7 +6,7 @@ Run folder (``output_dir/name``)::
     config.yaml          the resolved configuration
     environment.json     versions, devices, encoder weight source, rank check
     split.json           the subject split (unless data.split points elsewhere)
-    checkpoints/best.ckpt, last.ckpt
+    checkpoints/best.ckpt, last.ckpt (every epoch), last-step.ckpt (checkpoint_every_n_steps)
     csv/version_N/metrics.csv   CSV log per attempt (a resume starts version N+1)
     tensorboard/version_N/      TensorBoard events per attempt
 """
