@@ -88,7 +88,7 @@ DEFAULTS: dict[str, Any] = {
         "limit_val_batches": 1.0,
         "val_check_interval": 1.0,
         "log_every_n_steps": 10,
-        "checkpoint_every_n_steps": 0,  # also write last.ckpt every N steps (0: each epoch)
+        "checkpoint_every_n_steps": 0,  # also write last-step.ckpt every N optimiser steps (0: off)
         "progress_bar": True,
         "deterministic": False,
     },

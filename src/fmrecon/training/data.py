@@ -4,7 +4,9 @@ that makes every epoch reproducible (also after ``--resume`` and on many ranks).
 The sampler yields *encoded* indices ``epoch * len(dataset) + i``; the dataset
 decodes them, so the random mask of item ``i`` in epoch ``e`` is a pure
 function of ``(seed, e, i)``: it does not depend on worker processes, ranks,
-or whether the run was interrupted.
+or whether the run was interrupted. The training loader
+(:class:`ResumableLoader`) continues an interrupted epoch at the batch after
+the last one trained, with the epoch's own order, with any number of workers.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class EpochBatchSampler:
         self.rank = int(rank)
         self.drop_uneven = drop_uneven
         self.epoch = 0
+        self.start = 0  # batches of the epoch to leave out (set by ResumableLoader)
         self.sampler = self  # where Lightning looks for set_epoch
 
     def set_epoch(self, epoch: int) -> None:
@@ -132,21 +135,92 @@ class EpochBatchSampler:
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
+        # the epoch and start are read here, when the DataLoader's iterator is made
+        # (not lazily, as a generator would: a lazy read differs with and without workers)
         n = len(self.shapes)
-        for b in self._mine():
-            yield [self.epoch * n + i for i in b]
+        return iter([[self.epoch * n + i for i in b] for b in self._mine()[self.start :]])
 
-    def __len__(self) -> int:
+    def __len__(self) -> int:  # the whole epoch, also while resuming one
         return len(self._mine())
 
 
-def _keep(volumes: list[VolumeInfo], modalities) -> list[VolumeInfo]:
+class ResumableLoader(DataLoader):
+    """The training DataLoader (with an :class:`EpochBatchSampler`), exact on resume.
+
+    - Its iterator makes torch's iterator at the first batch, not at ``iter()``:
+      on resume Lightning calls ``iter()`` before ``set_epoch`` and, with worker
+      processes, torch draws the first batches from the sampler at once, so the
+      epoch would run in the previous epoch's order.
+    - ``state_dict`` (saved by Lightning in every checkpoint) is the epoch and
+      the number of its batches handed out; after ``load_state_dict`` that epoch
+      resumes at the next batch (the sampler leaves the others out, nothing is
+      read). Lightning restores its batch counters to match.
+    - Worker processes get torch's base seed from a generator seeded with
+      ``(seed, epoch)``, not from the main process's random state. (Items draw
+      nothing from worker random state: masks are seeded by ``(seed, epoch, i)``.)
+    """
+
+    _epoch = 0
+    _served = 0
+    _pending: tuple[int, int] | None = None
+
+    def __iter__(self) -> Iterator:
+        return _FirstBatchIterator(self)
+
+    def state_dict(self) -> dict:
+        if self._pending is not None:  # loaded, not started yet
+            return {"epoch": self._pending[0], "batches": self._pending[1]}
+        return {"epoch": self._epoch, "batches": self._served}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._pending = (int(state["epoch"]), int(state["batches"]))
+
+    def _start(self) -> Iterator:
+        sampler = self.batch_sampler
+        epoch, skip = sampler.epoch, 0
+        if self._pending is not None and self._pending[0] == epoch:
+            skip = self._pending[1]  # resuming this epoch (else it ended: a new epoch)
+        self._pending = None
+        self._epoch, self._served = epoch, skip
+        if self.generator is not None:
+            seed = np.random.SeedSequence([sampler.seed, epoch]).generate_state(2)
+            self.generator.manual_seed(int(seed[0]) << 32 | int(seed[1]))
+        sampler.start = skip
+        try:
+            return super().__iter__()
+        finally:
+            sampler.start = 0
+
+
+class _FirstBatchIterator:
+    """Iterator of a :class:`ResumableLoader`: torch's iterator starts at the
+    first ``next``; counts the batches handed out."""
+
+    def __init__(self, loader: ResumableLoader):
+        self.loader = loader
+        self.it: Iterator | None = None
+
+    def __iter__(self) -> _FirstBatchIterator:
+        return self
+
+    def __next__(self):
+        if self.it is None:
+            self.it = self.loader._start()
+        batch = next(self.it)
+        self.loader._served += 1
+        return batch
+
+
+def _keep(volumes: list[VolumeInfo], modalities, root) -> list[VolumeInfo]:
+    """The volumes of ``data.modalities`` (all if it is empty)."""
     if not modalities:
         return volumes
     chosen = [v for v in volumes if v.modality in set(modalities)]
     if not chosen:
         found = sorted({v.modality for v in volumes})
-        raise DataError(f"data.modalities {list(modalities)} match none of the files ({found})")
+        raise DataError(
+            f"{root}: data.modalities {list(modalities)} match none of the files ({found})"
+        )
     return chosen
 
 
@@ -169,7 +243,7 @@ class ReconDataModule(L.LightningDataModule):
         found = [v for v in found if v.fully_sampled]
         if not found:
             raise DataError(f"{cfg['root']}: no fully sampled k-space files to train on")
-        found = _keep(found, cfg.get("modalities"))
+        found = _keep(found, cfg.get("modalities"), cfg["root"])
         split = splits.load_or_create_split(
             self.split_path, found, cfg["split_fractions"], cfg["split_seed"]
         )
@@ -211,13 +285,15 @@ class ReconDataModule(L.LightningDataModule):
             sampler.set_epoch(0)
             sampler.sampler = None
         workers = int(cfg["num_workers"])
-        return DataLoader(
+        cls = ResumableLoader if name == "train" else DataLoader
+        return cls(
             ds,
             batch_sampler=sampler,
             num_workers=workers,
             collate_fn=collate,
             persistent_workers=False,
             pin_memory=torch.cuda.is_available(),
+            generator=torch.Generator() if name == "train" else None,
         )
 
     def train_dataloader(self) -> DataLoader:

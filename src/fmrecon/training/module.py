@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 
 import lightning as L
+import numpy as np
 import torch
 
 from fmrecon.inference.engine import Engine
@@ -27,6 +28,10 @@ class ReconModule(L.LightningModule):
     Batches are :class:`fmrecon.data.slices.Sample`. Validation reports the
     mean over slices of SSIM (data range = the slice's ``max_value``, as the
     loss), PSNR and NMSE, reduced exactly across ranks.
+
+    Random draws in the model (e.g. dropout) come from torch's generator
+    seeded before every training batch from ``(seed, epoch, batch, rank)``,
+    so a run resumed from any checkpoint draws what the uninterrupted run drew.
     """
 
     def __init__(self, model_cfg: dict, optim_cfg: dict, run_config: dict | None = None):
@@ -61,9 +66,15 @@ class ReconModule(L.LightningModule):
                 fixed_masks=bool(mask_cfg.get("official")),
             )
         self._cache_mark = (0, 0)
+        self.seed = int((run_config or {}).get("seed", 0))
 
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(masked_kspace, mask)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        words = [self.seed, self.current_epoch, batch_idx, self.global_rank]
+        state = np.random.SeedSequence(words).generate_state(2)
+        torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
     def training_step(self, batch, batch_idx):
         loss = training_loss(self.engine, self.loss, batch)

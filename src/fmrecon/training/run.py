@@ -6,7 +6,7 @@ Run folder (``output_dir/name``)::
     config.yaml          the resolved configuration
     environment.json     versions, devices, encoder weight source, rank check
     split.json           the subject split (unless data.split points elsewhere)
-    checkpoints/best.ckpt, last.ckpt
+    checkpoints/best.ckpt, last.ckpt (every epoch), last-step.ckpt (checkpoint_every_n_steps)
     csv/version_N/metrics.csv   CSV log per attempt (a resume starts version N+1)
     tensorboard/version_N/      TensorBoard events per attempt
 """
@@ -150,9 +150,14 @@ def make_trainer(cfg: dict, out: Path, extra_callbacks=()) -> tuple[L.Trainer, R
     ckpt_dir = out / "checkpoints"
     best = ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor="val_ssim", mode="max", save_top_k=1,
-        save_last=True, enable_version_counter=False,
+        enable_version_counter=False,
     )  # fmt: skip
-    callbacks: list[Callback] = [best]
+    # last.ckpt after every epoch (after its validation). Not save_last of the one above:
+    # Lightning writes that only when val_ssim improved, so last.ckpt kept an older epoch
+    last = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
+    )
+    callbacks: list[Callback] = [best, last]
     if t["checkpoint_every_n_steps"]:
         step_ckpt = ModelCheckpoint(
             dirpath=ckpt_dir,
