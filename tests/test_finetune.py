@@ -211,26 +211,51 @@ def test_gradients_reach_only_the_adapters_and_the_encoder_is_shared():
             assert torch.equal(p, before[n]) != trained(n), n
 
 
-def test_model_outputs_at_initialisation_equal_the_plain_model():
-    """FM-UNETR with its decoder's head not zeroed: the LoRA model (same encoder
-    weights, same decoder) returns the plain model's output exactly."""
+def test_checkpointed_cascades_give_the_same_adapter_gradients():
+    """checkpoint_cascades (the 24 GB recipe) recomputes the shared encoder in the
+    backward pass: the adapters get the same gradients."""
     k, mask = _inputs()
-    encoders = []
-    for _ in range(2):
-        torch.manual_seed(0)
-        encoders.append(build_encoder("clip-vit-b16-tiny", weights="random", allow_random=True))
-    adapt_encoder(encoders[1], lora_rank=4)  # before the decoder: the same RNG draws below
-    opts = dict(SMALL["fm-unetr"], zero_init_head=False)
-    torch.manual_seed(1)
-    plain = FMUNETR(encoders[0], **opts)
-    torch.manual_seed(1)
-    lora = FMUNETR(encoders[1], **opts, encoder_lora_rank=4)  # already adapted: the same
+    grads = []
+    for ckpt in (False, True):
+        model = _tiny("fm-varnet-clip", zero_init_head=False, encoder_lora_rank=4,
+                      checkpoint_cascades=ckpt)  # fmt: skip
+        model.train()
+        model(k, mask).square().mean().backward()
+        grads.append({n: p.grad for n, p in model.encoder.named_parameters() if p.grad is not None})
+    assert len(grads[0]) == 6 * 2 * 2 and grads[0].keys() == grads[1].keys()
+    assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6) for n in grads[0])
+
+
+@pytest.mark.parametrize("name", ["fm-unetr-clip", "fm-varnet-dinov2"])
+def test_model_outputs_at_initialisation_equal_the_plain_model(name):
+    """With the decoder's head not zeroed, the LoRA model built from the same
+    seed returns the plain model's output exactly (the adapters are drawn after
+    the decoder, B is zero), and the unfrozen one too; a moved B changes it."""
+    k, mask = _inputs()
     with torch.no_grad():
-        ref = plain(k, mask)
-        assert torch.equal(ref, lora(k, mask))
+        ref = _tiny(name, zero_init_head=False)(k, mask)
         assert ref.abs().max() > 0
+        lora = _tiny(name, zero_init_head=False, encoder_lora_rank=4)
+        assert torch.equal(lora(k, mask), ref)
+        assert torch.equal(_tiny(name, zero_init_head=False, encoder_unfreeze_last=2)(k, mask), ref)
+        for n, p in lora.encoder.named_parameters():
+            if "lora_B" in n:
+                p.normal_(std=0.1)
+        assert not torch.equal(lora(k, mask), ref)
+
+
+def test_an_adapted_encoder_is_adapted_once():
+    """A second model on the same encoder: the same settings share it, others are refused."""
+    enc = build_encoder("clip-vit-b16-tiny", weights="random", allow_random=True)
+    opts = dict(SMALL["fm-unetr"], encoder_lora_rank=4)
+    first = FMUNETR(enc, **opts)
+    second = FMUNETR(enc, **opts)  # already adapted with these settings: nothing changes
+    assert first.encoder is second.encoder and enc.adaptation["lora_rank"] == 4
+    assert count_parameters(enc, trainable_only=True) == 6 * 2 * 4 * (D + D)
     with pytest.raises(ConfigError, match="already adapted"):
-        FMUNETR(encoders[1], **opts, encoder_lora_rank=8)
+        FMUNETR(enc, **dict(opts, encoder_lora_rank=8))
+    with pytest.raises(ConfigError, match="already adapted"):
+        FMUNETR(enc, **SMALL["fm-unetr"])
 
 
 def _tiny_clip_dir(path: Path, seed: int = 0, edit=None) -> Path:

@@ -228,7 +228,9 @@ class FrozenEncoder(nn.Module):
         }
 
     def extra_repr(self) -> str:
+        from fmrecon.encoders.adapters import describe_adaptation
+
         return (
             f"name={self.name!r}, num_layers={self.num_layers}, image_size={self.image_size}, "
-            f"weight_source={self.weight_source!r}"
+            f"weight_source={self.weight_source!r}, {describe_adaptation(self)}"
         )

@@ -144,13 +144,6 @@ class FMUNETR(ReconModel):
                 "FM-UNETR: feature_layers needs four blocks (three skips and the bottleneck), "
                 f"got {len(feature_layers)}"
             )
-        adapt_encoder(
-            encoder,
-            lora_rank=encoder_lora_rank,
-            lora_alpha=encoder_lora_alpha,
-            lora_targets=encoder_lora_targets,
-            unfreeze_last=encoder_unfreeze_last,
-        )
         self.encoder = encoder
         self.feature_layers = tuple(feature_layers)
         self.residual = residual
@@ -184,6 +177,15 @@ class FMUNETR(ReconModel):
             nn.init.zeros_(self.head.bias)
         # optional fmrecon.perf.cache.FeatureCache (a plain attribute: never in the state dict)
         self.feature_cache = None
+        # last: LoRA's random A draws come after the decoder's, so a seed gives the
+        # plain model's decoder (and, B being zero, its outputs)
+        adapt_encoder(
+            encoder,
+            lora_rank=encoder_lora_rank,
+            lora_alpha=encoder_lora_alpha,
+            lora_targets=encoder_lora_targets,
+            unfreeze_last=encoder_unfreeze_last,
+        )
 
     def encode(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         """Encoder pixels (B, 3, S, S) -> the tapped blocks' tokens, each (B, N, D)."""

@@ -68,13 +68,6 @@ class FMVarNet(VarNet):
         encoder_unfreeze_last: int = 0,
         **denoiser_kwargs,
     ):
-        adapt_encoder(
-            encoder,
-            lora_rank=encoder_lora_rank,
-            lora_alpha=encoder_lora_alpha,
-            lora_targets=encoder_lora_targets,
-            unfreeze_last=encoder_unfreeze_last,
-        )
         super().__init__(
             num_cascades=num_cascades,
             sens_chans=sens_chans,
@@ -83,6 +76,15 @@ class FMVarNet(VarNet):
             checkpoint_cascades=checkpoint_cascades,
         )
         self.encoder = encoder
+        # last: LoRA's random A draws come after the cascades', so a seed gives the
+        # plain model's cascades (and, B being zero, its outputs)
+        adapt_encoder(
+            encoder,
+            lora_rank=encoder_lora_rank,
+            lora_alpha=encoder_lora_alpha,
+            lora_targets=encoder_lora_targets,
+            unfreeze_last=encoder_unfreeze_last,
+        )
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # runs before the submodules read their keys: they see the new names
