@@ -1,6 +1,7 @@
 """Training smoke benchmark: does every paper config train at paper size?
 
 For each config of ``configs/paper/`` (both papers, all encoders, x4/x8/x10)
+and of ``configs/finetune/`` (the same with the encoder fine-tuned by LoRA)
 this builds the model at the config's (paper) size with random encoder
 weights (none can be downloaded on a build machine), simulates a small
 CMRxRecon 2023 cine data set at a reduced image size, and takes a few dozen
@@ -16,6 +17,8 @@ loss and the weights stayed finite, and whether the loss fell.
         --steps 30
     python -m fmrecon_bench.train_smoke --json smoke.json
     python -m fmrecon_bench.train_smoke --json smoke.json --resume   # after an interruption
+    python -m fmrecon_bench.train_smoke --configs 'configs/finetune/*/*.yaml' \
+        --set model.options.encoder_lora_rank=0 model.options.encoder_unfreeze_last=2
 
 Config globs are looked up in the repository checkout first, then from the
 current folder.
@@ -25,7 +28,9 @@ random encoder weights, and the challenge's official mask files replaced by
 the generated mask of the same kind (the simulated files are CMRxRecon 2023
 files at a reduced size), and the MIDL configs' 224 x 224 made a square of the
 reduced size (without readout-oversampling removal: the simulated cine has
-none). A full
+none), and lean checkpoints off (a random encoder has no source to
+reference; nothing is saved here anyway). ``--set`` adds config overrides
+after these (e.g. the unfreeze variant of the fine-tuning configs). A full
 FM-VarNet step costs ~15 s on 2 CPU cores whatever the image size (twelve
 ViT-B passes at 224 px), so the whole table takes about an hour there and
 minutes on a GPU. Exit code 1 when a config does not train (non-finite, or a
@@ -47,6 +52,8 @@ from pathlib import Path
 import torch
 
 from fmrecon.data.simulate import simulate_cmrxrecon
+from fmrecon.encoders.adapters import describe_adaptation
+from fmrecon.models.io import frozen_encoder
 from fmrecon.models.registry import get_spec
 from fmrecon.training.config import load_config
 from fmrecon.training.data import ReconDataModule
@@ -54,7 +61,12 @@ from fmrecon.training.module import ReconModule
 from fmrecon.utils import count_parameters
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (src/fmrecon_bench/ is in it)
-DEFAULT_CONFIGS = ("configs/paper/arxiv2026/*.yaml", "configs/paper/midl2025/*.yaml")
+DEFAULT_CONFIGS = (
+    "configs/paper/arxiv2026/*.yaml",
+    "configs/paper/midl2025/*.yaml",
+    "configs/finetune/arxiv2026/*.yaml",
+    "configs/finetune/midl2025/*.yaml",
+)
 
 
 def simulate(out: Path, size: tuple[int, int], subjects: int, seed: int) -> Path:
@@ -75,6 +87,7 @@ def overrides_for(cfg_path: Path, data_root: Path, work: Path, size: tuple[int, 
     cfg = load_config(cfg_path, require_data=False)
     if get_spec(cfg["model"]["name"]).encoder is not None:
         over += ["model.encoder_weights=random", "model.allow_random_encoder=true"]
+        over += ["model.checkpoint_encoder=weights"]  # a random encoder has no reference
     if cfg["data"]["image_size"]:
         # a fixed-size protocol (MIDL 2025's 224 x 224): a square of the reduced size;
         # the simulated cine has no readout oversampling to remove
@@ -83,8 +96,11 @@ def overrides_for(cfg_path: Path, data_root: Path, work: Path, size: tuple[int, 
     return over
 
 
-def run_config(cfg_path: Path, data_root: Path, work: Path, size, steps: int, seed: int) -> dict:
-    cfg = load_config(cfg_path, overrides_for(cfg_path, data_root, work, size))
+def run_config(
+    cfg_path: Path, data_root: Path, work: Path, size, steps: int, seed: int, extra=()
+) -> dict:
+    """One config's row; ``extra``: config overrides applied after the smoke's own."""
+    cfg = load_config(cfg_path, [*overrides_for(cfg_path, data_root, work, size), *extra])
     torch.manual_seed(seed)
     module = ReconModule(cfg["model"], cfg["optim"], run_config=cfg)
     module.train()
@@ -115,6 +131,7 @@ def run_config(cfg_path: Path, data_root: Path, work: Path, size, steps: int, se
         opt.step()
         losses.append(float(loss.detach()))
     seconds = (time.perf_counter() - t0) / max(1, len(losses))
+    enc = frozen_encoder(module.model)
     finite = all(math.isfinite(v) for v in losses) and all(
         bool(torch.isfinite(p).all()) for p in module.model.parameters()
     )
@@ -124,6 +141,8 @@ def run_config(cfg_path: Path, data_root: Path, work: Path, size, steps: int, se
         "config": str(cfg_path),
         "model": cfg["model"]["name"],
         "trainable_params": count_parameters(module.model, trainable_only=True),
+        "encoder_tuning": describe_adaptation(enc) if enc is not None else None,
+        "overrides": list(extra),
         "optimizer": f"{cfg['optim']['name']} lr {cfg['optim']['lr']:g}",
         "batch_size": cfg["data"]["batch_size"],
         "mask": f"{cfg['data']['mask']['kind']} x{cfg['data']['mask']['accelerations'][0]}",
@@ -171,6 +190,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--json", metavar="FILE",
                    help="also write the rows as JSON (rewritten after every config)")  # fmt: skip
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every config, after the smoke's own")  # fmt: skip
     p.add_argument("--resume", action="store_true",
                    help="keep the rows already in --json FILE, run the other configs")  # fmt: skip
     args = p.parse_args(argv)
@@ -200,7 +221,7 @@ def main(argv=None) -> int:
             print(f"simulated {args.subjects} cine subjects at {size[0]}x{size[1]}, 10 coils; "
                   f"{args.steps} steps per config, random encoder weights", flush=True)  # fmt: skip
             for path in paths:
-                row = run_config(path, data_root, work, size, args.steps, args.seed)
+                row = run_config(path, data_root, work, size, args.steps, args.seed, args.set)
                 rows.append(row)
                 if args.json:  # after every config: a long run keeps what it has
                     Path(args.json).write_text(json.dumps(rows, indent=1))

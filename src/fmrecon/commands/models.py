@@ -1,6 +1,9 @@
 """``fmrecon models``: the registered models with their parameter counts;
-``--memory HxW`` adds the estimated peak GPU memory of FM-VarNet and
-E2E-VarNet at that size for every option (:mod:`fmrecon.models.memory`)."""
+``--set KEY=VALUE`` counts them with model options (e.g. the encoder
+fine-tuning ``encoder_lora_rank=8`` or ``encoder_unfreeze_last=2``: only the
+models taking those options are listed, with the change against their
+defaults); ``--memory HxW`` adds the estimated peak GPU memory of FM-VarNet
+and E2E-VarNet at that size for every option (:mod:`fmrecon.models.memory`)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ HELP = "list the registered models with total and trainable parameter counts"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="*", metavar="MODEL", help="only these models (default: all)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.add_argument(
         "--memory",
@@ -21,6 +25,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "one-cascade CPU probe: a few seconds per row)",
     )
     p.add_argument("--coils", type=int, default=10, help="coil count for --memory (default 10)")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model options to count with, as in a config's model.options (e.g. "
+        "encoder_lora_rank=8, encoder_unfreeze_last=2); lists only the models taking them",
+    )
 
 
 def _m(n: int | None) -> str:
@@ -47,21 +59,60 @@ def _memory(args) -> int:
     return 0
 
 
-def run(args) -> int:
-    from fmrecon.models.registry import MODELS, describe
+def _options(texts: list[str]) -> dict:
+    """``["encoder_lora_rank=8", ...]`` -> ``{"encoder_lora_rank": 8, ...}`` (YAML values)."""
+    from fmrecon.errors import ConfigError
+    from fmrecon.training.config import parse_override
 
+    out = {}
+    for text in texts:
+        parts, value = parse_override(text)
+        if len(parts) != 1 or not parts[0]:
+            raise ConfigError(f"--set {text}: expected OPTION=VALUE (a model option name)")
+        out[parts[0]] = value
+    return out
+
+
+def _rows(options: dict, only: list[str]) -> list[dict]:
+    """describe() of the models ``only`` (if empty: every model taking ``options``)
+    with ``options`` applied; with options, ``trainable_change`` is the change to
+    the model's defaults."""
+    from fmrecon.errors import ConfigError
+    from fmrecon.models.registry import MODELS, describe, get_spec, model_options
+
+    # models named: each must take the options (create_model says which it does not)
+    names = [get_spec(n).name for n in only] or [
+        n for n, spec in MODELS.items() if set(options) <= set(model_options(spec.family))
+    ]
+    if not names:
+        raise ConfigError(f"no registered model takes the option(s) {', '.join(options)}")
+    rows = []
+    for name in names:
+        row = describe(name, **options)
+        if options:
+            row["options"] = dict(options)
+            row["trainable_change"] = row["trainable_params"] - describe(name)["trainable_params"]
+        rows.append(row)
+    return rows
+
+
+def run(args) -> int:
     if getattr(args, "memory", None):
         return _memory(args)
 
-    rows = [describe(name) for name in MODELS]
+    options = _options(getattr(args, "set", None) or [])
+    rows = _rows(options, list(getattr(args, "names", None) or []))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     head = ("model", "trainable", "total", "paper (trainable)", "description")
+    if options:
+        head = ("model", "trainable", "change", "total", "paper (trainable)", "description")
     table = [
         (
             r["name"],
             _m(r["trainable_params"]),
+            *([f"+{r['trainable_change']:,}"] if options else []),
             _m(r["total_params"]),
             f"{_m(r['paper_trainable_params'])} {r['paper']}".strip() if r["paper"] else "-",
             r["description"],
@@ -72,8 +123,16 @@ def run(args) -> int:
     for row in [head, *table]:
         cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
         print("  ".join([*cells, row[-1]]))
+    if not options:
+        print(
+            "\nCounts are for the full-size architectures; encoders are frozen (trainable "
+            "excludes them) and only the blocks a model uses are built."
+        )
+        return 0
+    given = ", ".join(f"{k}={v}" for k, v in options.items())
     print(
-        "\nCounts are for the full-size architectures; encoders are frozen (trainable "
-        "excludes them) and only the blocks a model uses are built."
+        f"\nCounts are for the full-size architectures with {given}; only the blocks a model "
+        "uses are built. Trainable includes what the options train (encoder adapters, unfrozen "
+        "blocks); change = trainable parameters added to the model's defaults."
     )
     return 0

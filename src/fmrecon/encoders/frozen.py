@@ -57,8 +57,12 @@ class FrozenEncoder(nn.Module):
 
     Parameters never require grad, and the module stays in eval mode whatever
     ``train()`` is asked (no dropout / drop-path), while gradients still flow to
-    the input pixels. One instance may be shared by many modules (e.g. the 12
-    cascades of the FM-VarNet). Only the embeddings (+ CLIP's ``pre_layrnorm``,
+    the input pixels. The one exception is fine-tuning
+    (:func:`fmrecon.encoders.adapters.adapt_encoder`, recorded in
+    ``adaptation``, None otherwise): LoRA adapters or the last blocks' own
+    parameters then require grad; the module still stays in eval mode. One
+    instance may be shared by many modules (e.g. the 12 cascades of the
+    FM-VarNet). Only the embeddings (+ CLIP's ``pre_layrnorm``,
     DINOv3's rotary position embedding ``rope``) and the first ``num_layers``
     blocks are kept: final / post layer norms and pooling heads are not used
     when features come from intermediate blocks, so they are dropped.
@@ -118,13 +122,16 @@ class FrozenEncoder(nn.Module):
         self.pretrained = bool(pretrained)
         self.requires_grad_(False)
         super().train(False)
+        self.adaptation: dict | None = None  # fine-tuning settings (encoders.adapters)
         # under bf16/fp16 autocast, cast the blocks' weights once per weight update
         # instead of at every call (see low_precision_weights); False: per call
         self.cast_weights_once = True
         self._low_cache = None
 
     def train(self, mode: bool = True) -> FrozenEncoder:
-        """Always eval: the encoder is frozen, whatever the parent module asks."""
+        """Always eval, whatever the parent module asks: no dropout even when
+        adapters or unfrozen blocks are trained (their LayerNorms train too:
+        LayerNorm behaves the same in both modes)."""
         return super().train(False)
 
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -172,7 +179,9 @@ class FrozenEncoder(nn.Module):
         twelve bf16 copies of the encoder (~86 MB each for six ViT-B blocks)
         per step, all kept for the backward pass. Cast once instead and reuse the
         copy while the fp32 weights are unchanged (the same rounding, so the same
-        outputs). LayerNorms keep their fp32 parameters, as under autocast."""
+        outputs). LayerNorms keep their fp32 parameters, as under autocast.
+        Weights that require grad (LoRA adapters, unfrozen blocks) are left to
+        autocast: a detached copy would cut their gradient."""
         on = (
             self.cast_weights_once
             and torch.amp.is_autocast_available(device.type)  # not on the meta device
@@ -188,6 +197,7 @@ class FrozenEncoder(nn.Module):
             for name, mod in block.named_modules()
             if isinstance(mod, nn.Linear)
             for pname, p in mod.named_parameters(recurse=False)
+            if not p.requires_grad
         ]
         # changes when weights are replaced, moved or updated in place (load_state_dict)
         key = (dtype, device, tuple((p.data_ptr(), p._version) for _, _, p in linears))
@@ -213,10 +223,14 @@ class FrozenEncoder(nn.Module):
             "weight_source": self.weight_source,
             "pretrained": self.pretrained,
             "params": count_parameters(self),
+            "trainable_params": count_parameters(self, trainable_only=True),
+            "adaptation": self.adaptation,
         }
 
     def extra_repr(self) -> str:
+        from fmrecon.encoders.adapters import describe_adaptation
+
         return (
             f"name={self.name!r}, num_layers={self.num_layers}, image_size={self.image_size}, "
-            f"weight_source={self.weight_source!r}"
+            f"weight_source={self.weight_source!r}, {describe_adaptation(self)}"
         )

@@ -43,7 +43,9 @@ a run config; :class:`fmrecon.training.module.ReconModule` attaches it with
 consults it. The model's interface does not change (every model is still
 called as ``model(masked_kspace, mask)``) and no batch metadata is needed.
 Masks drawn per epoch never repeat, so the cache refuses them
-(``data.mask.official: true`` is required; config error otherwise).
+(``data.mask.official: true`` is required; config error otherwise), and so
+are fine-tuned encoders (``encoder_lora_rank`` / ``encoder_unfreeze_last``),
+whose features change at every step.
 
 Measured (the benchmark's goal 5, ``python -m fmrecon_bench --goals 5``, 2 CPU
 cores, full-size FM-UNETR, 8 slices of 218x180 x 10 coils, 2026-11-30): an
@@ -322,7 +324,9 @@ def attach_feature_cache(
 ) -> FeatureCache:
     """Attach a :class:`FeatureCache` at ``root`` to an FM-UNETR ``model`` and
     return it. ``fixed_masks`` must be True: masks drawn per epoch never
-    repeat, so cached features would never be read (ConfigError)."""
+    repeat, so cached features would never be read (ConfigError). A fine-tuned
+    encoder (adapters, unfrozen blocks) changes its features at every step: also
+    a ConfigError."""
     if not fixed_masks:
         raise ConfigError(
             "model.feature_cache needs fixed masks (data.mask.official: true): masks drawn "
@@ -332,6 +336,13 @@ def attach_feature_cache(
         raise ConfigError(
             f"model.feature_cache applies to FM-UNETR models (a frozen encoder on the "
             f"zero-filled input), not to '{_model_name(model)}'"
+        )
+    adapted = getattr(model.encoder, "adaptation", None)
+    if adapted is not None:
+        raise ConfigError(
+            "model.feature_cache cannot be used with a fine-tuned encoder "
+            "(encoder_lora_rank / encoder_unfreeze_last): its features change at every "
+            "step; set model.feature_cache: null"
         )
     cache = FeatureCache(root, dtype=dtype, verify=verify)
     model.feature_cache = cache

@@ -3,7 +3,8 @@
 complex image (B, 1, H, W)
   -> magnitude, percentile scaling, 3 channels, resize to the encoder size,
      ImageNet mean/std                      (fmrecon.encoders.preprocess)
-  -> frozen ViT, first six blocks            (shared by all cascades)
+  -> frozen ViT, first six blocks            (shared by all cascades; optionally
+                                             fine-tuned: LoRA / last blocks, fm_varnet)
   -> fusion: LayerNorm per layer, softmax-normalised learnable weights
   -> fused tokens reshaped to a (D, gh, gw) map, 1x1 projection
   -> UNETR-style decoder: per stage bilinear x2 upsampling, depthwise-separable
@@ -97,7 +98,8 @@ class FMDenoiser(nn.Module):
 
     ``encoder`` is a :class:`fmrecon.encoders.FrozenEncoder`; it is held by
     reference, not registered as a submodule, so that twelve cascades share
-    one copy (the owning model registers it once).
+    one copy (the owning model registers it once, and adapts it when it is
+    fine-tuned: the cascades then share its adapters too).
     """
 
     def __init__(

@@ -21,7 +21,15 @@ tapped blocks' hidden states when a caller already has them, and a
 (``attach_feature_cache``; opt-in, ``model.feature_cache`` in a run config)
 is consulted otherwise: the encoder's input is a pure function of the masked
 k-space, so with fixed masks its features can be read from disk instead of
-recomputed every epoch. Without a cache nothing changes.
+recomputed every epoch. Without a cache nothing changes. A fine-tuned encoder
+(below) has no fixed features: the cache refuses it and the model never reads one.
+
+Fine-tuning the encoder (ours; the paper keeps it frozen): ``encoder_lora_rank``
+r > 0 adds LoRA adapters (``encoder_lora_alpha``, ``encoder_lora_targets``,
+default the attention query and value projections) to every block up to the
+deepest tap, ``encoder_unfreeze_last`` k trains the last k of them
+(:func:`fmrecon.encoders.adapters.adapt_encoder`): r = 8 on query / value of
+twelve ViT-B blocks adds 12 x 2 x 8 x (768 + 768) = 294,912 parameters.
 
 Choices the paper leaves open (ours, configurable): the tapped blocks, the
 MLP shape, the decoder width ``feature_size=64`` (it reproduces the paper's
@@ -42,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmrecon.encoders.adapters import DEFAULT_TARGETS, adapt_encoder
 from fmrecon.encoders.preprocess import prepare_images
 from fmrecon.errors import ConfigError
 from fmrecon.models.base import ReconModel
@@ -107,7 +116,8 @@ class FMUNETR(ReconModel):
     """(masked_kspace (B, C, H, W) complex, mask (B, 1, H, W)) -> (B, H, W).
 
     ``encoder`` (a :class:`fmrecon.encoders.FrozenEncoder` running at least
-    ``max(feature_layers)`` blocks) is owned and registered here.
+    ``max(feature_layers)`` blocks) is owned and registered here;
+    ``encoder_*``: its fine-tuning (module docstring; all off by default).
     """
 
     def __init__(
@@ -119,6 +129,10 @@ class FMUNETR(ReconModel):
         percentile: float | None = None,
         stats: str = "imagenet",
         zero_init_head: bool = True,
+        encoder_lora_rank: int = 0,
+        encoder_lora_alpha: float | None = None,
+        encoder_lora_targets: Sequence[str] = DEFAULT_TARGETS,
+        encoder_unfreeze_last: int = 0,
     ):
         super().__init__()
         if max(feature_layers) > encoder.num_layers:
@@ -163,6 +177,15 @@ class FMUNETR(ReconModel):
             nn.init.zeros_(self.head.bias)
         # optional fmrecon.perf.cache.FeatureCache (a plain attribute: never in the state dict)
         self.feature_cache = None
+        # last: LoRA's random A draws come after the decoder's, so a seed gives the
+        # plain model's decoder (and, B being zero, its outputs)
+        adapt_encoder(
+            encoder,
+            lora_rank=encoder_lora_rank,
+            lora_alpha=encoder_lora_alpha,
+            lora_targets=encoder_lora_targets,
+            unfreeze_last=encoder_unfreeze_last,
+        )
 
     def encode(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         """Encoder pixels (B, 3, S, S) -> the tapped blocks' tokens, each (B, N, D)."""
@@ -184,7 +207,11 @@ class FMUNETR(ReconModel):
         s = scale.view(-1, 1, 1, 1)
         if features is not None:
             taps = list(features)
-        elif self.feature_cache is not None and not masked_kspace.requires_grad:
+        elif (
+            self.feature_cache is not None
+            and not masked_kspace.requires_grad
+            and getattr(self.encoder, "adaptation", None) is None  # fine-tuned: no fixed features
+        ):
             taps = self.feature_cache.features(self, masked_kspace, mask, pixels)
         else:  # no cache, or gradients wanted through the encoder to the k-space
             taps = self.encode(pixels)

@@ -6,6 +6,15 @@ model and RSS output; state-dict keys ``sens_net.*``, ``cascades.N.*``); the
 frozen encoder is registered once, as ``encoder`` (keys ``encoder.*``), and
 shared by all cascades (twelve cascades, one copy of its weights).
 
+Fine-tuning the encoder (ours; the paper keeps it frozen): ``encoder_lora_rank``
+r > 0 adds LoRA adapters (``encoder_lora_alpha``, ``encoder_lora_targets``,
+default the attention query and value projections) to every block the model
+uses, ``encoder_unfreeze_last`` k trains the last k of them
+(:func:`fmrecon.encoders.adapters.adapt_encoder`). The encoder is still the
+one instance all cascades call, so the adapter is shared too: r = 8 on
+query / value of six ViT-B blocks adds 6 x 2 x 8 x (768 + 768) = 147,456
+trainable parameters, whatever the number of cascades.
+
 Checkpoints written before FMVarNet was a VarNet subclass hold the VarNet
 under ``varnet.`` (``varnet.cascades.N.*``); :meth:`FMVarNet._load_from_state_dict`
 maps them to today's keys whatever loads them (``load_state_dict``,
@@ -15,8 +24,11 @@ module's ``model.`` prefix).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
+from fmrecon.encoders.adapters import DEFAULT_TARGETS, adapt_encoder
 from fmrecon.models.fm_denoiser import FMDenoiser
 from fmrecon.models.varnet import VarNet
 
@@ -39,7 +51,8 @@ class FMVarNet(VarNet):
 
     ``encoder``: a :class:`fmrecon.encoders.FrozenEncoder`; ``denoiser_kwargs``
     go to every cascade's :class:`FMDenoiser` (``fuse_layers``, ``skip_layers``,
-    ``chans``, ...).
+    ``chans``, ...); ``encoder_*``: fine-tuning of the shared encoder (module
+    docstring; all off by default).
     """
 
     def __init__(
@@ -49,6 +62,10 @@ class FMVarNet(VarNet):
         sens_chans: int = 8,
         sens_pools: int = 4,
         checkpoint_cascades: bool = False,
+        encoder_lora_rank: int = 0,
+        encoder_lora_alpha: float | None = None,
+        encoder_lora_targets: Sequence[str] = DEFAULT_TARGETS,
+        encoder_unfreeze_last: int = 0,
         **denoiser_kwargs,
     ):
         super().__init__(
@@ -59,6 +76,15 @@ class FMVarNet(VarNet):
             checkpoint_cascades=checkpoint_cascades,
         )
         self.encoder = encoder
+        # last: LoRA's random A draws come after the cascades', so a seed gives the
+        # plain model's cascades (and, B being zero, its outputs)
+        adapt_encoder(
+            encoder,
+            lora_rank=encoder_lora_rank,
+            lora_alpha=encoder_lora_alpha,
+            lora_targets=encoder_lora_targets,
+            unfreeze_last=encoder_unfreeze_last,
+        )
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # runs before the submodules read their keys: they see the new names

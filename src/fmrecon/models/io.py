@@ -15,6 +15,13 @@ weights came from and their SHA-256 (``checkpoint["fmrecon"]
 ["encoder_reference"]``). Loading rebuilds the encoder from that source and
 refuses weights whose hash differs. For FM-UNETR the frozen ViT-B is ~80% of
 a checkpoint (0.43 GB -> 0.08 GB); for FM-VarNet ~40%.
+
+A fine-tuned encoder (``encoder_lora_rank`` / ``encoder_unfreeze_last``,
+:mod:`fmrecon.encoders.adapters`) is split the same way: its trained tensors
+(the LoRA adapters under ``model.encoder.blocks.{i}.{path}.lora_A|B.default.weight``,
+or the unfrozen blocks) are stored like the decoder's, and only its frozen
+base is referenced; the hash is that of the base alone (:func:`encoder_digest`),
+so a LoRA model references the same hash as the plain encoder.
 """
 
 from __future__ import annotations
@@ -46,21 +53,32 @@ def frozen_encoder(model: nn.Module):
 
 
 def encoder_keys(model: nn.Module) -> set[str]:
-    """The model's state-dict keys that hold its frozen encoder's tensors
-    (under every path that reaches the shared encoder)."""
+    """The model's state-dict keys that hold its encoder's frozen tensors
+    (under every path that reaches the shared encoder): what a lean checkpoint
+    leaves out. A fine-tuned encoder's adapters and unfrozen blocks are not
+    among them (they are trained, so stored)."""
+    from fmrecon.encoders.adapters import is_trained_key
+
     enc = frozen_encoder(model)
     if enc is None:
         return set()
-    ids = {id(t) for t in enc.state_dict(keep_vars=True).values()}
+    ids = {id(t) for k, t in enc.state_dict(keep_vars=True).items() if not is_trained_key(enc, k)}
     return {k for k, t in model.state_dict(keep_vars=True).items() if id(t) in ids}
 
 
-def encoder_reference(model: nn.Module) -> dict:
-    """Where the model's frozen encoder weights came from and their SHA-256,
-    for a checkpoint that does not store them. A random-init encoder has no
-    source to reload from: ConfigError."""
-    from fmrecon.utils import state_digest
+def encoder_digest(encoder: nn.Module) -> str:
+    """SHA-256 of an encoder's frozen base weights (the state digest of the
+    plain encoder; adapters and unfrozen blocks left out): what a lean
+    checkpoint's reference records and loading checks."""
+    from fmrecon.encoders.adapters import base_digest
 
+    return base_digest(encoder)
+
+
+def encoder_reference(model: nn.Module) -> dict:
+    """Where the model's frozen encoder weights came from and their SHA-256
+    (:func:`encoder_digest`), for a checkpoint that does not store them. A
+    random-init encoder has no source to reload from: ConfigError."""
     enc = frozen_encoder(model)
     if enc is None:
         raise ConfigError("model has no frozen encoder to store by reference")
@@ -69,7 +87,7 @@ def encoder_reference(model: nn.Module) -> dict:
             "a random-init encoder cannot be stored by reference (nothing to reload it "
             "from): use model.checkpoint_encoder: weights"
         )
-    return {"name": enc.name, "weight_source": enc.weight_source, "sha256": state_digest(enc)}
+    return {"name": enc.name, "weight_source": enc.weight_source, "sha256": encoder_digest(enc)}
 
 
 def _reference_weights(ref: Mapping) -> str:
@@ -182,8 +200,6 @@ def load_model(
 def _build_referenced(path, record: BuildRecord, ref: Mapping) -> ReconModel:
     """The model of a lean checkpoint, its encoder reloaded from the recorded
     source and checked against the recorded SHA-256."""
-    from fmrecon.utils import state_digest
-
     source = _reference_weights(ref)
     try:
         model = build_from_record(record, encoder_weights=source)
@@ -192,7 +208,7 @@ def _build_referenced(path, record: BuildRecord, ref: Mapping) -> ReconModel:
             f"checkpoint {path}: its encoder is stored by reference ({ref.get('weight_source')}) "
             f"and could not be loaded: {err}"
         ) from None
-    got = state_digest(model.encoder)
+    got = encoder_digest(model.encoder)
     if got != ref.get("sha256"):
         raise ConfigError(
             f"checkpoint {path}: the encoder weights at {ref.get('weight_source')} are not the "

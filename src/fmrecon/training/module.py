@@ -155,10 +155,9 @@ class ReconModule(L.LightningModule):
         if not ref:
             return
         from fmrecon.errors import ConfigError
-        from fmrecon.utils import state_digest
 
         enc = model_io.frozen_encoder(self.model)
-        got = state_digest(enc) if enc is not None else None
+        got = model_io.encoder_digest(enc) if enc is not None else None
         if got != ref.get("sha256"):
             raise ConfigError(
                 f"resume: this run's encoder ({getattr(enc, 'weight_source', None)}) is not the "
