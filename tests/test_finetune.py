@@ -440,3 +440,25 @@ def test_train_smoke_runs_a_lora_config(tmp_path):
     assert row["trainable_params"] == plain + 6 * 2 * 8 * (D + D)
     assert row["encoder_tuning"] == "LoRA r8 alpha 8 on self_attn.q_proj, self_attn.v_proj"
     assert row["finite"] and row["steps"] == 2 and row["batch_size"] == 2
+
+
+def test_train_smoke_covers_the_newer_encoders(tmp_path):
+    """configs/beyond (SigLIP, RAD-DINO, DINOv3 in both architectures) are in the
+    smoke benchmark's default set, and one runs through it (tiny SigLIP, two steps)."""
+    from fmrecon_bench import train_smoke
+    from fmrecon_bench.train_smoke import DEFAULT_CONFIGS
+
+    files = sorted((ROOT / "configs/beyond").glob("*/*.yaml"))
+    assert len(files) == 18
+    globbed = {Path(p).resolve() for g in DEFAULT_CONFIGS for p in ROOT.glob(g)}
+    assert set(files) <= globbed
+    out = tmp_path / "smoke.json"
+    tiny = json.dumps(TINY_OVERRIDES["siglip"])
+    argv = ["--configs", "configs/beyond/midl2025/fm-unetr-siglip-x4.yaml", "--steps", "2",
+            "--size", "40", "32", "--subjects", "3", "--json", str(out), "--set",
+            f"model.encoder_config={tiny}", "model.options.feature_layers=[2,3,4,6]",
+            "model.options.feature_size=4", "data.batch_size=2"]  # fmt: skip
+    code = train_smoke.main(argv)
+    (row,) = json.loads(out.read_text())
+    assert code == (0 if row["falls"] else 1)
+    assert row["finite"] and row["steps"] == 2 and row["config"].endswith("fm-unetr-siglip-x4.yaml")

@@ -2,6 +2,7 @@
 
 For each config of ``configs/paper/`` (both papers, all encoders, x4/x8/x10)
 and of ``configs/finetune/`` (the same with the encoder fine-tuned by LoRA)
+and ``configs/beyond/`` (SigLIP, RAD-DINO, DINOv3 in both architectures)
 this builds the model at the config's (paper) size with random encoder
 weights (none can be downloaded on a build machine), simulates a small
 CMRxRecon 2023 cine data set at a reduced image size, and takes a few dozen
@@ -66,6 +67,8 @@ DEFAULT_CONFIGS = (
     "configs/paper/midl2025/*.yaml",
     "configs/finetune/arxiv2026/*.yaml",
     "configs/finetune/midl2025/*.yaml",
+    "configs/beyond/arxiv2026/*.yaml",
+    "configs/beyond/midl2025/*.yaml",
 )
 
 
