@@ -228,3 +228,14 @@ def test_fold_is_exact_for_the_simulated_brain_k_space():
     vol = simulate_brain_volume(0, size=(64, 48), n_slices=1, n_coils=2, noise=0, fov_fraction=0.5)
     coil = vol["image"][:, None] * vol["maps"]
     np.testing.assert_allclose(vol["kspace"], fft2c(fold_fov(coil, 24)), atol=1e-6)
+
+
+PAPER_PRESETS = ["arxiv2026-in-distribution", "arxiv2026-crossdomain", "midl2025"]
+
+
+@pytest.mark.parametrize("paper", PAPER_PRESETS)
+def test_classical_presets_are_the_paper_presets_plus_the_baselines(paper):
+    root = Path(__file__).resolve().parents[1] / "configs" / "paper" / "evaluation"
+    base = yaml.safe_load((root / f"{paper}.yaml").read_text())
+    classical = yaml.safe_load((root / f"{paper}-classical.yaml").read_text())
+    assert classical == {**base, "model": ["zero-filled", "sense", "cs-wavelet"]}

@@ -124,6 +124,11 @@ class EspiritRecon(ReconModel):
             raise ConfigError(f"{self._name()}: kernel_width must be >= 2, got {kernel_width}")
         if not 0.0 <= crop < 1.0 or not 0.0 <= thresh < 1.0:
             raise ConfigError(f"{self._name()}: crop and thresh must be in [0, 1)")
+        if max_calib_width < min_calib_width(kernel_width or 2):
+            raise ConfigError(
+                f"{self._name()}: max_calib_width {max_calib_width} is below the "
+                f"{min_calib_width(kernel_width or 2)} lines ESPIRiT needs"
+            )
         self.lamda, self.max_iter = float(lamda), int(max_iter)
         self.kernel_width, self.thresh, self.crop = kernel_width, float(thresh), float(crop)
         self.max_calib_width, self.espirit_iter = int(max_calib_width), int(espirit_iter)
@@ -206,7 +211,7 @@ class SenseRecon(EspiritRecon):
     2001) by ``max_iter`` conjugate-gradient steps, ESPIRiT maps S (module doc).
     (B, C, H, W) complex, (B, 1, H, W) -> (B, H, W)."""
 
-    def __init__(self, lamda: float = 0.01, max_iter: int = 30, **espirit):
+    def __init__(self, lamda: float = 0.01, max_iter: int = 20, **espirit):
         super().__init__(lamda, max_iter, **espirit)
 
     def _solve(self, y, mps, weights, device):
@@ -228,7 +233,7 @@ class L1WaveletRecon(EspiritRecon):
     (Lustig et al. 2007) by ``max_iter`` FISTA steps, ESPIRiT maps S (module
     doc). (B, C, H, W) complex, (B, 1, H, W) -> (B, H, W)."""
 
-    def __init__(self, lamda: float = 0.002, max_iter: int = 100, wavelet: str = "db4", **espirit):
+    def __init__(self, lamda: float = 0.005, max_iter: int = 50, wavelet: str = "db4", **espirit):
         super().__init__(lamda, max_iter, **espirit)
         self.wavelet = str(wavelet)
 

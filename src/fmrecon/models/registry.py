@@ -53,13 +53,13 @@ MODELS: dict[str, ModelSpec] = dict(
         _spec(
             "sense",
             "sense",
-            "CG-SENSE (sigpy), ESPIRiT maps from the ACS, Tikhonov lamda 0.01, 30 iterations",
+            "CG-SENSE (sigpy), ESPIRiT maps from the ACS, Tikhonov lamda 0.01, 20 iterations",
         ),
         _spec(
             "cs-wavelet",
             "cs-wavelet",
-            "L1-wavelet compressed sensing (sigpy), ESPIRiT maps from the ACS, lamda 0.002, "
-            "100 FISTA iterations",
+            "L1-wavelet compressed sensing (sigpy), ESPIRiT maps from the ACS, lamda 0.005, "
+            "50 FISTA iterations",
         ),
         _spec(
             "unet",
