@@ -1,11 +1,12 @@
 """``fmrecon evaluate``: score models on a folder of k-space files.
 
-``--model zero-filled`` scores the zero-filled baseline; ``--checkpoint A B``
-scores trained models (fmrecon checkpoints; with ``--model e2e-varnet`` also
-fastMRI's published VarNet state dicts), all in one pass over the data and
-one combined table; ``--model zero-filled --checkpoint A B`` adds the
-zero-filled baseline as the first row. Figures (one PNG per setting, rows =
-models) go to ``OUT/figures``.
+``--model zero-filled sense cs-wavelet`` scores the baselines that need no
+training (models without trainable parameters, one row each);
+``--checkpoint A B`` scores trained models (fmrecon checkpoints; with
+``--model e2e-varnet`` also fastMRI's published VarNet state dicts), all in
+one pass over the data and one combined table; ``--model zero-filled sense
+--checkpoint A B`` puts the baselines first. Figures (one PNG per setting,
+rows = models) go to ``OUT/figures``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from fmrecon.metrics import CONVENTION_HELP
 from fmrecon.physics.masks import MASK_KINDS, mask_grid
 from fmrecon.utils import PRECISIONS, resolve_device
 
-HELP = "evaluate trained checkpoints and/or the zero-filled baseline on a data folder"
+HELP = "evaluate trained checkpoints and/or baselines (zero-filled, SENSE, CS) on a data folder"
 
 ZERO_FILLED = "zero-filled"
 
@@ -51,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--preset",
         type=Path,
         help="YAML of evaluation options (mask, accelerations, center_fractions, convention, "
-        "...), e.g. configs/paper/evaluation/arxiv2026-crossdomain.yaml; options given on the "
-        "command line win",
+        "model: baselines, ...), e.g. configs/paper/evaluation/arxiv2026-crossdomain.yaml; "
+        "options given on the command line win",
     )
     _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest != "help"})
 
@@ -60,10 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
+        nargs="+",
         default=None,
-        help="zero-filled (the baseline; with --checkpoint: added as the first row), or the "
-        "registry name every checkpoint must hold (e2e-varnet also reads fastMRI's VarNet "
-        "state dicts)",
+        metavar="NAME",
+        help="baselines without trained weights, one row each before the checkpoints "
+        "(zero-filled, sense, cs-wavelet), and/or the one registry name every checkpoint "
+        "must hold (e2e-varnet also reads fastMRI's VarNet state dicts)",
     )
     p.add_argument(
         "--checkpoint",
@@ -177,7 +180,7 @@ _DEFAULTS: dict = {}
 _PRESETTABLE = (
     "mask", "accelerations", "center_fractions", "num_acs", "official_masks", "convention",
     "split_name", "batch_size", "precision", "error_scale", "image_size", "image_resize",
-    "readout_oversampling",
+    "readout_oversampling", "model",
 )  # fmt: skip
 
 
@@ -202,6 +205,10 @@ def apply_preset(args) -> None:
             )
         if getattr(args, dest) == _DEFAULTS.get(dest):  # not given on the command line
             setattr(args, dest, value)
+    if isinstance(args.model, str):
+        args.model = [args.model]
+    if args.model is not None and not all(isinstance(n, str) for n in args.model):
+        raise ConfigError(f"--preset {path}: model must be a list of model names")
 
 
 def build_settings(args) -> list[Setting]:
@@ -214,25 +221,45 @@ def build_settings(args) -> list[Setting]:
     ]
 
 
+def split_models(names) -> tuple[list[str], str | None]:
+    """``--model`` names -> (baselines: models without trainable parameters, one
+    row each; the one trained model name the checkpoints must hold, or None)."""
+    from fmrecon.models.registry import get_spec, needs_training
+
+    baselines: list[str] = []
+    trained: list[str] = []
+    for name in names or []:
+        get_spec(name)  # "unknown model 'x' (available: ...)"
+        (trained if needs_training(name) else baselines).append(name)
+    dup = sorted({n for n in baselines if baselines.count(n) > 1})
+    if dup:
+        raise ConfigError(f"--model: {', '.join(dup)} given more than once")
+    if len(trained) > 1:
+        raise ConfigError(
+            f"--model: one trained model name at most (the checkpoints' model), "
+            f"got {', '.join(trained)}"
+        )
+    return baselines, (trained[0] if trained else None)
+
+
 def _check_model_args(args) -> None:
     """Fail fast on a bad --model / --checkpoint / --labels combination or --convention."""
-    from fmrecon.models.registry import get_spec
-
     if args.convention not in CONVENTIONS:  # from the command line or a preset
         raise ConfigError(
             f"--convention: unknown convention '{args.convention}' "
             f"(choose from {', '.join(CONVENTIONS)})"
         )
 
-    if args.model is None and not args.checkpoint:
-        raise ConfigError("give --checkpoint CKPT [CKPT ...] and/or --model zero-filled")
-    if args.model is not None:
-        get_spec(args.model)  # "unknown model 'x' (available: ...)"
-        if args.model != ZERO_FILLED and not args.checkpoint:
-            raise ConfigError(
-                f"--model {args.model} needs --checkpoint (trained weights); "
-                "only zero-filled runs without one"
-            )
+    if not args.model and not args.checkpoint:
+        raise ConfigError(
+            "give --checkpoint CKPT [CKPT ...] and/or --model zero-filled / sense / cs-wavelet"
+        )
+    _, trained = split_models(args.model)
+    if trained is not None and not args.checkpoint:
+        raise ConfigError(
+            f"--model {trained} needs --checkpoint (trained weights); only models without "
+            "trainable parameters (zero-filled, sense, cs-wavelet) run without one"
+        )
     if args.labels is not None:
         if not args.checkpoint:
             raise ConfigError("--labels names checkpoints: give --checkpoint too")
@@ -255,13 +282,15 @@ def load_checkpoint(path: Path, model_name: str | None, device: torch.device):
 
 
 def build_models(args, device: torch.device, log) -> list[EvalModel]:
-    """The rows of the table: zero-filled first (if asked for), then the
+    """The rows of the table: the baselines first (in the order given), then the
     checkpoints in the order given, with unique labels."""
+    from fmrecon.models.registry import create_model
+
+    baselines, want = split_models(args.model)
     entries: list[EvalModel] = []
-    if args.model == ZERO_FILLED:
-        entries.append(EvalModel(ZERO_FILLED, None, "none"))
+    for name in baselines:  # zero-filled: None, the engine's shared zero-filled image
+        entries.append(EvalModel(name, None if name == ZERO_FILLED else create_model(name)))
     paths = list(args.checkpoint or [])
-    want = None if args.model in (None, ZERO_FILLED) else args.model
     loaded = [load_checkpoint(p, want, device) for p in paths]
     names = [m.record.name for m in loaded]
     if args.labels is not None:
@@ -269,7 +298,7 @@ def build_models(args, device: torch.device, log) -> list[EvalModel]:
     else:
         # registry name; a name held by several checkpoints gets the file stem appended
         labels = [
-            f"{n} ({p.stem})" if names.count(n) > 1 or n == ZERO_FILLED and entries else n
+            f"{n} ({p.stem})" if names.count(n) > 1 or n in baselines else n
             for n, p in zip(names, paths, strict=True)
         ]
         for i, lab in enumerate(labels):  # same stems too: number them
@@ -373,7 +402,7 @@ def run(args) -> int:
     trained = [m for m in models if m.model is not None]
     if trained:
         note += "\n\nModels: " + "; ".join(
-            f"{m.label} = {m.checkpoint} ({m.weights})" for m in trained
+            f"{m.label} = {m.checkpoint or 'no training'} ({m.weights})" for m in trained
         )
         note += f". Device {device.type}, precision {args.precision}."
         for m in trained:

@@ -39,9 +39,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="CKPT",
         help="fmrecon checkpoint (or fastMRI VarNet state dict with --model e2e-varnet); "
-        "not needed for --model zero-filled",
+        "not needed (and refused) for models without trained weights",
     )
-    p.add_argument("--model", metavar="NAME", help="model name; must match the checkpoint's")
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="model name; must match the checkpoint's. Without --checkpoint: a model "
+        "without trainable parameters (zero-filled, sense, cs-wavelet)",
+    )
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument(
         "--mask",
@@ -102,13 +107,18 @@ def build_mask(args):
 
 
 def load(args):
-    """The model from --checkpoint (and --model), in eval mode on the CPU."""
+    """The model from --checkpoint (and --model), in eval mode on the CPU; a
+    model without trainable parameters (zero-filled, sense, cs-wavelet) is built
+    by name and takes no checkpoint."""
     if args.checkpoint is None:
-        if args.model == "zero-filled":
-            from fmrecon.models.registry import create_model
+        from fmrecon.models.registry import create_model, get_spec, needs_training
 
-            return create_model("zero-filled")
-        raise ConfigError("--checkpoint CKPT is required (only --model zero-filled runs without)")
+        if args.model is not None and not needs_training(get_spec(args.model).name):
+            return create_model(args.model)
+        raise ConfigError(
+            "--checkpoint CKPT is required (only models without trainable parameters run "
+            "without: --model zero-filled, sense or cs-wavelet)"
+        )
     from fmrecon.models.io import load_model
 
     return load_model(args.checkpoint, model_name=args.model, map_location="cpu")

@@ -102,6 +102,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default {sim.NOISE})",
     )
     parser.add_argument(
+        "--fov-fraction",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="brain: phase-encode field of view as a fraction of the simulated grid's: "
+        "round(F W) lines of the same spacing in resolution, so a head wider than the field "
+        "of view wraps around as in real scans (e.g. 0.6); default 1",
+    )
+    parser.add_argument(
         "--no-lax", action="store_true", help="write cine_sax.mat only (no cine_lax.mat)"
     )
 
@@ -118,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--subjects must be >= 1, got {args.subjects}")
     if args.noise < 0:
         raise ConfigError(f"--noise must be >= 0, got {args.noise}")
+    if not 0.0 < args.fov_fraction <= 1.0:
+        raise ConfigError(f"--fov-fraction must be in (0, 1], got {args.fov_fraction}")
     for name in ("slices", "frames", "coils"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -170,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             "size": list(_pick(args.size, sim.BRAIN_SIZE)),
             "n_slices": _pick(args.slices, sim.BRAIN_SLICES),
             "n_coils": _pick(args.coils, sim.BRAIN_COILS),
+            "fov_fraction": args.fov_fraction,
         }
         paths = sim.simulate_fastmri_brain(
             out, seed=args.seed, noise=args.noise, progress=report, **params

@@ -15,6 +15,7 @@ import torch
 
 from fmrecon.errors import ConfigError
 from fmrecon.models.base import BuildRecord, ReconModel
+from fmrecon.models.classical import EspiritRecon, L1WaveletRecon, SenseRecon
 from fmrecon.models.fm_denoiser import FMDenoiser
 from fmrecon.models.fm_unetr import FMUNETR
 from fmrecon.models.fm_varnet import FMVarNet
@@ -27,7 +28,7 @@ from fmrecon.utils import count_parameters
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # zero-filled | unet | e2e-varnet | fm-varnet | fm-unetr
+    family: str  # zero-filled | sense | cs-wavelet | unet | e2e-varnet | fm-varnet | fm-unetr
     description: str
     encoder: str | None = None  # fmrecon.encoders registry name
     # constructor options holding the encoder blocks the model uses (an int or a
@@ -65,6 +66,17 @@ _UNETR_DEFAULTS = {"feature_layers": (3, 6, 9, 12), "feature_size": 64}
 MODELS: dict[str, ModelSpec] = dict(
     [
         _spec("zero-filled", "zero-filled", "inverse FFT of the masked k-space, RSS over coils"),
+        _spec(
+            "sense",
+            "sense",
+            "CG-SENSE (sigpy), ESPIRiT maps from the ACS, Tikhonov lamda 0.01, 20 iterations",
+        ),
+        _spec(
+            "cs-wavelet",
+            "cs-wavelet",
+            "L1-wavelet compressed sensing (sigpy), ESPIRiT maps from the ACS, lamda 0.005, "
+            "50 FISTA iterations",
+        ),
         _spec(
             "unet",
             "unet",
@@ -180,6 +192,8 @@ def _build_encoder(spec: ModelSpec, kwargs, encoder_weights, allow_random: bool,
 # per family: the model class, and the classes its ``**kwargs`` are passed on to
 _CLASSES: dict[str, tuple[type[ReconModel], tuple[type, ...]]] = {
     "zero-filled": (ZeroFilled, ()),
+    "sense": (SenseRecon, (EspiritRecon,)),
+    "cs-wavelet": (L1WaveletRecon, (EspiritRecon,)),
     "unet": (UNetRecon, ()),
     "e2e-varnet": (VarNet, ()),
     "fm-varnet": (FMVarNet, (FMDenoiser,)),
@@ -272,3 +286,9 @@ def describe(name: str, **overrides) -> dict:
         ),
         "paper": spec.paper,
     }
+
+
+def needs_training(name: str) -> bool:
+    """Whether the named model has trainable parameters (and so needs a
+    checkpoint to be evaluated); False for zero-filled, sense and cs-wavelet."""
+    return describe(name)["trainable_params"] > 0

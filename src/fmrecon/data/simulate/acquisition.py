@@ -30,6 +30,7 @@ from fmrecon.data.simulate.common import (
     _smooth_phase,
     _soft_ellipse,
 )
+from fmrecon.errors import ConfigError
 from fmrecon.metrics import center_crop
 from fmrecon.physics.fft import fft2c, ifft2c
 
@@ -88,14 +89,32 @@ def coil_maps(
     return maps.astype(np.complex64)
 
 
-def _multicoil_kspace(image, maps, sigma, rng) -> np.ndarray:
-    """k-space (..., Z, C, H, W) complex64 of images (..., Z, H, W) through
-    coil maps (Z, C, H, W), plus complex Gaussian noise of std ``sigma``."""
+def fold_fov(x: np.ndarray, width: int) -> np.ndarray:
+    """Wrap-around of an acquisition whose phase-encode field of view is
+    ``width`` columns of the grid the object is simulated on: images
+    (..., W_obj) -> (..., width), the periodic sum of the columns (column
+    ``W_obj // 2`` lands on ``width // 2``). Sampling the object's spectrum
+    at the acquired line spacing 1 / FOV is exactly this periodic sum (DTFT)."""
+    w_obj = x.shape[-1]
+    out = np.zeros((*x.shape[:-1], width), dtype=x.dtype)
+    dest = (np.arange(w_obj) - w_obj // 2 + width // 2) % width
+    for j in range(0, w_obj, width):  # destinations within a chunk are distinct
+        out[..., dest[j : j + width]] += x[..., j : j + width]
+    return out
+
+
+def _multicoil_kspace(image, maps, sigma, rng, width: int | None = None) -> np.ndarray:
+    """k-space (..., Z, C, H, W) complex64 of images (..., Z, H, W_obj) through
+    coil maps (Z, C, H, W_obj), plus complex Gaussian noise of std ``sigma``;
+    coil images folded to ``width`` columns first (:func:`fold_fov`) when given."""
     lead = image.shape[:-3]
     n_slices, n_coils, h, w = maps.shape
+    w = w if width is None else int(width)
     out = np.empty((*lead, n_slices, n_coils, h, w), dtype=np.complex64)
     for k in range(n_slices):
         coil_img = image[..., k, None, :, :] * maps[k]
+        if w != maps.shape[-1]:
+            coil_img = fold_fov(coil_img, w)
         out[..., k, :, :, :] = fft2c(coil_img.astype(np.complex64))
     if sigma > 0:
         noise = rng.standard_normal((*out.shape, 2), dtype=np.float32)
@@ -156,11 +175,24 @@ def simulate_brain_volume(
     n_slices: int = BRAIN_SLICES,
     n_coils: int = BRAIN_COILS,
     noise: float = NOISE,
+    fov_fraction: float = 1.0,
 ) -> dict:
-    """One brain volume: ``kspace`` (Z, C, H, W) complex64, noise-free
-    ``image`` (Z, H, W), ``maps`` (Z, C, H, W) and ``target`` (Z, H/2, W)
-    float32 (centre-cropped RSS of the noisy fully sampled k-space)."""
+    """One brain volume: ``kspace`` (Z, C, H, W_acq) complex64, noise-free
+    ``image`` (Z, H, W), ``maps`` (Z, C, H, W) and ``target`` (Z, H/2, W_acq)
+    float32 (centre-cropped RSS of the noisy fully sampled k-space).
+
+    ``fov_fraction`` < 1: the phase-encode (W, left-right) field of view is
+    that fraction of the simulated grid's, as in brain scans whose FOV is
+    smaller than the head: same pixels, W_acq = 2 round(fov_fraction W / 2)
+    phase-encode lines, and the coil images wrap around into them
+    (:func:`fold_fov`); the target shows the wrap-around, as fastMRI's do.
+    Default 1: W_acq = W."""
     h, w = (int(s) for s in size)
+    if not 0.0 < fov_fraction <= 1.0:
+        raise ConfigError(f"fov_fraction must be in (0, 1], got {fov_fraction}")
+    w_acq = w if fov_fraction == 1.0 else 2 * int(round(fov_fraction * w / 2))
+    if w_acq < 2:
+        raise ConfigError(f"fov_fraction {fov_fraction} leaves {w_acq} of {w} columns")
     image = brain_phantom((h, w), n_slices, _rng(seed, "brain", index, "phantom"))
     pixel_cm = BRAIN_FOV_MM / (h // 2) / 10.0
     zpos = (np.arange(n_slices) - (n_slices - 1) / 2) * 0.5
@@ -175,8 +207,8 @@ def simulate_brain_volume(
         seed=_rng(seed, "brain", index, "coils"),
     )
     kspace = _multicoil_kspace(
-        image[None], maps, noise * IMAGE_SCALE, _rng(seed, "brain", index, "noise")
+        image[None], maps, noise * IMAGE_SCALE, _rng(seed, "brain", index, "noise"), width=w_acq
     )[0]
     target = np.sqrt((np.abs(ifft2c(kspace)) ** 2).sum(axis=1))
-    target = np.ascontiguousarray(center_crop(target, (h // 2, w))).astype(np.float32)
+    target = np.ascontiguousarray(center_crop(target, (h // 2, w_acq))).astype(np.float32)
     return {"kspace": kspace, "image": image, "maps": maps, "target": target}

@@ -203,12 +203,15 @@ def simulate_fastmri_brain(
     noise: float = NOISE,
     folder: str = "multicoil_val",
     progress: Progress = None,
+    fov_fraction: float = 1.0,
 ) -> list[Path]:
     """Write ``n_volumes`` axial T1 brain volumes as fastMRI multi-coil files
     ``out_dir/multicoil_val/file_brain_AXT1_sim_0001.h5``: ``kspace`` (slices,
     coils, H, W) complex64 with H = size[0] including 2x readout
     oversampling, ``reconstruction_rss`` (slices, H/2, W) float32, ``ismrmrd_header``,
-    attrs ``max``, ``norm``, ``acquisition`` = "AXT1", ``patient_id``."""
+    attrs ``max``, ``norm``, ``acquisition`` = "AXT1", ``patient_id``.
+    ``fov_fraction`` < 1: a phase-encode field of view smaller than the head
+    (see :func:`simulate_brain_volume`)."""
     h, w = _check_size(size, "fastmri")
     _rng(seed)  # validates the seed
     if h % 2:
@@ -222,7 +225,13 @@ def simulate_fastmri_brain(
     written: list[Path] = []
     for i in range(n_volumes):
         sim = simulate_brain_volume(
-            i, seed, size=(h, w), n_slices=n_slices, n_coils=n_coils, noise=noise
+            i,
+            seed,
+            size=(h, w),
+            n_slices=n_slices,
+            n_coils=n_coils,
+            noise=noise,
+            fov_fraction=fov_fraction,
         )
         target = sim["target"]
         pid = hashlib.sha256(f"fmrecon-sim-brain-{seed}-{i}".encode()).hexdigest()
