@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{sim.BRAIN_VOLUMES})",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    _geometry_arguments(parser)
+    _acquisition_arguments(parser)
+
+
+def _geometry_arguments(parser: argparse.ArgumentParser) -> None:
+    """Matrix, slices, frames, coils."""
     parser.add_argument(
         "--size",
         type=int,
@@ -69,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="C",
         help=f"receive coils (default {sim.CARDIAC_COILS} cardiac / {sim.BRAIN_COILS} brain)",
     )
+
+
+def _acquisition_arguments(parser: argparse.ArgumentParser) -> None:
+    """Undersampling, oversampling, noise, field of view, views."""
     parser.add_argument(
         "--accelerations",
         type=int,
@@ -155,43 +165,9 @@ def run(args: argparse.Namespace) -> int:
     }
     summary = []
     if fmt in ("cmrxrecon", "both", "all"):
-        params = {
-            "n_subjects": _pick(args.subjects, sim.CARDIAC_SUBJECTS),
-            "size": list(_pick(args.size, sim.CARDIAC_SIZE)),
-            "n_slices": _pick(args.slices, sim.CARDIAC_SLICES),
-            "n_frames": args.frames,
-            "n_coils": _pick(args.coils, sim.CARDIAC_COILS),
-            "accelerations": list(args.accelerations),
-            "lax": not args.no_lax,
-            "undersampled": args.undersampled,
-        }
-        paths = sim.simulate_cmrxrecon(
-            out, seed=args.seed, noise=args.noise, progress=report, **params
-        )
-        record["formats"]["cmrxrecon"] = {
-            **params,
-            "lax_views": sim.LAX_VIEWS if params["lax"] else 0,
-            "root": "MultiCoil/Cine/TrainingSet",
-            "files": [p.relative_to(out).as_posix() for p in paths],
-        }
-        summary.append(f"{params['n_subjects']} cardiac subjects ({len(paths)} files)")
+        summary.append(_simulate_cine(args, out, report, record))
     if fmt in ("fastmri", "both", "all"):
-        params = {
-            "n_volumes": _pick(args.subjects, sim.BRAIN_VOLUMES),
-            "size": list(_pick(args.size, sim.BRAIN_SIZE)),
-            "n_slices": _pick(args.slices, sim.BRAIN_SLICES),
-            "n_coils": _pick(args.coils, sim.BRAIN_COILS),
-            "fov_fraction": args.fov_fraction,
-        }
-        paths = sim.simulate_fastmri_brain(
-            out, seed=args.seed, noise=args.noise, progress=report, **params
-        )
-        record["formats"]["fastmri"] = {
-            **params,
-            "root": "multicoil_val",
-            "files": [p.relative_to(out).as_posix() for p in paths],
-        }
-        summary.append(f"{params['n_volumes']} brain volumes ({len(paths)} files)")
+        summary.append(_simulate_brain(args, out, report, record))
 
     if fmt in ("ismrmrd", "all"):
         summary.append(_simulate_raw(args, out, report, record))
@@ -205,6 +181,48 @@ def run(args: argparse.Namespace) -> int:
         f"under {out} (parameters in {meta.name})"
     )
     return 0
+
+
+def _simulate_cine(args, out: Path, report, record: dict) -> str:
+    """The CMRxRecon 2023 cine files; adds their parameters to ``record``."""
+    params = {
+        "n_subjects": _pick(args.subjects, sim.CARDIAC_SUBJECTS),
+        "size": list(_pick(args.size, sim.CARDIAC_SIZE)),
+        "n_slices": _pick(args.slices, sim.CARDIAC_SLICES),
+        "n_frames": args.frames,
+        "n_coils": _pick(args.coils, sim.CARDIAC_COILS),
+        "accelerations": list(args.accelerations),
+        "lax": not args.no_lax,
+        "undersampled": args.undersampled,
+    }
+    paths = sim.simulate_cmrxrecon(out, seed=args.seed, noise=args.noise, progress=report, **params)
+    record["formats"]["cmrxrecon"] = {
+        **params,
+        "lax_views": sim.LAX_VIEWS if params["lax"] else 0,
+        "root": "MultiCoil/Cine/TrainingSet",
+        "files": [p.relative_to(out).as_posix() for p in paths],
+    }
+    return f"{params['n_subjects']} cardiac subjects ({len(paths)} files)"
+
+
+def _simulate_brain(args, out: Path, report, record: dict) -> str:
+    """The fastMRI brain files; adds their parameters to ``record``."""
+    params = {
+        "n_volumes": _pick(args.subjects, sim.BRAIN_VOLUMES),
+        "size": list(_pick(args.size, sim.BRAIN_SIZE)),
+        "n_slices": _pick(args.slices, sim.BRAIN_SLICES),
+        "n_coils": _pick(args.coils, sim.BRAIN_COILS),
+        "fov_fraction": args.fov_fraction,
+    }
+    paths = sim.simulate_fastmri_brain(
+        out, seed=args.seed, noise=args.noise, progress=report, **params
+    )
+    record["formats"]["fastmri"] = {
+        **params,
+        "root": "multicoil_val",
+        "files": [p.relative_to(out).as_posix() for p in paths],
+    }
+    return f"{params['n_volumes']} brain volumes ({len(paths)} files)"
 
 
 def _simulate_raw(args, out: Path, report, record: dict) -> str:
