@@ -303,3 +303,16 @@ def test_loss_falls_for_every_family(name, cine):
         losses.append(float(loss.detach()))
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.97 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", ["zero-filled", "sense"])
+def test_a_model_without_parameters_is_not_trained(name, tmp_path):
+    """Nothing to train: one line naming the model, before any data is read."""
+    from fmrecon.errors import ConfigError
+    from fmrecon.training.config import load_config
+    from fmrecon.training.run import build_module
+
+    cfg = load_config(None, [f"model.name={name}"], require_data=False)
+    with pytest.raises(ConfigError, match=f"model '{name}' has no trainable parameters") as err:
+        build_module(cfg)
+    assert "\n" not in str(err.value)

@@ -124,7 +124,15 @@ def environment(module: ReconModule, cfg: dict) -> dict:
 
 
 def build_module(cfg: dict) -> ReconModule:
-    return ReconModule(cfg["model"], cfg["optim"], run_config=cfg)
+    """The LightningModule of a run; a model with nothing to train (zero-filled,
+    the classical baselines) is a one-line ConfigError."""
+    module = ReconModule(cfg["model"], cfg["optim"], run_config=cfg)
+    if count_parameters(module.model, trainable_only=True) == 0:
+        raise ConfigError(
+            f"model '{cfg['model']['name']}' has no trainable parameters: there is nothing to "
+            "train (run it with `fmrecon evaluate --model` or `fmrecon reconstruct --model`)"
+        )
+    return module
 
 
 def describe_module(module: ReconModule) -> str:
