@@ -109,6 +109,20 @@ def prefix_tokens(family: str, num_register_tokens: int = 0) -> int:
     return 1
 
 
+# HF Dinov2Config of facebook/dinov2-base (also RAD-DINO's architecture): layer
+# scale, LN eps 1e-6, position embeddings for 518 px (37x37 patches)
+_DINOV2_B14 = dict(
+    **_VIT_B,
+    mlp_ratio=4,
+    patch_size=14,
+    image_size=518,
+    hidden_act="gelu",
+    layer_norm_eps=1e-6,
+    layerscale_value=1.0,
+    qkv_bias=True,
+    use_swiglu_ffn=False,
+)
+
 ENCODERS: dict[str, EncoderSpec] = {
     "clip-vit-b16": EncoderSpec(
         name="clip-vit-b16",
@@ -133,19 +147,7 @@ ENCODERS: dict[str, EncoderSpec] = {
     "dinov2-vit-b14": EncoderSpec(
         name="dinov2-vit-b14",
         family="dinov2",
-        # HF Dinov2Config of facebook/dinov2-base: layer scale, LN eps 1e-6,
-        # position embeddings for 518 px (37x37 patches)
-        hf_config=dict(
-            **_VIT_B,
-            mlp_ratio=4,
-            patch_size=14,
-            image_size=518,
-            hidden_act="gelu",
-            layer_norm_eps=1e-6,
-            layerscale_value=1.0,
-            qkv_bias=True,
-            use_swiglu_ffn=False,
-        ),
+        hf_config=dict(_DINOV2_B14),  # facebook/dinov2-base
         weights_repo="facebook/dinov2-base",
         input_size=224,
         mean=IMAGENET_MEAN,
@@ -197,17 +199,7 @@ ENCODERS: dict[str, EncoderSpec] = {
         family="dinov2",
         # a Dinov2Model checkpoint (DINOv2 ViT-B/14 continued on chest X-rays), the
         # facebook/dinov2-base architecture, run at its own 518 px = 37x37 patches
-        hf_config=dict(
-            **_VIT_B,
-            mlp_ratio=4,
-            patch_size=14,
-            image_size=518,
-            hidden_act="gelu",
-            layer_norm_eps=1e-6,
-            layerscale_value=1.0,
-            qkv_bias=True,
-            use_swiglu_ffn=False,
-        ),
+        hf_config=dict(_DINOV2_B14),
         weights_repo="microsoft/rad-dino",
         input_size=518,
         mean=RAD_DINO_MEAN,
