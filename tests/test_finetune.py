@@ -422,20 +422,28 @@ def test_finetune_configs_cover_both_papers_all_encoders_and_accelerations():
     assert set(files) <= globbed
 
 
-def test_train_smoke_runs_a_lora_config(tmp_path):
-    """A LoRA config through the smoke benchmark (tiny encoder and decoder by
-    --set, two steps): its row counts the adapters and says how the encoder is tuned."""
+def _smoke_row(tmp_path, config: str, family: str) -> dict:
+    """One FM-UNETR config through the smoke benchmark, tiny encoder of
+    ``family`` and tiny decoder (by --set), two steps: its row; the exit code
+    says whether the loss fell."""
     from fmrecon_bench import train_smoke
 
     out = tmp_path / "smoke.json"
-    tiny = json.dumps(TINY_OVERRIDES["clip"])
-    argv = ["--configs", "configs/finetune/midl2025/fm-unetr-clip-lora-x4.yaml", "--steps", "2",
+    tiny = json.dumps(TINY_OVERRIDES[family])
+    argv = ["--configs", config, "--steps", "2",
             "--size", "40", "32", "--subjects", "3", "--json", str(out), "--set",
             f"model.encoder_config={tiny}", "model.options.feature_layers=[2,3,4,6]",
             "model.options.feature_size=4", "data.batch_size=2"]  # fmt: skip
     code = train_smoke.main(argv)
     (row,) = json.loads(out.read_text())
     assert code == (0 if row["falls"] else 1)
+    return row
+
+
+def test_train_smoke_runs_a_lora_config(tmp_path):
+    """A LoRA config through the smoke benchmark (tiny encoder and decoder by
+    --set, two steps): its row counts the adapters and says how the encoder is tuned."""
+    row = _smoke_row(tmp_path, "configs/finetune/midl2025/fm-unetr-clip-lora-x4.yaml", "clip")
     plain = count_parameters(_tiny("fm-unetr-clip"), trainable_only=True)
     assert row["trainable_params"] == plain + 6 * 2 * 8 * (D + D)
     assert row["encoder_tuning"] == "LoRA r8 alpha 8 on self_attn.q_proj, self_attn.v_proj"
@@ -445,20 +453,11 @@ def test_train_smoke_runs_a_lora_config(tmp_path):
 def test_train_smoke_covers_the_newer_encoders(tmp_path):
     """configs/beyond (SigLIP, RAD-DINO, DINOv3 in both architectures) are in the
     smoke benchmark's default set, and one runs through it (tiny SigLIP, two steps)."""
-    from fmrecon_bench import train_smoke
     from fmrecon_bench.train_smoke import DEFAULT_CONFIGS
 
     files = sorted((ROOT / "configs/beyond").glob("*/*.yaml"))
     assert len(files) == 18
     globbed = {Path(p).resolve() for g in DEFAULT_CONFIGS for p in ROOT.glob(g)}
     assert set(files) <= globbed
-    out = tmp_path / "smoke.json"
-    tiny = json.dumps(TINY_OVERRIDES["siglip"])
-    argv = ["--configs", "configs/beyond/midl2025/fm-unetr-siglip-x4.yaml", "--steps", "2",
-            "--size", "40", "32", "--subjects", "3", "--json", str(out), "--set",
-            f"model.encoder_config={tiny}", "model.options.feature_layers=[2,3,4,6]",
-            "model.options.feature_size=4", "data.batch_size=2"]  # fmt: skip
-    code = train_smoke.main(argv)
-    (row,) = json.loads(out.read_text())
-    assert code == (0 if row["falls"] else 1)
+    row = _smoke_row(tmp_path, "configs/beyond/midl2025/fm-unetr-siglip-x4.yaml", "siglip")
     assert row["finite"] and row["steps"] == 2 and row["config"].endswith("fm-unetr-siglip-x4.yaml")

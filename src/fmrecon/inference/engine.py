@@ -45,11 +45,10 @@ class Engine:
     ):
         self.device = torch.device(device) if device is not None else None
         self.autocast = autocast_context(self.device or torch.device("cpu"), precision)
-        self.precision = precision
         if self.device is not None and isinstance(model, torch.nn.Module):
             model = model.to(self.device)
         self.model = model
-        self.label = label or getattr(model, "__class__", type(model)).__name__
+        self.label = label or type(model).__name__
 
     def __call__(self, kspace: torch.Tensor, mask: torch.Tensor, where: str = "") -> torch.Tensor:
         """(B, C, H, W) complex, (B, 1, H, W) bool -> (B, H, W) float32, on the
