@@ -371,9 +371,11 @@ def test_the_command_line_wins_over_a_preset(dest, tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text(yaml.safe_dump({dest: preset_value}))
     assert getattr(_parse_evaluate(), dest) == default
-    assert getattr(_parse_evaluate("--preset", preset), dest) == preset_value
-    assert getattr(_parse_evaluate("--preset", preset, *argv), dest) == cli_value
-    assert getattr(_parse_evaluate(*argv, "--preset", preset), dest) == cli_value
+    args = _parse_evaluate("--preset", preset)
+    assert getattr(args, dest) == preset_value and args.from_preset == [dest]
+    for given in ([*argv, "--preset", preset], ["--preset", preset, *argv]):
+        args = _parse_evaluate(*given)
+        assert getattr(args, dest) == cli_value and args.from_preset == []
 
 
 def test_a_switch_on_the_command_line_wins_over_a_preset_both_ways(tmp_path):
@@ -431,6 +433,18 @@ def test_the_in_distribution_preset_scores_the_convention_given(cmrx_tree, tmp_p
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert rows and {r["convention"] for r in rows} == {"fastmri"}
     assert "Convention: fastmri" in (out / "summary.md").read_text()
+
+
+def test_the_cross_domain_preset_with_a_cmrxrecon_mask_is_refused_naming_the_preset(capsys):
+    """`--mask cmrxrecon-uniform` wins over the cross-domain preset's mask; the
+    preset's centre fractions do not apply to it: one line naming the preset's key
+    (the old rule silently ran equispaced-fraction)."""
+    preset = PRESETS[0].with_name("arxiv2026-crossdomain.yaml")
+    argv = ["evaluate", "--preset", str(preset), "--model", "zero-filled", "--data", "d"]
+    assert main([*argv, "--out", "o", "--mask", "cmrxrecon-uniform"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"--preset {preset}: center_fractions applies to fastMRI masks" in err
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,8 @@ class Parser(argparse.ArgumentParser):
     holding the file's values, which argparse treats as defaults (it fills only
     the attributes a namespace lacks, then overwrites those the command line
     gives). So an option given on the command line wins whatever its value,
-    also one equal to the built-in default; the parser itself is not changed."""
+    also one equal to the built-in default; the parser itself is not changed.
+    ``args.from_preset`` lists the options whose value came from the file."""
 
     preset_defaults = None
 
@@ -46,7 +47,10 @@ class Parser(argparse.ArgumentParser):
             namespace = argparse.Namespace()
         for dest, value in defaults.items():
             setattr(namespace, dest, value)
-        return super().parse_known_args(args, namespace)
+        namespace, extra = super().parse_known_args(args, namespace)
+        # argparse replaces a value only when the command line gives the option
+        namespace.from_preset = [d for d, v in defaults.items() if getattr(namespace, d) is v]
+        return namespace, extra
 
 
 def build_parser() -> argparse.ArgumentParser:

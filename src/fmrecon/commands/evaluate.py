@@ -258,9 +258,20 @@ def _one_value(action: argparse.Action, value):
     return converted
 
 
+def option_name(args, dest: str) -> str:
+    """How a message names an option: its flag, or the preset key it came from."""
+    if dest in (getattr(args, "from_preset", None) or ()):
+        return f"--preset {args.preset}: {dest}"
+    return "--" + dest.replace("_", "-")
+
+
 def build_settings(args) -> list[Setting]:
     grid = mask_grid(
-        args.mask, args.accelerations, args.center_fractions, args.num_acs, "--center-fractions"
+        args.mask,
+        args.accelerations,
+        args.center_fractions,
+        args.num_acs,
+        option_name(args, "center_fractions"),
     )
     return [
         Setting(args.mask, acc, cf, func, official_masks=args.official_masks)
@@ -293,7 +304,7 @@ def _check_model_args(args) -> None:
     """Fail fast on a bad --model / --checkpoint / --labels combination or --convention."""
     if args.convention not in CONVENTIONS:  # from the command line or a preset
         raise ConfigError(
-            f"--convention: unknown convention '{args.convention}' "
+            f"{option_name(args, 'convention')}: unknown convention '{args.convention}' "
             f"(choose from {', '.join(CONVENTIONS)})"
         )
 
