@@ -565,7 +565,8 @@ def test_missing_weights_offline_one_line_error(tmp_path, monkeypatch):
     assert isinstance(err.value, EncoderWeightsError)
     assert str(tmp_path / "empty-hub" / "models--openai--clip-vit-base-patch16") in msg
     assert f"`hf download {CLIP_REPO} config.json pytorch_model.bin`" in msg
-    assert "HF_HUB_OFFLINE=1" in msg and "HF_HUB_CACHE" in msg and "--encoder-weights" in msg
+    assert "HF_HUB_OFFLINE=1" in msg and "HF_HUB_CACHE" in msg
+    assert "`fmrecon train --config CONFIG model.encoder_weights=PATH`" in msg
     assert "huggingface-cli" not in msg
     with pytest.raises(EncoderWeightsError) as err:
         build_encoder("biomedclip-vit-b16")

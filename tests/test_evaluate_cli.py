@@ -9,10 +9,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 import oracles
 from conftest import random_kspace, write_cmrx, write_fastmri
 from fmrecon.cli import main
+from fmrecon.commands.evaluate import PRESETTABLE
 from fmrecon.physics.masks import create_mask
 
 
@@ -303,7 +305,6 @@ def test_paper_evaluation_presets_apply(preset, tmp_path, monkeypatch):
     args = build_parser().parse_args(
         ["evaluate", "--preset", str(preset), "--data", "d", "--out", "o", "--accelerations", "8"]
     )
-    ev.apply_preset(args)
     want = yaml.safe_load(preset.read_text())
     assert args.mask == want["mask"] and args.convention == want["convention"]
     assert args.accelerations == [8]  # the command line wins
@@ -314,6 +315,160 @@ def test_paper_evaluation_presets_apply(preset, tmp_path, monkeypatch):
         assert resize.shape(512, 246) == (224, 224) and not args.official_masks
     else:
         assert resize is None  # native size
+
+
+def _evaluate_parser():
+    """The `fmrecon evaluate` parser as fmrecon.cli builds it (its actions by dest)."""
+    from fmrecon.cli import Parser
+    from fmrecon.commands import evaluate as ev
+
+    p = Parser(prog="fmrecon evaluate")
+    ev.add_arguments(p)
+    p.preset_defaults = ev.preset_defaults
+    return p, {a.dest: a for a in p._actions}
+
+
+def _parse_evaluate(*argv):
+    from fmrecon.cli import build_parser
+
+    return build_parser().parse_args(["evaluate", "--data", "d", "--out", "o", *map(str, argv)])
+
+
+# Every option a preset may set: (a preset value other than the built-in default, the
+# command line giving the built-in default -- or, where that is None and cannot be
+# typed, another value -- and the value it gives). A presettable option without a
+# row here fails test_the_command_line_wins_over_a_preset.
+PRESET_CASES = {
+    "mask": ("equispaced-fraction", ["--mask", "cmrxrecon-uniform"], "cmrxrecon-uniform"),
+    "accelerations": ([8], ["--accelerations", "4", "8", "10"], [4, 8, 10]),
+    "center_fractions": ([0.08, 0.04], ["--center-fractions", "0.04"], [0.04]),
+    "num_acs": (24, ["--num-acs", "16"], 16),
+    "official_masks": (True, ["--no-official-masks"], False),
+    "convention": ("full-volume", ["--convention", "fastmri"], "fastmri"),
+    "split_name": ("val", ["--split-name", "test"], "test"),
+    "batch_size": (4, ["--batch-size", "1"], 1),
+    "precision": ("bf16", ["--precision", "32"], "32"),
+    "error_scale": (2.0, ["--error-scale", "5"], 5.0),
+    "image_size": ([224, 224], ["--image-size", "128", "96"], [128, 96]),
+    "image_resize": ("crop", ["--image-resize", "kspace"], "kspace"),
+    "readout_oversampling": (2, ["--readout-oversampling", "1"], 1),
+    "model": (["zero-filled", "sense"], ["--model", "zero-filled"], ["zero-filled"]),
+}
+
+
+@pytest.mark.parametrize("dest", PRESETTABLE)
+def test_the_command_line_wins_over_a_preset(dest, tmp_path):
+    """Preset alone: the preset's value. Preset plus the option on the command line
+    (before or after --preset), also set to the built-in default: the command line's."""
+    import yaml
+
+    _, actions = _evaluate_parser()
+    preset_value, argv, cli_value = PRESET_CASES[dest]
+    default = actions[dest].default
+    assert preset_value != default and cli_value != preset_value
+    if default is not None:  # the case the old "equals the default = not given" rule lost
+        assert cli_value == default
+    preset = tmp_path / "p.yaml"
+    preset.write_text(yaml.safe_dump({dest: preset_value}))
+    assert getattr(_parse_evaluate(), dest) == default
+    args = _parse_evaluate("--preset", preset)
+    assert getattr(args, dest) == preset_value and args.from_preset == [dest]
+    for given in ([*argv, "--preset", preset], ["--preset", preset, *argv]):
+        args = _parse_evaluate(*given)
+        assert getattr(args, dest) == cli_value and args.from_preset == []
+
+
+def test_a_switch_on_the_command_line_wins_over_a_preset_both_ways(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("official_masks: false\n")
+    assert _parse_evaluate("--preset", preset).official_masks is False
+    assert _parse_evaluate("--preset", preset, "--official-masks").official_masks is True
+    preset.write_text("official_masks: true\n")
+    assert _parse_evaluate("--preset", preset).official_masks is True
+    assert _parse_evaluate("--official-masks", "--preset", preset).official_masks is True
+
+
+def _cli_tokens(action, value) -> list[str]:
+    """The command line that gives ``action`` the value ``value``."""
+    if action.nargs == 0:
+        return [action.option_strings[0 if value else 1]]
+    values = value if isinstance(value, list) else [value]
+    return [action.option_strings[0], *(str(v) for v in values)]
+
+
+PRESET_KEYS = [(path, key) for path in PRESETS for key in yaml.safe_load(path.read_text())]
+
+
+@pytest.mark.parametrize("preset,key", PRESET_KEYS, ids=lambda x: getattr(x, "stem", x))
+def test_every_paper_preset_key_is_applied_and_overridden(preset, key):
+    """Each option of each paper preset: applied alone; the command line's value wins,
+    the built-in default included (`--convention fastmri` over the in-distribution
+    preset's full-volume, `--mask cmrxrecon-uniform` over the cross-domain one's
+    equispaced-fraction: the two cases of issue 17)."""
+    import yaml
+
+    _, actions = _evaluate_parser()
+    want = yaml.safe_load(preset.read_text())[key]
+    action = actions[key]
+    assert getattr(_parse_evaluate("--preset", preset), key) == want
+    cli = action.default if action.default is not None else PRESET_CASES[key][2]
+    if cli == want:  # the preset sets the built-in default: override with another value
+        cli = PRESET_CASES[key][0] if PRESET_CASES[key][0] != want else PRESET_CASES[key][2]
+    assert cli != want
+    got = getattr(_parse_evaluate("--preset", preset, *_cli_tokens(action, cli)), key)
+    assert got == cli
+
+
+def test_the_in_distribution_preset_scores_the_convention_given(cmrx_tree, tmp_path):
+    """End to end: the preset says full-volume, the command line fastmri (the
+    built-in default); the table is scored and labelled fastmri."""
+    preset = (
+        Path(__file__).parent.parent / "configs/paper/evaluation/arxiv2026-in-distribution.yaml"
+    )
+    out = tmp_path / "o"
+    argv = ["evaluate", "--preset", str(preset), "--model", "zero-filled", "--data",
+            str(cmrx_tree), "--accelerations", "4", "--num-acs", "8", "--convention",
+            "fastmri", "--out", str(out), "--quiet", "--no-figures"]  # fmt: skip
+    assert main(argv) == 0
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert rows and {r["convention"] for r in rows} == {"fastmri"}
+    assert "Convention: fastmri" in (out / "summary.md").read_text()
+
+
+def test_the_cross_domain_preset_with_a_cmrxrecon_mask_is_refused_naming_the_preset(capsys):
+    """`--mask cmrxrecon-uniform` wins over the cross-domain preset's mask; the
+    preset's centre fractions do not apply to it: one line naming the preset's key
+    (the old rule silently ran equispaced-fraction)."""
+    preset = PRESETS[0].with_name("arxiv2026-crossdomain.yaml")
+    argv = ["evaluate", "--preset", str(preset), "--model", "zero-filled", "--data", "d"]
+    assert main([*argv, "--out", "o", "--mask", "cmrxrecon-uniform"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"--preset {preset}: center_fractions applies to fastMRI masks" in err
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("masks: random\n", "unknown option 'masks'"),
+        ("accelerations: [x]\n", "option 'accelerations' must be float"),
+        ("precision: 16\n", "option 'precision' must be one of 32, bf16"),
+        ("official_masks: 1\n", "option 'official_masks' must be true or false"),
+        ("image_size: [224]\n", "option 'image_size' must be a list of 2 values"),
+        ("num_acs: 2.5\n", "option 'num_acs' must be int"),
+        ("batch_size: true\n", "option 'batch_size' must be a number or a name"),
+        ("mask: null\n", "option 'mask' needs a value"),
+        ("- mask\n", "the top level must be a mapping"),
+    ],
+)
+def test_bad_presets_are_one_line_naming_the_file_and_the_key(tmp_path, capsys, text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    argv = ["evaluate", "--model", "zero-filled", "--data", "d", "--out", "o", "--preset"]
+    assert main([*argv, str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert err.startswith(f"fmrecon evaluate: error: --preset {bad}: ")
 
 
 def test_preset_runs_end_to_end_and_rejects_unknown_options(tmp_path, capsys):

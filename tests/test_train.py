@@ -63,7 +63,45 @@ def test_config_defaults_overrides_and_errors(tmp_path):
         load_config(path)
 
 
-def test_dry_run_builds_the_model_without_data(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "key,in_file,default",
+    [
+        ("seed", 5, 0),
+        ("model.allow_random_encoder", True, False),
+        ("data.mask.kind", "equispaced-fraction", "cmrxrecon-uniform"),
+        ("data.image_resize", "crop", "kspace"),
+        ("optim.name", "adamw", "adam"),
+    ],
+)
+def test_an_override_wins_over_the_config_file_also_at_the_default(
+    tmp_path, capsys, key, in_file, default
+):
+    """`fmrecon train --config C key=value`: the override wins whatever its value,
+    also the built-in default (the file's value must not survive because the
+    override "looks unset"); checked on the resolved config a dry run prints."""
+    from fmrecon.training.config import DEFAULTS
+
+    *parents, last = key.split(".")
+    node = DEFAULTS
+    for part in parents:
+        node = node[part]
+    assert node[last] == default != in_file
+    nested = in_file
+    for part in reversed(key.split(".")):
+        nested = {part: nested}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(nested))
+    override = f"{key}={yaml.safe_dump(default).splitlines()[0]}"
+    for over, want in (([], in_file), ([override], default)):
+        assert main(["train", "--config", str(path), *over, "--dry-run"]) == 0
+        printed = yaml.safe_load(capsys.readouterr().out.split("\n# ", 1)[0])
+        for part in key.split("."):
+            printed = printed[part]
+        assert printed == want
+
+
+def _tiny_fm_config(tmp_path) -> Path:
+    """An FM-VarNet config with a tiny CLIP encoder whose weights this machine lacks."""
     path = tmp_path / "fm.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -84,11 +122,32 @@ def test_dry_run_builds_the_model_without_data(tmp_path, capsys):
             }
         )  # fmt: skip
     )
+    return path
+
+
+def test_dry_run_builds_the_model_without_data(tmp_path, capsys):
+    path = _tiny_fm_config(tmp_path)
     assert main(["train", "--config", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "name: fm-varnet-clip" in out and "trainable" in out
     assert "RANDOMLY INITIALISED" in out  # no weights on this machine: said loudly
+    assert "the real run stops without them" in out
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("over", [[], ["model.allow_random_encoder=true"], ["seed=3"]])
+def test_dry_run_prints_the_config_the_run_uses(tmp_path, capsys, over):
+    """The YAML a dry run prints is the resolved config of the real run, key for
+    key: allow_random_encoder stays false when the config says so (the dry run
+    builds its model from a copy that may use random encoder weights)."""
+    path = _tiny_fm_config(tmp_path)
+    assert main(["train", "--config", str(path), *over, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    printed = yaml.safe_load(out.split("\n# ", 1)[0])
+    assert printed == load_config(path, over)
+    want = over == ["model.allow_random_encoder=true"]
+    assert printed["model"]["allow_random_encoder"] is want
+    assert ("the real run stops without them" in out) is not want
 
 
 def _val_ssim(cfg: Path, over: list[str], run: Path, model=None, precision="32") -> float:

@@ -55,7 +55,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "model: baselines, ...), e.g. configs/paper/evaluation/arxiv2026-crossdomain.yaml; "
         "options given on the command line win",
     )
-    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest != "help"})
 
 
 def _model_arguments(p: argparse.ArgumentParser) -> None:
@@ -104,8 +103,10 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-acs", type=int, default=None, help="ACS lines of CMRxRecon masks")
     p.add_argument(
         "--official-masks",
-        action="store_true",
-        help="CMRxRecon: use the challenge's mask files next to the data instead of generating",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="CMRxRecon: use the challenge's mask files next to the data instead of generating "
+        "(--no-official-masks: generate, also over a preset's official_masks: true)",
     )
     p.add_argument(
         "--convention",
@@ -175,20 +176,26 @@ def _figure_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-_DEFAULTS: dict = {}
 # options a preset may set (paths to data, outputs and checkpoints stay on the command line)
-_PRESETTABLE = (
+PRESETTABLE = (
     "mask", "accelerations", "center_fractions", "num_acs", "official_masks", "convention",
     "split_name", "batch_size", "precision", "error_scale", "image_size", "image_resize",
     "readout_oversampling", "model",
 )  # fmt: skip
 
 
-def apply_preset(args) -> None:
-    """Fill options not given on the command line from ``args.preset``."""
+def preset_defaults(parser: argparse.ArgumentParser, args) -> dict:
+    """The options of ``--preset`` as defaults of the parse (fmrecon.cli.Parser
+    parses again with them): an option given on the command line wins, also
+    when it equals the built-in default."""
+    return {} if args.preset is None else read_preset(parser, args.preset)
+
+
+def read_preset(parser: argparse.ArgumentParser, path: Path) -> dict:
+    """``{dest: value}`` of a preset YAML file, each value checked as the
+    command line's value of that option would be (type, choices, count)."""
     import yaml
 
-    path = args.preset
     if not path.is_file():
         raise ConfigError(f"--preset {path}: file not found")
     try:
@@ -197,23 +204,74 @@ def apply_preset(args) -> None:
         raise ConfigError(f"--preset {path}: not valid YAML") from None
     if not isinstance(preset, dict):
         raise ConfigError(f"--preset {path}: the top level must be a mapping of options")
+    actions = {a.dest: a for a in parser._actions}
+    out = {}
     for key, value in preset.items():
         dest = str(key).replace("-", "_")
-        if dest not in _PRESETTABLE:
+        if dest not in PRESETTABLE:
             raise ConfigError(
-                f"--preset {path}: unknown option '{key}' (allowed: {', '.join(_PRESETTABLE)})"
+                f"--preset {path}: unknown option '{key}' (allowed: {', '.join(PRESETTABLE)})"
             )
-        if getattr(args, dest) == _DEFAULTS.get(dest):  # not given on the command line
-            setattr(args, dest, value)
-    if isinstance(args.model, str):
-        args.model = [args.model]
-    if args.model is not None and not all(isinstance(n, str) for n in args.model):
-        raise ConfigError(f"--preset {path}: model must be a list of model names")
+        try:
+            out[dest] = _option_value(actions[dest], value)
+        except ValueError as err:
+            raise ConfigError(f"--preset {path}: option '{key}' {err}, got {value!r}") from None
+    return out
+
+
+def _option_value(action: argparse.Action, value):
+    """``value`` (from YAML) as the command line would give it to ``action``;
+    ValueError saying what the option takes."""
+    if value is None:
+        if action.default is not None:
+            raise ValueError("needs a value")
+        return None
+    if action.nargs == 0:  # a switch (--official-masks / --no-official-masks)
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if action.nargs is None:
+        return _one_value(action, value)
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if isinstance(action.nargs, int) and len(items) != action.nargs:
+        raise ValueError(f"must be a list of {action.nargs} values")
+    if not items:
+        raise ValueError("must be a non-empty list")
+    return [_one_value(action, v) for v in items]
+
+
+def _one_value(action: argparse.Action, value):
+    """One value through the option's type and choices, as argparse converts
+    the command line's text (YAML's true/false are refused: no option here is
+    a yes/no value)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number or a name, not true/false")
+    if not isinstance(value, (str, int, float)):
+        raise ValueError("must be a single value")
+    kind = action.type or str
+    try:
+        converted = kind(str(value))
+    except (TypeError, ValueError):
+        raise ValueError(f"must be {getattr(kind, '__name__', kind)}") from None
+    if action.choices is not None and converted not in action.choices:
+        raise ValueError(f"must be one of {', '.join(map(str, action.choices))}")
+    return converted
+
+
+def option_name(args, dest: str) -> str:
+    """How a message names an option: its flag, or the preset key it came from."""
+    if dest in (getattr(args, "from_preset", None) or ()):
+        return f"--preset {args.preset}: {dest}"
+    return "--" + dest.replace("_", "-")
 
 
 def build_settings(args) -> list[Setting]:
     grid = mask_grid(
-        args.mask, args.accelerations, args.center_fractions, args.num_acs, "--center-fractions"
+        args.mask,
+        args.accelerations,
+        args.center_fractions,
+        args.num_acs,
+        option_name(args, "center_fractions"),
     )
     return [
         Setting(args.mask, acc, cf, func, official_masks=args.official_masks)
@@ -246,7 +304,7 @@ def _check_model_args(args) -> None:
     """Fail fast on a bad --model / --checkpoint / --labels combination or --convention."""
     if args.convention not in CONVENTIONS:  # from the command line or a preset
         raise ConfigError(
-            f"--convention: unknown convention '{args.convention}' "
+            f"{option_name(args, 'convention')}: unknown convention '{args.convention}' "
             f"(choose from {', '.join(CONVENTIONS)})"
         )
 
@@ -355,8 +413,6 @@ def build_resize(args) -> KspaceResize | None:
 
 
 def run(args) -> int:
-    if args.preset is not None:
-        apply_preset(args)
     _check_model_args(args)
     settings = build_settings(args)
     resize = build_resize(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 
@@ -44,14 +45,24 @@ def run(args) -> int:
     if args.dry_run:
         from fmrecon.training.run import build_module, describe_module
 
-        cfg["model"]["allow_random_encoder"] = True  # a laptop need not hold the weights
+        # a laptop need not hold the encoder weights: the model is built from a copy that
+        # may fall back to random ones; the config printed is the one the run uses
+        build = copy.deepcopy(cfg)
+        build["model"]["allow_random_encoder"] = True
         os.environ["HF_HUB_OFFLINE"] = "1"  # cached weights are used, none are fetched
-        module = build_module(cfg)
+        module = build_module(build)
         print(dump_config(cfg), end="")
         print(f"# run folder: {run_dir(cfg)}")
         if not cfg["data"]["root"]:
             print("# data.root is not set: the real run needs it (data.root=/path/to/MultiCoil)")
         print("# " + describe_module(module).replace("\n", "\n# "))
+        model = cfg["model"]
+        fell_back = model["encoder_weights"] != "random" and not model["allow_random_encoder"]
+        if module.model.record.random_encoder and fell_back:
+            print(
+                "# the encoder weights are not on this machine: this dry run used random ones; "
+                "the real run stops without them (allow_random_encoder is false)"
+            )
         return 0
     from fmrecon.training.run import train
 

@@ -33,8 +33,25 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
+# How a run takes encoder weights from a local copy instead of the hub cache: the last
+# advice of the missing-weights error (tests/test_cli_hints.py parses the command).
+# Checkpoints (fmrecon evaluate / reconstruct) reload a referenced encoder from its
+# recorded source only, so their error leaves this part out (models.io).
+LOCAL_WEIGHTS_HINT = (
+    "or give a local copy as PATH: `fmrecon train --config CONFIG model.encoder_weights=PATH` "
+    "(in Python create_model(..., encoder_weights=PATH))"
+)
+
+
 class EncoderWeightsError(ConfigError):
-    """Encoder weights are missing, unreadable or do not fit the architecture."""
+    """Encoder weights are missing, unreadable or do not fit the architecture.
+    ``local_copy``: advice on giving the weights as a local path, appended to
+    the message; :attr:`without_local_copy` is the message without it, for
+    callers that cannot take a path."""
+
+    def __init__(self, message: str, local_copy: str = ""):
+        super().__init__(f"{message}{local_copy}")
+        self.without_local_copy = " ".join(str(message).split())
 
 
 def hf_hub_cache() -> tuple[Path, str]:
@@ -198,8 +215,8 @@ def resolve_hub_weights(spec: EncoderSpec, repo: str, name: str, revision: str =
         f"{'' if revision == 'main' else '@' + revision} in the Hugging Face cache {where} "
         f"(cache dir from {var}): {problem}{gated}; fetch them with "
         f"`{download_command(spec, repo, revision)}` where the hub is reachable (and copy "
-        f"the cache here or point HF_HUB_CACHE/HF_HOME at it), or pass --encoder-weights "
-        f"PATH ({kind} {wanted(spec)})"
+        f"the cache here or point HF_HUB_CACHE/HF_HOME at it)",
+        f", {LOCAL_WEIGHTS_HINT}, PATH being {kind} {wanted(spec)}",
     )
 
 

@@ -149,7 +149,8 @@ class EspiritRecon(ReconModel):
             raise ConfigError(
                 f"{self._name()}: the mask's fully sampled centre (ACS) is {have} lines; "
                 f"ESPIRiT with kernel width {kw} needs at least {need} "
-                "(more ACS lines: --num-acs / a larger --center-fractions)"
+                "(more ACS lines: --num-acs N, or a larger centre fraction: "
+                "evaluate --center-fractions F, reconstruct --center-fraction F)"
             )
         return cw, kw, (calib_shift(rows, h, cw), calib_shift(cols, w, cw))
 

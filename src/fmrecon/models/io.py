@@ -204,9 +204,11 @@ def _build_referenced(path, record: BuildRecord, ref: Mapping) -> ReconModel:
     try:
         model = build_from_record(record, encoder_weights=source)
     except ConfigError as err:  # missing weights included (EncoderWeightsError)
+        # the encoder comes from the recorded source only: no advice to pass a path
+        detail = getattr(err, "without_local_copy", str(err))
         raise ConfigError(
             f"checkpoint {path}: its encoder is stored by reference ({ref.get('weight_source')}) "
-            f"and could not be loaded: {err}"
+            f"and could not be loaded: {detail}"
         ) from None
     got = encoder_digest(model.encoder)
     if got != ref.get("sha256"):

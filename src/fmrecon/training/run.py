@@ -130,7 +130,8 @@ def build_module(cfg: dict) -> ReconModule:
     if count_parameters(module.model, trainable_only=True) == 0:
         raise ConfigError(
             f"model '{cfg['model']['name']}' has no trainable parameters: there is nothing to "
-            "train (run it with `fmrecon evaluate --model` or `fmrecon reconstruct --model`)"
+            f"train (run it with `fmrecon evaluate --model {cfg['model']['name']} --data DIR "
+            f"--out DIR` or `fmrecon reconstruct INPUT --model {cfg['model']['name']} --out DIR`)"
         )
     return module
 

@@ -1,4 +1,5 @@
-"""A PNG overview of the simulated data (``fmrecon simulate --plot``)."""
+"""A PNG overview of the simulated data (:func:`plot_subject`, from Python:
+``fmrecon.data.simulate.plot_subject(path)``; no command writes it)."""
 
 from __future__ import annotations
 
