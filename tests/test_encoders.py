@@ -354,8 +354,9 @@ def test_encoder_statistics_and_size_are_the_published_ones():
             pixels, scale = prepare_images(img, enc, percentile=None, stats=stats)
             assert pixels.shape == (1, 3, size, size) and scale.item() == 1.0
             for c in range(3):
-                # the same two fp32 operations as the code: exact
-                want = (img[0] - m[c]) / s[c]
+                # the same two fp32 operations on the same fp32 constants as the code: exact
+                mc, sc = (torch.tensor(v, dtype=torch.float32) for v in (m[c], s[c]))
+                want = (img[0] - mc) / sc
                 torch.testing.assert_close(pixels[0, c], want, rtol=0, atol=0, msg=f"{name} {c}")
 
 
