@@ -194,8 +194,7 @@ def test_every_model_has_the_one_interface(name):
     family = MODELS[name].family
     for c, (h, w) in ((3, (40, 36)), (1, (33, 27))):  # any coil count, odd sizes
         k, m = _inputs(c=c, h=h, w=w)
-        with torch.no_grad():
-            out = model(k, m)
+        out = model(k, m)
         assert out.shape == (2, h, w) and out.dtype == torch.float32
         assert torch.isfinite(out).all()
         zf = rss(ifft2c(k), dim=1)
