@@ -20,7 +20,9 @@ from fmrecon.models.varnet import (
     low_frequency_mask,
 )
 from fmrecon.physics.coils import acs_region, rss
+from fmrecon.physics.fft import ifft2c
 from fmrecon.physics.masks import create_mask
+from test_fm_models import _ZeroRegularizer, check_one_dc_step
 
 SIZES = [(32, 24), (33, 27)]  # even and odd (H, W)
 
@@ -318,3 +320,18 @@ def test_any_coils_and_size_gradients_flow(c, h, w):
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert k.grad is not None and torch.isfinite(torch.view_as_real(k.grad)).all()
         k.grad = None
+    k0 = k.detach()
+    # beyond shapes, at these coil counts and sizes: one DC step of the VarNet is
+    # k - mu M (k - k0) (a sign flip moves k away from the measurement) ...
+    net = VarNet(2, 4, 2, 4, 2)
+    net.cascades[0].model = _ZeroRegularizer()
+    check_one_dc_step(net, k0, mask)
+    # ... and an identity U-Net returns the zero-filled RSS (its normalisation undone)
+    unet = UNetRecon(4, 2)
+    unet.unet = nn.Identity()
+    with torch.no_grad():
+        out = unet(k0, mask)
+    zf = rss(ifft2c(k0), dim=1)
+    # (x - mean) / (std + eps) * std + mean: a few fp32 roundings of values up to max |zf|
+    eps = torch.finfo(torch.float32).eps
+    torch.testing.assert_close(out, zf, rtol=0, atol=4 * eps * float(zf.abs().max()))

@@ -244,6 +244,61 @@ def test_split_is_reproducible_subject_level_and_shared(tmp_path, cmrx_tree):
     assert all(len(small[n]) == 1 for n in splits.SPLIT_NAMES)
 
 
+def _multi_file_tree(root):
+    """A CMRxRecon tree of 8 subjects, each with several files and modalities:
+    cine SAX (full and x4), cine LAX, T1 and T2 maps (odd subjects only)."""
+    files: dict[str, set] = {}
+    for i in range(1, 9):
+        subj = f"P{i:03d}"
+        cine = root / "MultiCoil" / "Cine" / "TrainingSet"
+        maps = root / "MultiCoil" / "Mapping" / "TrainingSet" / "FullSample" / subj
+        names = [
+            (cine / "FullSample" / subj / "cine_sax.mat", "kspace_full"),
+            (cine / "FullSample" / subj / "cine_lax.mat", "kspace_full"),
+            (cine / "AccFactor04" / subj / "cine_sax.mat", "kspace_sub04"),
+        ]
+        if i % 2:
+            names += [(maps / "T1map.mat", "kspace_full"), (maps / "T2map.mat", "kspace_full")]
+        for j, (path, key) in enumerate(names):
+            write_cmrx(path, random_kspace((12, 16, 2, 1, 2), 10 * i + j), key)
+        files[subj] = {p for p, _ in names}
+    return files
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_split_never_puts_a_subject_in_two_parts(tmp_path, seed):
+    """Subject-level split of a tree where every subject has several files and
+    modalities: each subject is listed in exactly one part, the split read back
+    is the one made, and every file lands in exactly one part, together with
+    all the other files of its subject."""
+    files = _multi_file_tree(tmp_path / "data")
+    infos, _ = discover(tmp_path / "data")
+    assert {v.path for v in infos} == set().union(*files.values())
+    assert {v.subject for v in infos} == set(files)
+    assert {v.modality for v in infos if v.subject == "P001"} == {
+        "cine_sax",
+        "cine_lax",
+        "T1map",
+        "T2map",
+    }
+    path = tmp_path / "split.json"
+    s = splits.load_or_create_split(path, infos, seed=seed)
+    listed = [subj for name in splits.SPLIT_NAMES for subj in s[name]]
+    assert sorted(listed) == sorted(files)  # every subject once, in one part only
+    assert splits.load_split(path) == s
+    part_of = {}
+    for name in splits.SPLIT_NAMES:
+        if not s[name]:
+            continue
+        for v in splits.select(infos, s, name):
+            assert v.path not in part_of, f"{v.path} selected by two parts"
+            part_of[v.path] = name
+    assert set(part_of) == {v.path for v in infos}
+    for subj, paths in files.items():
+        parts = {part_of[p] for p in paths}
+        assert parts == {next(n for n in splits.SPLIT_NAMES if subj in s[n])}, subj
+
+
 def test_split_errors(tmp_path):
     with pytest.raises(ConfigError, match="summing to 1"):
         splits.make_split(["a"], fractions=(0.5, 0.5, 0.5))

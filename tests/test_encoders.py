@@ -309,6 +309,57 @@ def test_registry_facts_of_the_newer_encoders():
     assert v3.weights_repo == DINOV3_REPO and v3.gated
 
 
+# What each encoder's published preprocessing states, written out here rather than
+# imported, so a wrong value (or channel order) in the registry cannot agree with
+# itself. (input side, mean RGB, std RGB):
+# - clip: openai/clip-vit-base-patch16 preprocessor_config.json (crop_size 224,
+#   image_mean/image_std; also transformers.utils.constants.OPENAI_CLIP_MEAN/STD)
+# - dinov2: facebook/dinov2-base preprocessor_config.json (BitImageProcessor, crop 224,
+#   ImageNet mean/std); we run it at 224 px (16x16 patches)
+# - biomedclip: open_clip_config.json preprocess_cfg of
+#   microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224 (OpenAI CLIP values),
+#   vision_cfg image_size 224
+# - siglip: google/siglip-base-patch16-224 preprocessor_config.json (0.5/0.5, 224x224)
+# - rad-dino: microsoft/rad-dino preprocessor_config.json (image_mean 0.5307,
+#   image_std 0.2583 on each channel, crop 518)
+# - dinov3: transformers' DINOv3ViTImageProcessorFast defaults (224x224,
+#   IMAGENET_DEFAULT_MEAN/STD), what facebook/dinov3-vitb16-pretrain-lvd1689m loads
+_OPENAI = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+PUBLISHED = {
+    "clip-vit-b16": (224, *_OPENAI),
+    "dinov2-vit-b14": (224, *_IMAGENET),
+    "biomedclip-vit-b16": (224, *_OPENAI),
+    "siglip-vit-b16": (224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "rad-dino-vit-b14": (518, (0.5307,) * 3, (0.2583,) * 3),
+    "dinov3-vit-b16": (224, *_IMAGENET),
+}
+
+
+def test_encoder_statistics_and_size_are_the_published_ones():
+    """Every encoder (built full size on the meta device) runs at the input size
+    and normalises with the mean/std its published preprocessing states, and
+    ``prepare_images`` applies channel c's statistics to channel c."""
+    assert set(PUBLISHED) == set(ENCODERS)
+    with torch.device("meta"):
+        encoders = {n: build_encoder(n, weights="random") for n in PUBLISHED}
+    # a ramp image at the encoder's own size: no resize, percentile None -> x = img / max
+    for name, (size, mean, std) in PUBLISHED.items():
+        enc = encoders[name]
+        spec = ENCODERS[name]
+        assert (enc.image_size, spec.input_size) == (size, size), name
+        assert (enc.mean, enc.std) == (spec.mean, spec.std) == (mean, std), name
+        img = torch.linspace(0.0, 1.0, size * size).view(1, size, size)
+        for stats, (m, s) in (("encoder", (mean, std)), ("imagenet", _IMAGENET)):
+            pixels, scale = prepare_images(img, enc, percentile=None, stats=stats)
+            assert pixels.shape == (1, 3, size, size) and scale.item() == 1.0
+            for c in range(3):
+                # the same two fp32 operations on the same fp32 constants as the code: exact
+                mc, sc = (torch.tensor(v, dtype=torch.float32) for v in (m[c], s[c]))
+                want = (img[0] - mc) / sc
+                torch.testing.assert_close(pixels[0, c], want, rtol=0, atol=0, msg=f"{name} {c}")
+
+
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(ConfigError) as err:
         build_encoder("clip-vit-l14", weights="random")

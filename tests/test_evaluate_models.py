@@ -343,7 +343,23 @@ def test_full_conventions_figure_panels_are_uncropped(convention):
     target, recon = rng.random((24, 40)), rng.random((24, 40))
     tgt, out = convention_crop(target, {"m": recon}, convention)
     assert tgt.shape == (24, 40) and out["m"].shape == (24, 40)
-    # a fastMRI file: 16x16 stored target, 32x24 k-space image -> the target's size
-    tgt, out = convention_crop(target[:16, :16], {"m": rng.random((32, 24))}, convention)
+    # the whole images, unchanged (float32 copies)
+    np.testing.assert_array_equal(tgt, target.astype(np.float32))
+    np.testing.assert_array_equal(out["m"], recon.astype(np.float32))
+    # a fastMRI file: 16x16 stored target, 32x24 k-space image -> the target's size,
+    # the image's centre (fastMRI center_crop: start ((32 - 16) // 2, (24 - 16) // 2)
+    # = (8, 4)): a marker at image (8 + 3, 4 + 5) lands at (3, 5) of the panel
+    image = np.zeros((32, 24))
+    image[8 + 3, 4 + 5] = 7.0
+    tgt, out = convention_crop(target[:16, :16], {"m": image}, convention)
     assert tgt.shape == (16, 16) and out["m"].shape == (16, 16)
-    assert convention_crop(target, {"m": recon}, "cmrxrecon")[0].shape == (8, 20)
+    np.testing.assert_array_equal(tgt, target[:16, :16].astype(np.float32))
+    assert out["m"][3, 5] == 7.0 and np.count_nonzero(out["m"]) == 1
+    # cmrxrecon's ranking crop of a 22x40 matrix: round(22/3) x round(40/2) = 7x20 at
+    # ESPIRiT crop.m's start (22 // 2 - 7 // 2, 40 // 2 - 20 // 2) = (8, 10), not
+    # fastMRI's (7, 10): a marker at (8 + 1, 10 + 2) lands at (1, 2)
+    image = np.zeros((22, 40))
+    image[8 + 1, 10 + 2] = 7.0
+    tgt, out = convention_crop(rng.random((22, 40)), {"m": image}, "cmrxrecon")
+    assert tgt.shape == out["m"].shape == (7, 20)
+    assert out["m"][1, 2] == 7.0 and np.count_nonzero(out["m"]) == 1

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
+from torch import nn
 
 from fmrecon.cli import main
 from fmrecon.encoders import TINY_OVERRIDES
 from fmrecon.errors import ConfigError
 from fmrecon.models.registry import MODELS, create_model, describe
+from fmrecon.physics.coils import rss
+from fmrecon.physics.fft import ifft2c
 from fmrecon.physics.masks import create_mask
 from fmrecon.utils import count_parameters
 
@@ -151,16 +155,79 @@ def test_models_table(capsys, counts_by_oracle):
     assert table["zero-filled"][1:3] == ["0.00M", "0.00M"]
 
 
+EPS32 = torch.finfo(torch.float32).eps
+
+
+class _ZeroRegularizer(nn.Module):
+    """A cascade regularizer whose term is exactly 0 (data consistency only)."""
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+
+def check_one_dc_step(model, k0, mask, mu=0.25):
+    """Cascade 0 of a VarNet-like ``model`` with a zero regularizer term and
+    ``dc_weight`` mu, from a k-space k that differs from the measurement k0:
+    k - mu M (k - k0) (Sriram et al. 2020; fastmri/models/varnet.py VarNetBlock), so
+    the sampled entries move a fraction mu of the way to the measurement and the
+    others stay. The same fp32 operations in the same order: exact up to the
+    rounding of a few operations on values of |k|'s size."""
+    block = model.cascades[0]
+    with torch.no_grad():
+        sens = model.sens_net(k0, mask)
+        g = torch.Generator().manual_seed(5)
+        k = k0 + torch.randn(k0.shape, dtype=k0.dtype, generator=g)  # k - k0 != 0 everywhere
+        block.dc_weight.fill_(mu)
+        out = block(k, k0, mask, sens)
+    want = k - mu * mask * (k - k0)
+    tol = 4 * EPS32 * float(k.abs().max())
+    torch.testing.assert_close(out, want, rtol=0, atol=tol)
+    m = mask.expand_as(k)
+    moved = (out - k0)[m].abs().norm() / (k - k0)[m].abs().norm()
+    assert abs(float(moved) - (1 - mu)) < 1e-5  # toward the measurement, by (1 - mu)
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_has_the_one_interface(name):
     torch.manual_seed(0)
     model = tiny_model(name)
+    family = MODELS[name].family
     for c, (h, w) in ((3, (40, 36)), (1, (33, 27))):  # any coil count, odd sizes
         k, m = _inputs(c=c, h=h, w=w)
         out = model(k, m)
         assert out.shape == (2, h, w) and out.dtype == torch.float32
         assert torch.isfinite(out).all()
+        zf = rss(ifft2c(k), dim=1)
+        if family in ("zero-filled", "fm-varnet"):
+            # FM-VarNet's heads start at zero: every regularizer term is exactly 0 and
+            # k stays the measurement through the cascades: the zero-filled RSS
+            torch.testing.assert_close(out, zf, rtol=0, atol=0)
+        elif family == "fm-unetr":
+            # zero head: the residual alone, zf / s * s (two fp32 roundings)
+            torch.testing.assert_close(out, zf, rtol=2 * EPS32, atol=0)
     assert model.record.name == name
+    k, m = _inputs()
+    if family in ("e2e-varnet", "fm-varnet"):
+        if family == "e2e-varnet":  # FM-VarNet's zero head already makes the term 0
+            model.cascades[0].model = _ZeroRegularizer()
+        check_one_dc_step(model, k, m)
+    elif family in ("sense", "cs-wavelet"):
+        # a solver that returns 0: the output is the measured samples put back, i.e.
+        # the zero-filled RSS (k / scale, sigpy's FFT, * scale: fp32 roundings and the
+        # FFT's eps x log2(N) of the rms, Higham sec. 24.1)
+        model._solve = lambda y, mps, weights, device: device.xp.zeros(y.shape[1:], y.dtype)
+        with torch.no_grad():
+            out = model(k, m)
+        zf = rss(ifft2c(k), dim=1)
+        tol = 4 * EPS32 * math.log2(40 * 36) * float(zf.square().mean().sqrt())
+        torch.testing.assert_close(out, zf, rtol=0, atol=tol)
+    elif family == "unet":
+        # an identity U-Net: the normalisation is undone exactly but for fp32 rounding
+        model.unet = nn.Identity()
+        with torch.no_grad():
+            out = model(k, m)
+        zf = rss(ifft2c(k), dim=1)
+        torch.testing.assert_close(out, zf, rtol=0, atol=4 * EPS32 * float(zf.abs().max()))
 
 
 @pytest.mark.parametrize("name", ["fm-varnet-clip", "fm-unetr-biomedclip", "fm-varnet-dinov2"])

@@ -28,18 +28,30 @@ def _pairs(seed=0, n=6):
         yield target, target + noise
 
 
+# Agreement with skimage (float64 throughout): measured over the 120 pairs of
+# _pairs(seed) for seeds 0-19 (torch 2.13, skimage 0.26), worst |difference| 7.4e-7
+# in float32 (6.2 x fp32 eps: the windowed moments' cancellation) and 3.3e-14 in
+# float64 (both sides' float64 rounding); the tolerances leave ~2.7x and 30x. A
+# population instead of sample covariance (NP/(NP-1) left out) moves SSIM by up
+# to 7e-4 on the same pairs.
+SKIMAGE_TOL = {torch.float32: 2e-6, torch.float64: 1e-12}
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_ssim_matches_skimage(dtype):
-    for target, pred in _pairs():
-        drange = target.max()
-        ref = structural_similarity(target, pred, data_range=drange)
-        got = ssim(
-            torch.tensor(pred, dtype=dtype)[None],
-            torch.tensor(target, dtype=dtype)[None],
-            torch.tensor([drange], dtype=dtype),
-        )
-        assert got.shape == (1,)
-        assert got.item() == pytest.approx(ref, abs=1e-3)
+    worst = 0.0
+    for seed in range(20):
+        for target, pred in _pairs(seed):
+            drange = target.max()
+            ref = structural_similarity(target, pred, data_range=drange)
+            got = ssim(
+                torch.tensor(pred, dtype=dtype)[None],
+                torch.tensor(target, dtype=dtype)[None],
+                torch.tensor([drange], dtype=dtype),
+            )
+            assert got.shape == (1,) and got.dtype == dtype
+            worst = max(worst, abs(got.item() - ref))
+    assert worst <= SKIMAGE_TOL[dtype], f"{dtype}: SSIM differs from skimage by {worst:.3g}"
 
 
 def test_loss_batch_matches_skimage_mean():
@@ -59,7 +71,7 @@ def test_loss_batch_matches_skimage_mean():
         t = torch.tensor(targets, dtype=torch.float32).reshape(shape)
         out = loss(p, t, torch.tensor(dr, dtype=torch.float32))
         assert out.dim() == 0
-        assert out.item() == pytest.approx(1.0 - ref, abs=1e-3)
+        assert out.item() == pytest.approx(1.0 - ref, abs=SKIMAGE_TOL[torch.float32])
 
 
 def test_identical_inputs_give_zero_loss():
