@@ -7,9 +7,11 @@ stateful: see fmrecon.training.data.ResumableLoader)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from torch.utils.data import Dataset
 from fmrecon.cli import main
 from fmrecon.data.simulate import simulate_cmrxrecon
 from fmrecon.training.data import EpochBatchSampler, ResumableLoader
-from fmrecon.training.run import latest_checkpoint
+from fmrecon.training.run import checkpoint_threads, latest_checkpoint
 
 # 8 training items (4 subjects x 2 frames), batch 1: 8 steps an epoch, 3 epochs
 STEPS_PER_EPOCH, EPOCHS = 8, 3
@@ -79,19 +81,39 @@ def _state(path: Path) -> dict:
     return torch.load(path, weights_only=True, map_location="cpu")
 
 
+@contextmanager
+def threads(n: int):
+    """This process's intra-op thread count set to ``n`` for a while."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("model", "workers"), [("e2e-varnet", 1), ("unet", 2)])
-def test_killed_mid_epoch_and_resumed_with_workers_is_bit_exact(model, workers, tmp_path, cine):
+@pytest.mark.parametrize(
+    ("model", "workers", "run_threads", "resume_threads"),
+    # CPU kernels round differently with 1 and 2 intra-op threads (an E2E-VarNet's
+    # 1x1 convolution by 2e-7): resumed by a process with another count, the run
+    # must go on with its own (fmrecon.training.run.checkpoint_threads)
+    [("e2e-varnet", 1, 2, 1), ("unet", 2, 1, 2)],
+)
+def test_killed_mid_epoch_and_resumed_with_workers_is_bit_exact(
+    model, workers, run_threads, resume_threads, tmp_path, cine, capsys
+):
     cfg = _config(tmp_path, cine, model)
     # the uninterrupted run, without workers (the result must not depend on them)
-    assert main(["train", "--config", str(cfg), "name=straight"]) == 0
+    with threads(run_threads):
+        assert main(["train", "--config", str(cfg), "name=straight"]) == 0
     over = [f"data.num_workers={workers}"]
     child = tmp_path / "child.py"
     child.write_text(CHILD)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": str(run_threads)}
     proc = subprocess.run(
         [sys.executable, str(child), str(KILL_AT), "--config", str(cfg), "name=killed", *over],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert proc.returncode == -9, proc.stderr[-3000:]
     run = tmp_path / "runs/killed"
@@ -101,7 +123,12 @@ def test_killed_mid_epoch_and_resumed_with_workers_is_bit_exact(model, workers, 
     step = _state(newest)["global_step"]
     assert step == KILL_AT - KILL_AT % CHECKPOINT_EVERY and step % STEPS_PER_EPOCH != 0
     assert _state(run / "checkpoints/last.ckpt")["global_step"] == STEPS_PER_EPOCH
-    assert main(["train", "--config", str(cfg), "name=killed", "--resume", *over]) == 0
+    assert checkpoint_threads(newest) == run_threads
+    capsys.readouterr()
+    with threads(resume_threads):
+        assert main(["train", "--config", str(cfg), "name=killed", "--resume", *over]) == 0
+        assert torch.get_num_threads() == resume_threads  # the process's count is back
+    said = capsys.readouterr().err
     # the second attempt trained only the steps after the checkpoint (one train_loss row each)
     rows = (run / "csv/version_1/metrics.csv").read_text().splitlines()
     col = rows[0].split(",").index("train_loss")
@@ -119,6 +146,10 @@ def test_killed_mid_epoch_and_resumed_with_workers_is_bit_exact(model, workers, 
     for k, v in b["optimizer_states"][0]["state"].items():
         for name, t in v.items():
             assert torch.equal(a["optimizer_states"][0]["state"][k][name], t), (k, name)
+    # the run says it kept its count, and records it
+    line = f"resume: {run_threads} intra-op threads, as the run so far (this process has "
+    assert f"{line}{resume_threads})" in said
+    assert json.loads((run / "environment.json").read_text())["torch_threads"] == run_threads
 
 
 class _Index(Dataset):

@@ -20,6 +20,7 @@ from fmrecon.errors import ConfigError
 from fmrecon.models.io import load_model
 from fmrecon.training.config import load_config
 from fmrecon.training.data import EpochBatchSampler
+from fmrecon.training.run import checkpoint_threads
 
 TINY_VARNET = {"num_cascades": 2, "chans": 4, "pools": 2, "sens_chans": 4, "sens_pools": 2}
 
@@ -231,34 +232,46 @@ class KillAt(L.Callback):
         if trainer.global_step == int(sys.argv[2]):
             os.kill(os.getpid(), signal.SIGKILL)
 
+import torch
+print("threads", torch.get_num_threads(), flush=True)
 train(load_config(sys.argv[1], sys.argv[3:]), extra_callbacks=[KillAt()])
 """
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, cine):
     """Killed in epoch 2 without mid-epoch checkpoints (the quick start's set-up,
-    with a worker process): resumed from epoch 1's last.ckpt, the same weights
-    as an uninterrupted run without workers (mid-epoch checkpoints: test_resume.py)."""
+    with a worker process, torch's default thread count): resumed from epoch 1's
+    last.ckpt by this process (1 thread, conftest), the same weights as an
+    uninterrupted run without workers at the default count (mid-epoch
+    checkpoints and both directions of a changed count: test_resume.py)."""
     cfg = _config(tmp_path, cine)
     common = ["trainer.max_epochs=2", "trainer.early_stopping_patience=0"]
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     # 8 steps an epoch: step 12 is in the middle of the second epoch
     workers = "data.num_workers=1"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the default
     proc = subprocess.run(
         [sys.executable, str(script), str(cfg), "12", "name=killed", *common, workers],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={**env, "PYTHONWARNINGS": "ignore"},
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
+    default = int(proc.stdout.split()[1])  # torch's default count in a fresh process
     ckpts = tmp_path / "runs" / "killed" / "checkpoints"
     assert (ckpts / "last.ckpt").is_file()  # from the end of epoch 1, intact
     assert not list(ckpts.glob(".*tmp*"))
+    assert checkpoint_threads(ckpts / "last.ckpt") == default
     assert main(["train", "--config", str(cfg), "name=killed", *common, workers, "--resume"]) == 0
     logs = sorted((tmp_path / "runs/killed/csv").glob("version_*/metrics.csv"))
     assert len(logs) == 2  # the first attempt's log is kept
-    assert main(["train", "--config", str(cfg), "name=straight", *common]) == 0
+    before = torch.get_num_threads()
+    torch.set_num_threads(default)
+    try:
+        assert main(["train", "--config", str(cfg), "name=straight", *common]) == 0
+    finally:
+        torch.set_num_threads(before)
     a = torch.load(ckpts / "last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "runs/straight/checkpoints/last.ckpt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 16

@@ -21,6 +21,8 @@ from fmrecon.models.io import CHECKPOINT_KEY
 from fmrecon.models.registry import create_model
 from fmrecon.training.objective import training_loss
 
+THREADS_KEY = "torch_threads"  # intra-op threads of the attempt that wrote a checkpoint
+
 
 class ReconModule(L.LightningModule):
     """SSIM-loss training of ``create_model(model_cfg["name"], ...)``.
@@ -141,6 +143,9 @@ class ReconModule(L.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {
             "model_spec": self.model.record.as_dict(),
             "config": self.hparams.get("run_config"),
+            # CPU kernels round differently with another thread count (a 1x1 conv
+            # differs by 2e-7 between 1 and 2 threads): --resume restores this count
+            THREADS_KEY: torch.get_num_threads(),
         }
         if self.encoder_reference is not None:  # leave the frozen encoder out
             checkpoint[CHECKPOINT_KEY][model_io.ENCODER_REFERENCE] = self.encoder_reference

@@ -31,9 +31,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from fmrecon import __version__
 from fmrecon.data.h5io import atomic_path
 from fmrecon.errors import ConfigError, FmreconError
+from fmrecon.models.io import CHECKPOINT_KEY
 from fmrecon.training.config import dump_config, run_dir, split_path
 from fmrecon.training.data import ReconDataModule
-from fmrecon.training.module import ReconModule
+from fmrecon.training.module import THREADS_KEY, ReconModule
 from fmrecon.utils import count_parameters
 
 
@@ -96,6 +97,41 @@ class RankSyncCheck(Callback):
             "weight_checksums": values,
             "in_sync": max(values) - min(values) <= 1e-9 * max(1.0, abs(values[0])),
         }
+
+
+class ThreadCount(Callback):
+    """The intra-op thread count of a run: ``threads`` (a resume: the count the
+    run so far had, see :func:`checkpoint_threads`) or, None, the process's.
+
+    Set in ``setup``, after Lightning's DDP launchers set theirs; ``used`` is
+    the count the run trained with. The process's count is restored by
+    :func:`train`."""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+        self.used: int | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        self.used = torch.get_num_threads()
+
+
+def checkpoint_threads(path: Path) -> int | None:
+    """The intra-op thread count (``torch.get_num_threads()``) of the attempt
+    that wrote a checkpoint (None: written before it was recorded).
+
+    CPU results depend on that count and on nothing else of the process
+    (measured, torch 2.13, 2 cores: an E2E-VarNet's 1x1 output convolution
+    differs by 2e-7 between 1 and 2 threads, and 24 training steps end 43 of
+    44 weight tensors apart, by up to 2e-3; with one count, fresh processes,
+    data-loader workers, a count set by ``torch.set_num_threads`` after other
+    work, and kill-and-resume give the same bits), so a resume trains with the
+    count the run so far had."""
+    # mmap: the metadata without reading the weights
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    value = (ckpt.get(CHECKPOINT_KEY) or {}).get(THREADS_KEY)
+    return None if value is None else int(value)
 
 
 def environment(module: ReconModule, cfg: dict) -> dict:
@@ -241,7 +277,10 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     module = build_module(cfg)
     data = ReconDataModule(cfg["data"], seed=cfg["seed"], split_path=split_path(cfg))
-    trainer, sync = make_trainer(cfg, out, extra_callbacks)
+    # a resume trains with the thread count the run so far had (bit-exact on CPU)
+    threads = ThreadCount(checkpoint_threads(ckpt_path) if ckpt_path else None)
+    process_threads = torch.get_num_threads()
+    trainer, sync = make_trainer(cfg, out, (threads, *extra_callbacks))
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.yaml") as tmp:
@@ -249,6 +288,11 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
         env = environment(module, cfg)
         _write_json(out / "environment.json", env)
         log(describe_module(module))
+        if threads.threads not in (None, process_threads):
+            log(
+                f"resume: {threads.threads} intra-op threads, as the run so far (this process "
+                f"has {process_threads}): CPU kernels round differently with another count"
+            )
     data.setup("fit")
     if trainer.is_global_zero:
         counts = data.describe()
@@ -264,7 +308,10 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
                 f"the transformed coil images; masks: {mask['kind']} generated at that size "
                 "(not the challenge's mask files, which exist at the native size only)"
             )
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    finally:
+        torch.set_num_threads(process_threads)
     ckpt = trainer.checkpoint_callback
     summary = {
         "run_dir": str(out),
@@ -279,6 +326,7 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
     if trainer.is_global_zero:
         env = json.loads((out / "environment.json").read_text())
         env["rank_check"] = sync.result
+        env["torch_threads"] = threads.used
         _write_json(out / "environment.json", env)
         _write_json(out / "train_summary.json", summary)
     return summary
