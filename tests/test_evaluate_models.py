@@ -258,7 +258,9 @@ def test_batch_size_3_equals_1_and_bf16_runs(ckpts, fm_data, tmp_path):
             assert float(a[m]) == pytest.approx(float(b[m]), rel=1e-4)
     assert _run(data, bf16, *cks, "--precision", "bf16") == 0
     for a, b in zip(_summary(one), _summary(bf16), strict=True):
-        assert b["ssim"] == pytest.approx(a["ssim"], abs=0.05)
+        # bf16 (8-bit mantissa, 2^-8 = 3.9e-3) against fp32: measured |dSSIM| <= 1.3e-3
+        # (native bf16 kernels, oneDNN limited to AVX2 or SSE4.1); allowed 5e-3 (4x)
+        assert b["ssim"] == pytest.approx(a["ssim"], abs=5e-3)
 
 
 def _panel(img, box):

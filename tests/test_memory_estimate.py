@@ -7,6 +7,8 @@ import contextlib
 import gc
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,20 +49,73 @@ def test_live_bytes_and_saved_tensors_match_a_count_by_hand():
     assert live.peak == 400
 
 
-def _allocator_events(step) -> list[tuple[int, int]]:
+# ops that only allocate on behalf of their caller, or only alias a tensor: not owners
+_NOT_OWNERS = {
+    f"aten::{name}"
+    for name in ("empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided",
+                 "resize_", "zeros", "zeros_like", "new_zeros", "ones", "full", "view",
+                 "_unsafe_view", "as_strided", "_reshape_alias", "reshape", "unsqueeze",
+                 "squeeze", "permute", "transpose", "t", "expand", "select", "slice",
+                 "narrow", "alias", "detach", "view_as_real", "view_as_complex", "unfold")
+}  # fmt: skip
+
+
+def _allocator_events(step) -> list[tuple[float, int]]:
     """(time, bytes) of every CPU allocation (+) and free (-) during ``step()``,
     as PyTorch's profiler records them from its allocator: an accounting
-    independent of fmrecon's LiveBytes (which sees operator outputs only)."""
+    independent of fmrecon's LiveBytes (which sees operator outputs only).
+
+    Kernel scratch is left out: a block allocated and freed again inside the
+    innermost operator that allocated it (paired by address in the profiler's
+    Chrome trace; allocation-only and view ops are not owners) is a CPU
+    kernel's own buffer, e.g. oneDNN's bf16 convolution
+    reordering a 4-channel input and its output to 16-channel blocked layouts
+    (nChw16c) plus its scratchpad: 590,624 B inside one 1x1 convolution of the
+    sensitivity U-Net at 48x40 x 3 coils, more than the 540,120 B the whole
+    inference pass holds. A GPU runs other kernels (cuDNN's workspace is the
+    estimate's ``workspace``), and the amount depends on the CPU's instruction
+    set (oneDNN's ISA dispatch), not on the model. Everything that outlives an
+    operator (outputs, autocast casts, saved tensors) is kept."""
     gc.collect()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
-    cpu = torch.autograd.DeviceType.CPU
-    events = prof.profiler.kineto_results.events()
-    return sorted(
-        (e.start_ns(), e.nbytes())
-        for e in events
-        if e.name() == "[memory]" and e.device_type() == cpu
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(path))
+        trace = json.loads(path.read_text())["traceEvents"]
+    ops, mem = [], []
+    for e in trace:
+        if e.get("ph") == "X" and e.get("cat") == "cpu_op":
+            ops.append((float(e["ts"]), float(e["ts"]) + float(e["dur"]), e["tid"], e["name"]))
+        elif e.get("name") == "[memory]" and e["args"].get("Device Type") == 0:  # CPU
+            a = e["args"]
+            mem.append((float(e["ts"]), a["Ev Idx"], e["tid"], a["Addr"], a["Bytes"]))
+    ops.sort(key=lambda o: (o[0], -o[1]))  # an enclosing op before the ones it calls
+    mem.sort()
+    # the innermost operator running at each allocation (one thread's ops nest),
+    # above the factories a kernel allocates through (aten::empty, ...) and views
+    stacks: dict = {}
+    inner: dict = {}
+    i = 0
+    for ts, idx, tid, _, _ in mem:
+        while i < len(ops) and ops[i][0] <= ts:
+            stacks.setdefault(ops[i][2], []).append(ops[i])
+            i += 1
+        stack = stacks.get(tid, [])
+        while stack and stack[-1][1] < ts:
+            stack.pop()
+        owners = [op for op in stack if op[3] not in _NOT_OWNERS]
+        inner[idx] = owners[-1] if owners else None
+    live: dict = {}
+    scratch: set = set()
+    for ts, idx, _, addr, n in mem:
+        if n > 0:
+            live[addr] = idx
+        elif addr in live:
+            start = live.pop(addr)
+            if inner[start] is not None and ts <= inner[start][1]:
+                scratch |= {start, idx}
+    return [(ts, n) for ts, idx, _, _, n in mem if idx not in scratch]
 
 
 def profiled_step(model, size, coils, precision, checkpointing, training) -> dict:
@@ -118,9 +173,12 @@ def test_estimate_matches_the_allocator_of_a_three_cascade_model(
 ):
     """The estimate for 3 cascades, extrapolated from the one-cascade probe, against
     PyTorch's allocator on the 3-cascade model itself: activations (held for
-    backward) to 1.5 %; the dynamic peak is a lower bound of the allocator's, which
-    also sees the CPU kernels' own scratch (im2col buffers: up to 11 % of these tiny
-    models' training peak, 35 % in inference; not what a GPU allocates)."""
+    backward) to 1.5 %; the dynamic peak (activations + transient) against the
+    allocator's peak without the CPU kernels' own scratch (see _allocator_events:
+    with it, the bf16 inference peak is 1,075,420 B, twice the model's), from 15 %
+    below (the estimate's extrapolation; measured 0.925-1.002 on these six cases
+    with transformers 5.24.0 and 5.25.0, torch 2.13.0, e2e-varnet fp32 training
+    lowest; 0.909 with oneDNN limited to AVX2) to 0.5 % above."""
     opts = {**options, "num_cascades": 3}
     est = M.estimate_peak_memory(
         name, (48, 40), 3, precision, ckpt, training, model_options=opts, encoder_config=enc
@@ -132,8 +190,7 @@ def test_estimate_matches_the_allocator_of_a_three_cascade_model(
         assert b["activations"] == pytest.approx(ref["held"], rel=0.015), (b, ref)
     else:
         assert b["activations"] == 0 and ref["held"] == 0
-    low = 0.85 if training else 0.6
-    assert low * ref["peak"] <= b["activations"] + b["transient"] <= 1.005 * ref["peak"], (b, ref)
+    assert 0.85 * ref["peak"] <= b["activations"] + b["transient"] <= 1.005 * ref["peak"], (b, ref)
 
 
 def test_options_move_the_estimate_the_right_way():

@@ -93,7 +93,9 @@ def test_precision_bf16_from_the_command_line(cmrx_tree, tmp_path):
         assert main([*argv, "--out", str(out), "--quiet", "--precision", precision]) == 0
         outs[precision] = _submission(out / SUB / "AccFactor04" / "P001" / "cine_sax.mat")
     scale = np.abs(expected).max()
-    np.testing.assert_allclose(outs["32"], expected, rtol=1e-4, atol=1e-5 * scale)
+    # two fp32 implementations of the same VarNet (kernel order differs): measured
+    # 1.4e-6 of the scale on transformers 5.24.0 / 5.25.0; allowed 1e-5 of it (~7x)
+    np.testing.assert_allclose(outs["32"], expected, rtol=0, atol=1e-5 * scale)
     err = np.abs(outs["bf16"] - expected).max() / scale
     assert 1e-4 < err < 0.05, err  # bf16's 8-bit mantissa: visibly not fp32, still close
 

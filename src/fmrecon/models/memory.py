@@ -51,9 +51,12 @@ models at 218x180 x 10 coils within 1.6 % (FM-VarNet, 12 cascades: -0.1 % fp32,
 12 cascades: -0.2 % fp32, -1.6 % bf16 + checkpointing), and of tiny models
 within 2.5 %; against PyTorch's own allocator events (``torch.profiler``) on
 3-cascade models at 48x40 the memory held after the forward pass agrees within
-1.1 % and the estimated peak is 0.89-0.98 of the allocator's in training,
-0.66-0.80 in inference (CPU convolution scratch buffers the byte counter cannot
-see; the tests treat the peak as a lower bound); the tracked peak is 0.99 of the growth
+1.1 % and the estimated peak is 0.91-1.00 of the allocator's once the CPU
+kernels' own scratch is left out (blocks a kernel allocates and frees inside
+itself, which the byte counter cannot see and a GPU does not allocate: oneDNN's
+bf16 convolutions reorder a few-channel tensor to 16-channel blocks, twice the
+whole bf16 inference pass of a tiny model; im2col columns where oneDNN has no
+bf16 kernel); the tracked peak is 0.99 of the growth
 of the process's peak RSS during the same step (FM-VarNet, one cascade,
 218x180; 0.98 for a tiny E2E-VarNet in the tests): kernel scratch memory,
 e.g. oneDNN's, is invisible to the tracker and small. Not measurable here:
