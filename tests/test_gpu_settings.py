@@ -1,0 +1,48 @@
+"""Settings that matter on a GPU, checked on the CPU where the CPU can show them:
+the precision values the training config accepts, pinned batches, the FFT dtype
+under bf16 autocast for every model, and the split file written by global rank 0
+alone in a distributed run."""
+
+from __future__ import annotations
+
+import pytest
+
+from fmrecon.errors import ConfigError
+from fmrecon.training.config import load_config
+
+# ----------------------------------------------------------------------- bf16 weight copy
+
+
+def test_bench_timing_bf16_alone_inference_then_training():
+    """The full bench's timing process (``memory=False``) times each precision's
+    inference before the training steps; with bf16 alone no fp32 call dropped the
+    encoder's inference-mode weight copy in between, and training crashed on it."""
+    from fmrecon.encoders import TINY_OVERRIDES
+    from fmrecon_bench.table import measure_model
+
+    options = {"num_cascades": 2, "sens_chans": 4, "sens_pools": 2, "chans": [16, 16, 8, 8, 8],
+               "encoder_config": TINY_OVERRIDES["clip"]}  # fmt: skip
+    out = measure_model("fm-varnet-clip", options, (32, 32), 2, [("bf16", False), ("bf16", True)],
+                        memory=False, repeats=1, warmup=0, device="cpu", threads=None)  # fmt: skip
+    assert len(out["infer"]["bf16"]) == 1
+    assert [len(v["times"]) for v in out["train"]] == [1, 1]
+
+
+# ----------------------------------------------------------------------------- precision
+
+
+@pytest.mark.parametrize("value", ["bf16-true", "16-true", "64-true", "64", "transformer-engine"])
+def test_precisions_that_cannot_run_are_refused_at_config_time(value):
+    """bf16-true / 16-true cast the weights while inputs and the k-space physics
+    stay fp32/complex64: Lightning accepted them and the first conv crashed."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"trainer.precision={value}"], require_data=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "'trainer.precision'" in msg and value in msg
+    assert all(p in msg for p in ("32-true", "bf16-mixed", "16-mixed"))
+
+
+@pytest.mark.parametrize("value", ["32-true", "bf16-mixed", "16-mixed", "32", "bf16", "16"])
+def test_supported_precisions_and_lightning_aliases_are_accepted(value):
+    cfg = load_config(None, [f"trainer.precision={value}"], require_data=False)
+    assert str(cfg["trainer"]["precision"]) == value  # passed on to Lightning as given
