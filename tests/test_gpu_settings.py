@@ -6,7 +6,9 @@ alone in a distributed run."""
 from __future__ import annotations
 
 import pytest
+import torch
 
+from fmrecon.data.slices import Sample, collate
 from fmrecon.errors import ConfigError
 from fmrecon.training.config import load_config
 
@@ -46,3 +48,59 @@ def test_precisions_that_cannot_run_are_refused_at_config_time(value):
 def test_supported_precisions_and_lightning_aliases_are_accepted(value):
     cfg = load_config(None, [f"trainer.precision={value}"], require_data=False)
     assert str(cfg["trainer"]["precision"]) == value  # passed on to Lightning as given
+
+
+# ----------------------------------------------------------------------------- pinning
+
+
+def _batch() -> Sample:
+    one = Sample(
+        kspace=torch.randn(2, 8, 6, dtype=torch.complex64),
+        mask=torch.ones(1, 8, 6, dtype=torch.bool),
+        target=torch.rand(8, 6),
+        max_value=torch.tensor(1.0),
+        num_low_frequencies=torch.tensor(2),
+        fname="a.h5",
+        slice=3,
+        modality="cine",
+    )
+    return collate([one, one])
+
+
+TENSOR_FIELDS = ("kspace", "mask", "target", "max_value", "num_low_frequencies")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinning needs CUDA")
+def test_sample_pin_memory_pins_every_tensor():
+    batch = _batch()
+    pinned = torch.utils.data._utils.pin_memory.pin_memory(batch)
+    assert isinstance(pinned, Sample)
+    assert all(getattr(pinned, f).is_pinned() for f in TENSOR_FIELDS)
+    assert all(torch.equal(getattr(pinned, f), getattr(batch, f)) for f in TENSOR_FIELDS)
+    assert pinned.fname == batch.fname and pinned.slice == batch.slice
+
+
+def test_sample_pin_memory_is_what_the_loader_calls(monkeypatch):
+    """torch's pin step dispatches to the batch's own ``pin_memory()``. With CUDA
+    (simulated: ``Tensor.pin_memory`` recorded) every tensor field is pinned and
+    the metadata are left alone; without CUDA the batch itself comes back."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    batch = _batch()
+    if not torch.cuda.is_available():
+        assert pin_memory(batch) is batch  # a no-op that does not raise
+    pinned_ids = set()
+
+    def fake_pin(t, *args, **kwargs):
+        out = t.clone()
+        pinned_ids.add(id(out))
+        return out
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    out = pin_memory(batch)
+    assert isinstance(out, Sample) and out is not batch
+    assert {id(getattr(out, f)) for f in TENSOR_FIELDS} == pinned_ids
+    assert all(torch.equal(getattr(out, f), getattr(batch, f)) for f in TENSOR_FIELDS)
+    meta = ("fname", "slice", "frame", "subject", "modality", "acceleration")
+    assert all(getattr(out, f) == getattr(batch, f) for f in meta)
