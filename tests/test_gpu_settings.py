@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fmrecon.data.slices import Sample, collate
 from fmrecon.errors import ConfigError
+from fmrecon.models.registry import MODELS
 from fmrecon.training.config import load_config
+from test_fm_models import _inputs, tiny_model
 
 # ----------------------------------------------------------------------- bf16 weight copy
 
@@ -104,3 +107,68 @@ def test_sample_pin_memory_is_what_the_loader_calls(monkeypatch):
     assert all(torch.equal(getattr(out, f), getattr(batch, f)) for f in TENSOR_FIELDS)
     meta = ("fname", "slice", "frame", "subject", "modality", "acceleration")
     assert all(getattr(out, f) == getattr(batch, f) for f in meta)
+
+
+# ----------------------------------------------------------------------------- FFT dtypes
+
+_FFT_NAMES = [
+    n for n in ("fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2",
+                "irfft2", "rfftn", "irfftn", "hfft", "ihfft")
+    if hasattr(torch.fft, n)
+]  # fmt: skip
+
+
+class _FFTDtypes(TorchDispatchMode):
+    """The dtypes that reach the FFT kernels (after autocast), forward and backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[str, torch.dtype]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if "_fft_" in func.__name__:
+            self.seen.append((func.__name__, args[0].dtype))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_only_complex64_reaches_the_fft_under_bf16_autocast(name, monkeypatch):
+    """Every model under bf16 autocast, forward (and backward where it trains):
+    what the model hands to ``torch.fft`` (before autocast could cast it) and what
+    reaches the FFT kernels is complex64, nothing else."""
+    torch.manual_seed(0)
+    model = tiny_model(name)
+    k, mask = _inputs(b=1, c=2, h=24, w=36)  # 8 ACS lines: ESPIRiT (sense, cs-wavelet)
+    handed: list[tuple[str, torch.dtype]] = []
+    for n in _FFT_NAMES:
+        real = getattr(torch.fft, n)
+
+        def spy(x, *a, _real=real, _n=n, **kw):
+            handed.append((_n, x.dtype))
+            return _real(x, *a, **kw)
+
+        monkeypatch.setattr(torch.fft, n, spy)
+    trains = any(p.requires_grad for p in model.parameters())
+    model.train(trains)
+    with _FFTDtypes() as kernels:
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.set_grad_enabled(trains):
+            out = model(k, mask)
+        if trains:
+            out.float().abs().mean().backward()
+    if name not in ("sense", "cs-wavelet"):  # the classical ones run in sigpy (NumPy)
+        assert handed and kernels.seen
+    assert {d for _, d in handed} <= {torch.complex64}, handed
+    assert {d for _, d in kernels.seen} <= {torch.complex64}, kernels.seen
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+def test_the_fft_boundary_refuses_other_dtypes():
+    from fmrecon.physics.fft import fft2c, ifft2c
+
+    x = torch.randn(4, 6, dtype=torch.complex64)
+    for bad in (x.real, x.real.bfloat16(), x.to(torch.complex32)):
+        for f, fname in ((fft2c, "fft2c"), (ifft2c, "ifft2c")):
+            with pytest.raises(TypeError, match=f"{fname}: expected a complex64 tensor, got"):
+                f(bad)
+    assert fft2c(x).dtype == torch.complex64
+    assert ifft2c(x.to(torch.complex128)).dtype == torch.complex128  # double-precision checks
