@@ -5,12 +5,22 @@ alone in a distributed run."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from fmrecon.data import split as splits
 from fmrecon.data.slices import Sample, collate
-from fmrecon.errors import ConfigError
+from fmrecon.data.types import VolumeInfo
+from fmrecon.errors import ConfigError, DataError
 from fmrecon.models.registry import MODELS
 from fmrecon.training.config import load_config
 from test_fm_models import _inputs, tiny_model
@@ -172,3 +182,112 @@ def test_the_fft_boundary_refuses_other_dtypes():
                 f(bad)
     assert fft2c(x).dtype == torch.complex64
     assert ifft2c(x.to(torch.complex128)).dtype == torch.complex128  # double-precision checks
+
+
+# ----------------------------------------------------------------------------- split.json
+
+
+def _volumes(n: int = 6) -> list[VolumeInfo]:
+    return [
+        VolumeInfo(path=Path(f"P{i:03d}.mat"), format="cmrxrecon", key="kspace_full",
+                   n_frames=1, n_slices=1, n_coils=2, shape=(8, 8), subject=f"P{i:03d}",
+                   modality="cine_sax")
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_a_rank_other_than_zero_never_writes_the_split_and_waits(tmp_path, monkeypatch):
+    path = tmp_path / "run" / "split.json"
+    writes = []
+    monkeypatch.setattr(splits, "save_split", lambda p, s: writes.append(p))
+    with pytest.raises(DataError) as err:
+        splits.load_or_create_split(path, _volumes(), write=False, timeout=0.3)
+    assert str(path) in str(err.value) and "rank 0" in str(err.value)
+    assert "\n" not in str(err.value) and not writes and not path.exists()
+    monkeypatch.undo()
+    # rank 0 writes it a moment later: the waiting rank reads that file
+    want = splits.make_split([v.subject for v in _volumes()], seed=5)
+
+    def rank0():
+        time.sleep(0.5)
+        splits.save_split(path, want)
+
+    thread = threading.Thread(target=rank0)
+    thread.start()
+    got = splits.load_or_create_split(path, _volumes(), seed=0, write=False, timeout=30)
+    thread.join()
+    assert got == want  # rank 0's split (seed 5), not one made here (seed 0)
+
+
+def test_the_datamodule_writes_the_split_on_global_rank_zero_only(cmrx_tree, monkeypatch):
+    """``train`` passes the trainer's global rank (Lightning knows it from
+    construction); rank 1 waits for the file and fails naming it."""
+    from fmrecon.training.data import ReconDataModule
+
+    data = load_config(None, [f"data.root={cmrx_tree / 'MultiCoil'}"])["data"]
+    path = cmrx_tree / "run" / "split.json"
+    monkeypatch.setattr(splits, "WAIT_S", 0.3)
+    with pytest.raises(DataError, match=f"{path}: split file not written by global rank 0"):
+        ReconDataModule(data, split_path=path, global_rank=1).setup("fit")
+    assert not path.exists()
+    zero = ReconDataModule(data, split_path=path, global_rank=0)
+    zero.setup("fit")
+    one = ReconDataModule(data, split_path=path, global_rank=1)
+    one.setup("fit")
+    assert path.exists() and one.volumes == zero.volumes
+
+
+def test_global_rank_zero_from_the_launchers_variables(monkeypatch):
+    from fmrecon.training.data import RANK_VARIABLES, env_global_zero
+
+    for var in RANK_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    assert env_global_zero()
+    for var in RANK_VARIABLES:
+        monkeypatch.setenv(var, "1")
+        assert not env_global_zero()
+        monkeypatch.setenv(var, "0")
+        assert env_global_zero()
+
+
+_RANK_SCRIPT = """
+import json, sys
+from fmrecon.data import split as splits
+from fmrecon.training.config import load_config
+from fmrecon.training.data import ReconDataModule
+
+writes = []
+real = splits.save_split
+splits.save_split = lambda p, s: (writes.append(str(p)), real(p, s))
+data = load_config(None, ["data.root=" + sys.argv[1]])["data"]
+dm = ReconDataModule(data, split_path=sys.argv[2])  # no trainer: the launcher's RANK
+dm.setup("fit")
+print(json.dumps({"writes": writes, "subjects": sorted({v.subject for v in dm.volumes["train"]})}))
+"""
+
+
+def test_two_ranks_write_the_split_once(cmrx_tree):
+    """Two processes as a launcher starts them (RANK 0 and 1, rank 1 first): rank 1
+    waits for rank 0's file and never writes; both train on the same subjects."""
+    path = cmrx_tree / "split.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("NODE_RANK", "LOCAL_RANK")}
+
+    def start(rank: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", _RANK_SCRIPT, str(cmrx_tree / "MultiCoil"), str(path)],
+            env={**env, "RANK": str(rank), "SLURM_PROCID": str(rank)},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    one = start(1)
+    time.sleep(3.0)  # imports done (~2 s): rank 1 is waiting
+    assert one.poll() is None and not path.exists()
+    zero = start(0)
+    results = []
+    for p in (zero, one):
+        out, errors = p.communicate(timeout=300)
+        assert p.returncode == 0, errors
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert results[0]["writes"] == [str(path)] and results[1]["writes"] == []
+    assert results[0]["subjects"] == results[1]["subjects"]
+    assert set(results[0]["subjects"]) <= set(json.loads(path.read_text())["train"])

@@ -11,6 +11,7 @@ the last one trained, with the epoch's own order, with any number of workers.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
@@ -224,15 +225,29 @@ def _keep(volumes: list[VolumeInfo], modalities, root) -> list[VolumeInfo]:
     return chosen
 
 
+# rank variables of the launchers (torchrun / Lightning's: RANK, NODE_RANK, LOCAL_RANK;
+# SLURM: SLURM_PROCID); the global rank is 0 only if every one that is set is 0
+RANK_VARIABLES = ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID")
+
+
+def env_global_zero() -> bool:
+    """Whether this process is global rank 0, from the environment alone (before a
+    trainer knows)."""
+    return all(os.environ.get(v, "0").strip() in ("", "0") for v in RANK_VARIABLES)
+
+
 class ReconDataModule(L.LightningDataModule):
     """Train/val data from a folder of CMRxRecon or fastMRI files, split by
     subject (the split file is created on first use and shared afterwards)."""
 
-    def __init__(self, cfg: dict, seed: int = 0, split_path=None):
+    def __init__(self, cfg: dict, seed: int = 0, split_path=None, global_rank: int | None = None):
         super().__init__()
         self.cfg = cfg
         self.seed = int(seed)
         self.split_path = split_path or cfg.get("split")
+        # the process's global rank, for writing the split on rank 0 only (None: the
+        # attached trainer's, else the launcher's environment variables)
+        self.global_rank = global_rank
         self.volumes: dict[str, list[VolumeInfo]] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -245,10 +260,19 @@ class ReconDataModule(L.LightningDataModule):
             raise DataError(f"{cfg['root']}: no fully sampled k-space files to train on")
         found = _keep(found, cfg.get("modalities"), cfg["root"])
         split = splits.load_or_create_split(
-            self.split_path, found, cfg["split_fractions"], cfg["split_seed"]
-        )
+            self.split_path, found, cfg["split_fractions"], cfg["split_seed"],
+            write=self._is_global_zero(),
+        )  # fmt: skip
         for name in ("train", "val"):
             self.volumes[name] = splits.select(found, split, name)
+
+    def _is_global_zero(self) -> bool:
+        if self.global_rank is not None:
+            return self.global_rank == 0
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return trainer.is_global_zero
+        return env_global_zero()
 
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
