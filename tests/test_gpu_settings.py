@@ -237,19 +237,6 @@ def test_the_datamodule_writes_the_split_on_global_rank_zero_only(cmrx_tree, mon
     assert path.exists() and one.volumes == zero.volumes
 
 
-def test_global_rank_zero_from_the_launchers_variables(monkeypatch):
-    from fmrecon.training.data import RANK_VARIABLES, env_global_zero
-
-    for var in RANK_VARIABLES:
-        monkeypatch.delenv(var, raising=False)
-    assert env_global_zero()
-    for var in RANK_VARIABLES:
-        monkeypatch.setenv(var, "1")
-        assert not env_global_zero()
-        monkeypatch.setenv(var, "0")
-        assert env_global_zero()
-
-
 _RANK_SCRIPT = """
 import json, sys
 from fmrecon.data import split as splits
@@ -260,29 +247,43 @@ writes = []
 real = splits.save_split
 splits.save_split = lambda p, s: (writes.append(str(p)), real(p, s))
 data = load_config(None, ["data.root=" + sys.argv[1]])["data"]
-dm = ReconDataModule(data, split_path=sys.argv[2])  # no trainer: the launcher's RANK
+dm = ReconDataModule(data, split_path=sys.argv[2])
+if sys.argv[3] == "trainer":  # as train() does: the Trainer is built before the data setup
+    import lightning as L
+
+    L.Trainer(accelerator="cpu", devices=2, num_nodes=2, strategy="ddp", logger=False,
+              enable_progress_bar=False, enable_checkpointing=False)
 dm.setup("fit")
 print(json.dumps({"writes": writes, "subjects": sorted({v.subject for v in dm.volumes["train"]})}))
 """
 
 
-def test_two_ranks_write_the_split_once(cmrx_tree):
-    """Two processes as a launcher starts them (RANK 0 and 1, rank 1 first): rank 1
-    waits for rank 0's file and never writes; both train on the same subjects."""
+@pytest.mark.parametrize(
+    "how, writer, waiter",
+    [
+        # multi-node as Lightning launches it: the Trainer's global rank (node 1's
+        # first process is global rank 2; NODE_RANK is not read before a Trainer)
+        ("trainer", {"NODE_RANK": "0"}, {"NODE_RANK": "1"}),
+        ("env", {"RANK": "0"}, {"RANK": "1"}),  # torchrun-style, no Trainer yet
+    ],
+)
+def test_two_ranks_write_the_split_once(cmrx_tree, how, writer, waiter):
+    """Two processes as a launcher starts them, the waiting one first: it waits
+    for global rank 0's file and never writes; both train on the same subjects."""
     path = cmrx_tree / "split.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("NODE_RANK", "LOCAL_RANK")}
+    ranks = ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID", "WORLD_SIZE")
+    env = {k: v for k, v in os.environ.items() if k not in ranks}
 
-    def start(rank: int) -> subprocess.Popen:
+    def start(extra: dict) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-c", _RANK_SCRIPT, str(cmrx_tree / "MultiCoil"), str(path)],
-            env={**env, "RANK": str(rank), "SLURM_PROCID": str(rank)},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", _RANK_SCRIPT, str(cmrx_tree / "MultiCoil"), str(path), how],
+            env={**env, **extra}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
 
-    one = start(1)
-    time.sleep(3.0)  # imports done (~2 s): rank 1 is waiting
+    one = start(waiter)
+    time.sleep(4.0)  # imports done (~3 s): the waiting rank is waiting
     assert one.poll() is None and not path.exists()
-    zero = start(0)
+    zero = start(writer)
     results = []
     for p in (zero, one):
         out, errors = p.communicate(timeout=300)

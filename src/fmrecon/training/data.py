@@ -11,13 +11,13 @@ the last one trained, with the epoch's own order, with any number of workers.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from fmrecon.data import split as splits
@@ -225,17 +225,6 @@ def _keep(volumes: list[VolumeInfo], modalities, root) -> list[VolumeInfo]:
     return chosen
 
 
-# rank variables of the launchers (torchrun / Lightning's: RANK, NODE_RANK, LOCAL_RANK;
-# SLURM: SLURM_PROCID); the global rank is 0 only if every one that is set is 0
-RANK_VARIABLES = ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID")
-
-
-def env_global_zero() -> bool:
-    """Whether this process is global rank 0, from the environment alone (before a
-    trainer knows)."""
-    return all(os.environ.get(v, "0").strip() in ("", "0") for v in RANK_VARIABLES)
-
-
 class ReconDataModule(L.LightningDataModule):
     """Train/val data from a folder of CMRxRecon or fastMRI files, split by
     subject (the split file is created on first use and shared afterwards)."""
@@ -245,8 +234,8 @@ class ReconDataModule(L.LightningDataModule):
         self.cfg = cfg
         self.seed = int(seed)
         self.split_path = split_path or cfg.get("split")
-        # the process's global rank, for writing the split on rank 0 only (None: the
-        # attached trainer's, else the launcher's environment variables)
+        # the process's global rank, for writing a new split on rank 0 only (None: the
+        # attached trainer's, else Lightning's rank of this process, see _is_global_zero)
         self.global_rank = global_rank
         self.volumes: dict[str, list[VolumeInfo]] = {}
 
@@ -272,7 +261,11 @@ class ReconDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
             return trainer.is_global_zero
-        return env_global_zero()
+        # train() sets up the data before fit attaches the trainer: Lightning's rank of
+        # this process, which a Trainer sets when it is built (its global rank: node rank
+        # x devices + local rank) and which is read from RANK / LOCAL_RANK / SLURM_PROCID
+        # / JSM_NAMESPACE_RANK before that
+        return getattr(rank_zero_only, "rank", 0) == 0
 
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

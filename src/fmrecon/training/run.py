@@ -240,12 +240,8 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
         )
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     module = build_module(cfg)
+    data = ReconDataModule(cfg["data"], seed=cfg["seed"], split_path=split_path(cfg))
     trainer, sync = make_trainer(cfg, out, extra_callbacks)
-    # Lightning knows the global rank from construction (before fit): rank 0 alone
-    # writes a new split.json, the other ranks wait for it
-    data = ReconDataModule(
-        cfg["data"], seed=cfg["seed"], split_path=split_path(cfg), global_rank=trainer.global_rank
-    )
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.yaml") as tmp:
