@@ -1003,6 +1003,52 @@ def test_bf16_cascades_keep_one_copy_of_the_encoder_for_backward():
     assert once == n_linear and per_call == 3 * n_linear
 
 
+def test_bf16_inference_then_training_recasts_outside_inference_mode():
+    """bf16 inference under ``torch.inference_mode`` and then a bf16 training step
+    in the same process (evaluate then fine-tune, ``validate`` before ``fit``, the
+    benchmark's inference-then-training rows): the copy made in inference mode is
+    an inference tensor that autograd cannot save, so training must not reuse it.
+    Both modes still cast once per model, not once per cascade."""
+    from fmrecon.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model(
+        "fm-varnet-clip", num_cascades=2, sens_chans=4, sens_pools=2, chans=(16, 16, 8, 8, 8),
+        encoder_weights="random", allow_random_encoder=True,
+        encoder_config=TINY_OVERRIDES["clip"],
+    )  # fmt: skip
+    enc = model.encoder
+    k = torch.randn(1, 2, 24, 20, dtype=torch.complex64)
+    mask = torch.zeros(1, 1, 24, 20, dtype=torch.bool)
+    mask[..., ::2] = True
+    copies: list[int] = []  # id of the copy each cascade's encoder call ran on
+    real = enc.low_precision_weights
+
+    def spy(device):
+        low = real(device)
+        copies.append(id(low))
+        return low
+
+    enc.low_precision_weights = spy
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(k * mask, mask)
+    assert len(copies) == 2 and copies[0] == copies[1]  # one copy for both cascades
+    assert torch.is_inference(enc._low_cache[1][0]["mlp.fc1.weight"])
+    copies.clear()
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(k * mask, mask)
+    out.abs().mean().backward()  # crashed: "Inference tensors cannot be saved for backward"
+    assert len(copies) == 2 and copies[0] == copies[1]
+    train_copy = enc._low_cache[1]
+    assert not torch.is_inference(train_copy[0]["mlp.fc1.weight"])
+    assert any(p.grad is not None for p in model.parameters() if p.requires_grad)
+    # an ordinary copy serves inference mode too: no recast going back
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(k * mask, mask)
+    assert enc._low_cache[1] is train_copy
+
+
 def test_models_of_the_newer_encoders_use_their_own_statistics():
     """fm-varnet-* / fm-unetr-* of the newer encoders normalise with the encoder's
     own mean/std (the papers' models keep ImageNet's), run the encoder at its own

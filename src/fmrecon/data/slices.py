@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -49,6 +49,21 @@ class Sample:
     subject: str = ""
     modality: str = ""
     acceleration: float = 0.0
+
+    def pin_memory(self) -> Sample:
+        """The sample with every tensor in page-locked memory, for the DataLoader's
+        ``pin_memory=True`` (torch calls a batch's own ``pin_memory()``; without it a
+        dataclass comes back unpinned and non-blocking copies to the GPU come from
+        pageable memory). Metadata stay as they are. Without CUDA there is nothing to
+        pin for (``Tensor.pin_memory`` raises): the sample itself."""
+        if not torch.cuda.is_available():
+            return self
+        pinned = {
+            f.name: v.pin_memory()
+            for f in fields(self)
+            if isinstance(v := getattr(self, f.name), torch.Tensor)
+        }
+        return replace(self, **pinned)
 
 
 def collate(samples: Sequence[Sample]) -> Sample:

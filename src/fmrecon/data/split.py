@@ -7,6 +7,7 @@ same part, so no subject leaks between training and testing.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
 
 SPLIT_NAMES = ("train", "val", "test")
+# how long a rank other than 0 waits for rank 0 to write a new split file (seconds)
+WAIT_S = 600.0
 
 
 def make_split(
@@ -88,14 +91,42 @@ def select(volumes: Sequence[VolumeInfo], split: dict, name: str) -> list[Volume
     return chosen
 
 
+def wait_for_split(path: str | Path, timeout: float | None = None, poll: float = 0.2) -> dict:
+    """Read the split at ``path`` once another process has written it (written
+    atomically, so a file that exists is complete); ``timeout`` None: ``WAIT_S``."""
+    path = Path(path)
+    timeout = WAIT_S if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise DataError(
+                f"{path}: split file not written by global rank 0 within {timeout:g} s "
+                "(does every node see the same run folder?)"
+            )
+        time.sleep(poll)
+    return load_split(path)
+
+
 def load_or_create_split(
-    path: str | Path, volumes: Sequence[VolumeInfo], fractions=(0.7, 0.1, 0.2), seed: int = 0
+    path: str | Path,
+    volumes: Sequence[VolumeInfo],
+    fractions=(0.7, 0.1, 0.2),
+    seed: int = 0,
+    write: bool = True,
+    timeout: float | None = None,
 ) -> dict:
     """Read the split at ``path``, or make one over the subjects of
-    ``volumes`` and write it there so later runs share it."""
+    ``volumes`` and write it there so later runs share it.
+
+    ``write=False`` (every rank of a distributed run but global rank 0): never
+    write, wait up to ``timeout`` s for the writer's file instead. Writing on all
+    ranks collided across nodes on a shared filesystem (the temporary name is
+    unique per process on one host only), and every rank reads the same split."""
     path = Path(path)
     if path.exists():
         return load_split(path)
+    if not write:
+        return wait_for_split(path, timeout)
     split = make_split((v.subject for v in volumes), fractions, seed)
     save_split(path, split)
     return split

@@ -202,12 +202,16 @@ class FrozenEncoder(nn.Module):
         # changes when weights are replaced, moved or updated in place (load_state_dict)
         key = (dtype, device, tuple((p.data_ptr(), p._version) for _, _, p in linears))
         cached = self._low_cache
-        if cached is None or cached[0] != key:
+        # a copy cast under torch.inference_mode is an inference tensor, which autograd
+        # cannot save for backward: reuse it only in inference mode (an ordinary copy
+        # serves both modes)
+        inference = torch.is_inference_mode_enabled()
+        if cached is None or cached[0] != key or (cached[2] and not inference):
             with torch.no_grad():
                 per_block: list[dict] = [{} for _ in self.blocks]
                 for i, name, p in linears:
                     per_block[i][name] = p.detach().to(dtype)
-            self._low_cache = cached = (key, per_block)
+            self._low_cache = cached = (key, per_block, inference)
         return cached[1]
 
     def info(self) -> dict[str, Any]:

@@ -12,11 +12,25 @@ import numpy as np
 import torch
 
 _DIMS = (-2, -1)
+# the dtypes a tensor FFT accepts: complex64 (the data and the models), complex128
+# (double-precision checks). The dtype is checked here, not left to promotion: CPU
+# autocast would cast a low-precision input to fp32 silently and CUDA autocast does
+# not cast FFTs at all, so a bf16/fp16 (or real) tensor must never get this far
+_FFT_DTYPES = (torch.complex64, torch.complex128)
+
+
+def _check_dtype(x: torch.Tensor, name: str) -> None:
+    if x.dtype not in _FFT_DTYPES:
+        raise TypeError(
+            f"{name}: expected a complex64 tensor, got {x.dtype} (cast before the FFT: "
+            "the k-space physics runs in complex64, also under bf16/fp16 autocast)"
+        )
 
 
 def fft2c(x):
     """Image -> k-space. ``x``: complex (..., H, W) tensor or array."""
     if isinstance(x, torch.Tensor):
+        _check_dtype(x, "fft2c")
         x = torch.fft.ifftshift(x, dim=_DIMS)
         x = torch.fft.fft2(x, dim=_DIMS, norm="ortho")
         return torch.fft.fftshift(x, dim=_DIMS)
@@ -28,6 +42,7 @@ def fft2c(x):
 def ifft2c(k):
     """K-space -> image. ``k``: complex (..., H, W) tensor or array."""
     if isinstance(k, torch.Tensor):
+        _check_dtype(k, "ifft2c")
         k = torch.fft.ifftshift(k, dim=_DIMS)
         k = torch.fft.ifft2(k, dim=_DIMS, norm="ortho")
         return torch.fft.fftshift(k, dim=_DIMS)

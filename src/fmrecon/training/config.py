@@ -81,7 +81,7 @@ DEFAULTS: dict[str, Any] = {
         "devices": 1,
         "num_nodes": 1,
         "strategy": "auto",
-        "precision": "32-true",  # or bf16-mixed, 16-mixed
+        "precision": "32-true",  # or bf16-mixed, 16-mixed (PRECISIONS)
         "accumulate_grad_batches": 1,
         "gradient_clip_val": None,
         "limit_train_batches": 1.0,
@@ -115,6 +115,13 @@ _TYPES: dict[str, tuple] = {
     "optim.lr_gamma": (int, float),
 }
 _FREE = ("model.options", "model.encoder_config")
+# trainer.precision values that run (Lightning's names and its aliases 32, 16, bf16):
+# fp32 or autocast. "-true" casts the weights to bf16/fp16 while the inputs and the
+# k-space physics stay fp32/complex64 ("Input type (FloatTensor) and weight type
+# (BFloat16)"), and data consistency must stay fp32; 64-true crashes the same way
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+_PRECISION_ALIASES = {32: "32-true", "32": "32-true", 16: "16-mixed", "16": "16-mixed",
+                      "bf16": "bf16-mixed"}  # fmt: skip
 
 
 def _walk(d: dict, prefix: str = ""):
@@ -219,6 +226,12 @@ def _check_values(cfg: dict, require_data: bool = True) -> None:
         a, b = key.split(".")
         if cfg[a][b] < 1:
             raise ConfigError(f"config key '{key}' must be >= 1, got {cfg[a][b]}")
+    precision = cfg["trainer"]["precision"]
+    if _PRECISION_ALIASES.get(precision, precision) not in PRECISIONS:
+        raise ConfigError(
+            f"config key 'trainer.precision' must be one of {', '.join(PRECISIONS)} (or 32, "
+            f"bf16, 16), got {precision!r}: fmrecon runs fp32 or mixed precision (autocast)"
+        )
     if cfg["data"]["num_workers"] < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {cfg['data']['num_workers']}")
     model = cfg["model"]

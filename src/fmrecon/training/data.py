@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from fmrecon.data import split as splits
@@ -228,11 +229,14 @@ class ReconDataModule(L.LightningDataModule):
     """Train/val data from a folder of CMRxRecon or fastMRI files, split by
     subject (the split file is created on first use and shared afterwards)."""
 
-    def __init__(self, cfg: dict, seed: int = 0, split_path=None):
+    def __init__(self, cfg: dict, seed: int = 0, split_path=None, global_rank: int | None = None):
         super().__init__()
         self.cfg = cfg
         self.seed = int(seed)
         self.split_path = split_path or cfg.get("split")
+        # the process's global rank, for writing a new split on rank 0 only (None: the
+        # attached trainer's, else Lightning's rank of this process, see _is_global_zero)
+        self.global_rank = global_rank
         self.volumes: dict[str, list[VolumeInfo]] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -245,10 +249,23 @@ class ReconDataModule(L.LightningDataModule):
             raise DataError(f"{cfg['root']}: no fully sampled k-space files to train on")
         found = _keep(found, cfg.get("modalities"), cfg["root"])
         split = splits.load_or_create_split(
-            self.split_path, found, cfg["split_fractions"], cfg["split_seed"]
-        )
+            self.split_path, found, cfg["split_fractions"], cfg["split_seed"],
+            write=self._is_global_zero(),
+        )  # fmt: skip
         for name in ("train", "val"):
             self.volumes[name] = splits.select(found, split, name)
+
+    def _is_global_zero(self) -> bool:
+        if self.global_rank is not None:
+            return self.global_rank == 0
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return trainer.is_global_zero
+        # train() sets up the data before fit attaches the trainer: Lightning's rank of
+        # this process, which a Trainer sets when it is built (its global rank: node rank
+        # x devices + local rank) and which is read from RANK / LOCAL_RANK / SLURM_PROCID
+        # / JSM_NAMESPACE_RANK before that
+        return getattr(rank_zero_only, "rank", 0) == 0
 
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

@@ -1,0 +1,294 @@
+"""Settings that matter on a GPU, checked on the CPU where the CPU can show them:
+the precision values the training config accepts, pinned batches, the FFT dtype
+under bf16 autocast for every model, and the split file written by global rank 0
+alone in a distributed run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from fmrecon.data import split as splits
+from fmrecon.data.slices import Sample, collate
+from fmrecon.data.types import VolumeInfo
+from fmrecon.errors import ConfigError, DataError
+from fmrecon.models.registry import MODELS
+from fmrecon.training.config import load_config
+from test_fm_models import _inputs, tiny_model
+
+# ----------------------------------------------------------------------- bf16 weight copy
+
+
+def test_bench_timing_bf16_alone_inference_then_training():
+    """The full bench's timing process (``memory=False``) times each precision's
+    inference before the training steps; with bf16 alone no fp32 call dropped the
+    encoder's inference-mode weight copy in between, and training crashed on it."""
+    from fmrecon.encoders import TINY_OVERRIDES
+    from fmrecon_bench.table import measure_model
+
+    options = {"num_cascades": 2, "sens_chans": 4, "sens_pools": 2, "chans": [16, 16, 8, 8, 8],
+               "encoder_config": TINY_OVERRIDES["clip"]}  # fmt: skip
+    out = measure_model("fm-varnet-clip", options, (32, 32), 2, [("bf16", False), ("bf16", True)],
+                        memory=False, repeats=1, warmup=0, device="cpu", threads=None)  # fmt: skip
+    assert len(out["infer"]["bf16"]) == 1
+    assert [len(v["times"]) for v in out["train"]] == [1, 1]
+
+
+# ----------------------------------------------------------------------------- precision
+
+
+@pytest.mark.parametrize("value", ["bf16-true", "16-true", "64-true", "64", "transformer-engine"])
+def test_precisions_that_cannot_run_are_refused_at_config_time(value):
+    """bf16-true / 16-true cast the weights while inputs and the k-space physics
+    stay fp32/complex64: Lightning accepted them and the first conv crashed."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"trainer.precision={value}"], require_data=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "'trainer.precision'" in msg and value in msg
+    assert all(p in msg for p in ("32-true", "bf16-mixed", "16-mixed"))
+
+
+@pytest.mark.parametrize("value", ["32-true", "bf16-mixed", "16-mixed", "32", "bf16", "16"])
+def test_supported_precisions_and_lightning_aliases_are_accepted(value):
+    cfg = load_config(None, [f"trainer.precision={value}"], require_data=False)
+    assert str(cfg["trainer"]["precision"]) == value  # passed on to Lightning as given
+
+
+# ----------------------------------------------------------------------------- pinning
+
+
+def _batch() -> Sample:
+    one = Sample(
+        kspace=torch.randn(2, 8, 6, dtype=torch.complex64),
+        mask=torch.ones(1, 8, 6, dtype=torch.bool),
+        target=torch.rand(8, 6),
+        max_value=torch.tensor(1.0),
+        num_low_frequencies=torch.tensor(2),
+        fname="a.h5",
+        slice=3,
+        modality="cine",
+    )
+    return collate([one, one])
+
+
+TENSOR_FIELDS = ("kspace", "mask", "target", "max_value", "num_low_frequencies")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinning needs CUDA")
+def test_sample_pin_memory_pins_every_tensor():
+    batch = _batch()
+    pinned = torch.utils.data._utils.pin_memory.pin_memory(batch)
+    assert isinstance(pinned, Sample)
+    assert all(getattr(pinned, f).is_pinned() for f in TENSOR_FIELDS)
+    assert all(torch.equal(getattr(pinned, f), getattr(batch, f)) for f in TENSOR_FIELDS)
+    assert pinned.fname == batch.fname and pinned.slice == batch.slice
+
+
+def test_sample_pin_memory_is_what_the_loader_calls(monkeypatch):
+    """torch's pin step dispatches to the batch's own ``pin_memory()``. With CUDA
+    (simulated: ``Tensor.pin_memory`` recorded) every tensor field is pinned and
+    the metadata are left alone; without CUDA the batch itself comes back."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    batch = _batch()
+    if not torch.cuda.is_available():
+        assert pin_memory(batch) is batch  # a no-op that does not raise
+    pinned_ids = set()
+
+    def fake_pin(t, *args, **kwargs):
+        out = t.clone()
+        pinned_ids.add(id(out))
+        return out
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    out = pin_memory(batch)
+    assert isinstance(out, Sample) and out is not batch
+    assert {id(getattr(out, f)) for f in TENSOR_FIELDS} == pinned_ids
+    assert all(torch.equal(getattr(out, f), getattr(batch, f)) for f in TENSOR_FIELDS)
+    meta = ("fname", "slice", "frame", "subject", "modality", "acceleration")
+    assert all(getattr(out, f) == getattr(batch, f) for f in meta)
+
+
+# ----------------------------------------------------------------------------- FFT dtypes
+
+_FFT_NAMES = [
+    n for n in ("fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2",
+                "irfft2", "rfftn", "irfftn", "hfft", "ihfft")
+    if hasattr(torch.fft, n)
+]  # fmt: skip
+
+
+class _FFTDtypes(TorchDispatchMode):
+    """The dtypes that reach the FFT kernels (after autocast), forward and backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[str, torch.dtype]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if "_fft_" in func.__name__:
+            self.seen.append((func.__name__, args[0].dtype))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_only_complex64_reaches_the_fft_under_bf16_autocast(name, monkeypatch):
+    """Every model under bf16 autocast, forward (and backward where it trains):
+    what the model hands to ``torch.fft`` (before autocast could cast it) and what
+    reaches the FFT kernels is complex64, nothing else."""
+    torch.manual_seed(0)
+    model = tiny_model(name)
+    k, mask = _inputs(b=1, c=2, h=24, w=36)  # 8 ACS lines: ESPIRiT (sense, cs-wavelet)
+    handed: list[tuple[str, torch.dtype]] = []
+    for n in _FFT_NAMES:
+        real = getattr(torch.fft, n)
+
+        def spy(x, *a, _real=real, _n=n, **kw):
+            handed.append((_n, x.dtype))
+            return _real(x, *a, **kw)
+
+        monkeypatch.setattr(torch.fft, n, spy)
+    trains = any(p.requires_grad for p in model.parameters())
+    model.train(trains)
+    with _FFTDtypes() as kernels:
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.set_grad_enabled(trains):
+            out = model(k, mask)
+        if trains:
+            out.float().abs().mean().backward()
+    if name not in ("sense", "cs-wavelet"):  # the classical ones run in sigpy (NumPy)
+        assert handed and kernels.seen
+    assert {d for _, d in handed} <= {torch.complex64}, handed
+    assert {d for _, d in kernels.seen} <= {torch.complex64}, kernels.seen
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+def test_the_fft_boundary_refuses_other_dtypes():
+    from fmrecon.physics.fft import fft2c, ifft2c
+
+    x = torch.randn(4, 6, dtype=torch.complex64)
+    for bad in (x.real, x.real.bfloat16(), x.to(torch.complex32)):
+        for f, fname in ((fft2c, "fft2c"), (ifft2c, "ifft2c")):
+            with pytest.raises(TypeError, match=f"{fname}: expected a complex64 tensor, got"):
+                f(bad)
+    assert fft2c(x).dtype == torch.complex64
+    assert ifft2c(x.to(torch.complex128)).dtype == torch.complex128  # double-precision checks
+
+
+# ----------------------------------------------------------------------------- split.json
+
+
+def _volumes(n: int = 6) -> list[VolumeInfo]:
+    return [
+        VolumeInfo(path=Path(f"P{i:03d}.mat"), format="cmrxrecon", key="kspace_full",
+                   n_frames=1, n_slices=1, n_coils=2, shape=(8, 8), subject=f"P{i:03d}",
+                   modality="cine_sax")
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_a_rank_other_than_zero_never_writes_the_split_and_waits(tmp_path, monkeypatch):
+    path = tmp_path / "run" / "split.json"
+    writes = []
+    monkeypatch.setattr(splits, "save_split", lambda p, s: writes.append(p))
+    with pytest.raises(DataError) as err:
+        splits.load_or_create_split(path, _volumes(), write=False, timeout=0.3)
+    assert str(path) in str(err.value) and "rank 0" in str(err.value)
+    assert "\n" not in str(err.value) and not writes and not path.exists()
+    monkeypatch.undo()
+    # rank 0 writes it a moment later: the waiting rank reads that file
+    want = splits.make_split([v.subject for v in _volumes()], seed=5)
+
+    def rank0():
+        time.sleep(0.5)
+        splits.save_split(path, want)
+
+    thread = threading.Thread(target=rank0)
+    thread.start()
+    got = splits.load_or_create_split(path, _volumes(), seed=0, write=False, timeout=30)
+    thread.join()
+    assert got == want  # rank 0's split (seed 5), not one made here (seed 0)
+
+
+def test_the_datamodule_writes_the_split_on_global_rank_zero_only(cmrx_tree, monkeypatch):
+    """``train`` passes the trainer's global rank (Lightning knows it from
+    construction); rank 1 waits for the file and fails naming it."""
+    from fmrecon.training.data import ReconDataModule
+
+    data = load_config(None, [f"data.root={cmrx_tree / 'MultiCoil'}"])["data"]
+    path = cmrx_tree / "run" / "split.json"
+    monkeypatch.setattr(splits, "WAIT_S", 0.3)
+    with pytest.raises(DataError, match=f"{path}: split file not written by global rank 0"):
+        ReconDataModule(data, split_path=path, global_rank=1).setup("fit")
+    assert not path.exists()
+    zero = ReconDataModule(data, split_path=path, global_rank=0)
+    zero.setup("fit")
+    one = ReconDataModule(data, split_path=path, global_rank=1)
+    one.setup("fit")
+    assert path.exists() and one.volumes == zero.volumes
+
+
+_RANK_SCRIPT = """
+import json, sys
+from fmrecon.data import split as splits
+from fmrecon.training.config import load_config
+from fmrecon.training.data import ReconDataModule
+
+writes = []
+real = splits.save_split
+splits.save_split = lambda p, s: (writes.append(str(p)), real(p, s))
+data = load_config(None, ["data.root=" + sys.argv[1]])["data"]
+dm = ReconDataModule(data, split_path=sys.argv[2])
+if sys.argv[3] == "trainer":  # as train() does: the Trainer is built before the data setup
+    import lightning as L
+
+    L.Trainer(accelerator="cpu", devices=2, num_nodes=2, strategy="ddp", logger=False,
+              enable_progress_bar=False, enable_checkpointing=False)
+dm.setup("fit")
+print(json.dumps({"writes": writes, "subjects": sorted({v.subject for v in dm.volumes["train"]})}))
+"""
+
+
+@pytest.mark.parametrize(
+    "how, writer, waiter",
+    [
+        # multi-node as Lightning launches it: the Trainer's global rank (node 1's
+        # first process is global rank 2; NODE_RANK is not read before a Trainer)
+        ("trainer", {"NODE_RANK": "0"}, {"NODE_RANK": "1"}),
+        ("env", {"RANK": "0"}, {"RANK": "1"}),  # torchrun-style, no Trainer yet
+    ],
+)
+def test_two_ranks_write_the_split_once(cmrx_tree, how, writer, waiter):
+    """Two processes as a launcher starts them, the waiting one first: it waits
+    for global rank 0's file and never writes; both train on the same subjects."""
+    path = cmrx_tree / "split.json"
+    ranks = ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID", "WORLD_SIZE")
+    env = {k: v for k, v in os.environ.items() if k not in ranks}
+
+    def start(extra: dict) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", _RANK_SCRIPT, str(cmrx_tree / "MultiCoil"), str(path), how],
+            env={**env, **extra}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    one = start(waiter)
+    time.sleep(4.0)  # imports done (~3 s): the waiting rank is waiting
+    assert one.poll() is None and not path.exists()
+    zero = start(writer)
+    results = []
+    for p in (zero, one):
+        out, errors = p.communicate(timeout=300)
+        assert p.returncode == 0, errors
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert results[0]["writes"] == [str(path)] and results[1]["writes"] == []
+    assert results[0]["subjects"] == results[1]["subjects"]
+    assert set(results[0]["subjects"]) <= set(json.loads(path.read_text())["train"])
