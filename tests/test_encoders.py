@@ -331,8 +331,9 @@ def test_registry_facts_of_the_newer_encoders():
 #   microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224 (OpenAI CLIP values),
 #   vision_cfg image_size 224
 # - siglip: google/siglip-base-patch16-224 preprocessor_config.json (0.5/0.5, 224x224)
-# - rad-dino: microsoft/rad-dino preprocessor_config.json (image_mean 0.5307,
-#   image_std 0.2583 on each channel, crop 518)
+# - rad-dino: microsoft/rad-dino: 518 px from its model card (37x37 patch tokens of 14 px);
+#   image_mean 0.5307 / image_std 0.2583 on each channel as quoted from its
+#   preprocessor_config.json, which could not be opened on the build machines
 # - dinov3: transformers' DINOv3ViTImageProcessorFast defaults (224x224,
 #   IMAGENET_DEFAULT_MEAN/STD), what facebook/dinov3-vitb16-pretrain-lvd1689m loads
 _OPENAI = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
