@@ -965,25 +965,32 @@ def test_bf16_autocast_casts_the_frozen_weights_once(name):
     assert all(p.grad is None for p in enc.parameters())
 
 
-def test_bf16_cascades_keep_one_copy_of_the_encoder_for_backward():
-    """A 3-cascade FM-VarNet in bf16 autocast: with the weights cast once, the
-    tensors saved for backward hold one bf16 copy of the encoder's Linear
-    weights instead of one per cascade."""
+def _tiny_fm_varnet(num_cascades: int):
+    """A tiny-encoder CLIP FM-VarNet (seed 0) with a 2-coil 24 x 20 input, every
+    second line sampled: (model, masked-to-be k-space, mask)."""
     from fmrecon.models.registry import create_model
 
     torch.manual_seed(0)
     model = create_model(
-        "fm-varnet-clip", num_cascades=3, sens_chans=4, sens_pools=2, chans=(16, 16, 8, 8, 8),
-        encoder_weights="random", allow_random_encoder=True,
+        "fm-varnet-clip", num_cascades=num_cascades, sens_chans=4, sens_pools=2,
+        chans=(16, 16, 8, 8, 8), encoder_weights="random", allow_random_encoder=True,
         encoder_config=TINY_OVERRIDES["clip"],
     )  # fmt: skip
+    k = torch.randn(1, 2, 24, 20, dtype=torch.complex64)
+    mask = torch.zeros(1, 1, 24, 20, dtype=torch.bool)
+    mask[..., ::2] = True
+    return model, k, mask
+
+
+def test_bf16_cascades_keep_one_copy_of_the_encoder_for_backward():
+    """A 3-cascade FM-VarNet in bf16 autocast: with the weights cast once, the
+    tensors saved for backward hold one bf16 copy of the encoder's Linear
+    weights instead of one per cascade."""
+    model, k, mask = _tiny_fm_varnet(num_cascades=3)
     enc = model.encoder
     shapes = {
         tuple(m.weight.shape) for b in enc.blocks for m in b.modules() if isinstance(m, nn.Linear)
     }
-    k = torch.randn(1, 2, 24, 20, dtype=torch.complex64)
-    mask = torch.zeros(1, 1, 24, 20, dtype=torch.bool)
-    mask[..., ::2] = True
 
     def saved_weight_copies(once: bool) -> int:
         enc.cast_weights_once = once
@@ -1010,18 +1017,8 @@ def test_bf16_inference_then_training_recasts_outside_inference_mode():
     benchmark's inference-then-training rows): the copy made in inference mode is
     an inference tensor that autograd cannot save, so training must not reuse it.
     Both modes still cast once per model, not once per cascade."""
-    from fmrecon.models.registry import create_model
-
-    torch.manual_seed(0)
-    model = create_model(
-        "fm-varnet-clip", num_cascades=2, sens_chans=4, sens_pools=2, chans=(16, 16, 8, 8, 8),
-        encoder_weights="random", allow_random_encoder=True,
-        encoder_config=TINY_OVERRIDES["clip"],
-    )  # fmt: skip
+    model, k, mask = _tiny_fm_varnet(num_cascades=2)
     enc = model.encoder
-    k = torch.randn(1, 2, 24, 20, dtype=torch.complex64)
-    mask = torch.zeros(1, 1, 24, 20, dtype=torch.bool)
-    mask[..., ::2] = True
     copies: list[int] = []  # id of the copy each cascade's encoder call ran on
     real = enc.low_precision_weights
 
