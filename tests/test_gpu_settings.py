@@ -23,6 +23,7 @@ from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
 from fmrecon.models.registry import MODELS
 from fmrecon.training.config import load_config
+from fmrecon_bench import config, tasks
 from test_fm_models import _inputs, tiny_model
 
 # ----------------------------------------------------------------------- bf16 weight copy
@@ -241,6 +242,7 @@ _RANK_SCRIPT = """
 import json, sys
 from fmrecon.data import split as splits
 from fmrecon.training.config import load_config
+from fmrecon_bench import config, tasks
 from fmrecon.training.data import ReconDataModule
 
 writes = []
@@ -292,3 +294,162 @@ def test_two_ranks_write_the_split_once(cmrx_tree, how, writer, waiter):
     assert results[0]["writes"] == [str(path)] and results[1]["writes"] == []
     assert results[0]["subjects"] == results[1]["subjects"]
     assert set(results[0]["subjects"]) <= set(json.loads(path.read_text())["train"])
+
+
+# ----------------------------------------------------------------------------- TF32
+
+
+@pytest.fixture
+def tf32_restored():
+    """Each test starts from the opposite of what it configures; torch's flags
+    are restored afterwards (they are process-wide)."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _set_both(value: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = value
+
+
+def test_set_tf32_sets_both_cuda_flags_and_leaves_cpu_kernels_alone(tf32_restored):
+    from fmrecon.utils import set_tf32, tf32_state
+
+    def onednn():  # the CPU kernels' own setting (torch >= 2.9 has one)
+        return [getattr(getattr(torch.backends.mkldnn, op, None), "fp32_precision", None)
+                for op in ("matmul", "conv")]  # fmt: skip
+
+    before = onednn()
+    for value in (True, False, True, False):
+        assert set_tf32(value) == {"cuda_matmul": value, "cudnn": value} == tf32_state()
+        assert torch.get_float32_matmul_precision() == ("high" if value else "highest")
+        assert onednn() == before  # fp32 on CPU stays fp32
+
+
+def test_trainer_tf32_defaults_to_off():
+    assert load_config(None, [], require_data=False)["trainer"]["tf32"] is False
+    with pytest.raises(ConfigError, match="'trainer.tf32' must be bool"):
+        load_config(None, ["trainer.tf32=fast"], require_data=False)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_training_runs_with_trainer_tf32_and_records_it(value, tmp_path, tf32_restored):
+    """The flags during fit's training steps (every process: the policy is a
+    callback's ``setup``) and environment.json follow ``trainer.tf32``; the
+    process's own flags come back after the run."""
+    import lightning as L
+
+    from fmrecon.data.simulate import simulate_cmrxrecon
+    from fmrecon.training.run import train
+    from fmrecon.utils import tf32_state
+
+    simulate_cmrxrecon(tmp_path / "d", 3, seed=1, size=(32, 32), n_slices=1, n_frames=1,
+                       n_coils=2, lax=False)  # fmt: skip
+    seen = []
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, *args):
+            seen.append(tf32_state())
+
+    _set_both(not value)
+    cfg = load_config(None, [
+        f"data.root={tmp_path / 'd'}", f"output_dir={tmp_path / 'runs'}", "name=t",
+        "data.num_workers=0", "data.split_fractions=[0.34,0.33,0.33]", "trainer.max_epochs=1",
+        "trainer.accelerator=cpu", "trainer.progress_bar=false", f"trainer.tf32={value}",
+        "model.options={num_cascades: 1, chans: 2, pools: 1, sens_chans: 2, sens_pools: 1}",
+    ])  # fmt: skip
+    train(cfg, extra_callbacks=[Spy()], log=lambda msg: None)
+    assert seen and all(s == {"cuda_matmul": value, "cudnn": value} for s in seen)
+    env = json.loads((tmp_path / "runs" / "t" / "environment.json").read_text())
+    assert env["tf32"] is value and env["tf32_flags"] == {"cuda_matmul": value, "cudnn": value}
+    assert tf32_state() == {"cuda_matmul": not value, "cudnn": not value}
+
+
+def _spy_call(monkeypatch, module, name: str, seen: list) -> None:
+    """Wrap ``module.name`` to record the TF32 flags at the moment it is called."""
+    from fmrecon.utils import tf32_state
+
+    real = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        seen.append(tf32_state())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_evaluate_and_reconstruct_run_their_models_with_tf32(
+    value, cmrx_tree, tmp_path, monkeypatch, tf32_restored
+):
+    from fmrecon.cli import main
+    from fmrecon.commands import evaluate, reconstruct
+
+    flag = "--tf32" if value else "--no-tf32"
+    want = {"cuda_matmul": value, "cudnn": value}
+    seen: list = []
+    _spy_call(monkeypatch, evaluate, "evaluate_models", seen)
+    _set_both(not value)
+    assert main(["evaluate", "--model", "zero-filled", "--data", str(cmrx_tree),
+                 "--accelerations", "4", "--quiet", "--no-figures", "--out",
+                 str(tmp_path / "e"), flag]) == 0  # fmt: skip
+    assert seen == [want]
+    _spy_call(monkeypatch, reconstruct, "reconstruct_files", seen)
+    _set_both(not value)
+    files = sorted(cmrx_tree.rglob("cine_sax.mat"))[:1]
+    assert main(["reconstruct", str(files[0]), "--model", "zero-filled", "--mask",
+                 "cmrxrecon-uniform", "--acceleration", "4", "--quiet",
+                 "--out", str(tmp_path / "r"), flag]) == 0  # fmt: skip
+    assert seen == [want, want]
+
+
+def test_evaluate_tf32_defaults_to_off_and_a_preset_may_set_it(tmp_path):
+    from fmrecon.cli import build_parser
+
+    assert build_parser().parse_args(["evaluate", "--data", "d", "--out", "o"]).tf32 is False
+    assert build_parser().parse_args(["reconstruct", "x", "--out", "o"]).tf32 is False
+    from fmrecon.commands.evaluate import read_preset
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("tf32: true\n")
+    sub = build_parser()._subparsers._group_actions[0].choices["evaluate"]
+    assert read_preset(sub, preset) == {"tf32": True}
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_every_bench_measurement_process_runs_with_bench_tf32(value, tmp_path, monkeypatch,
+                                                              tf32_restored):  # fmt: skip
+    """The measurement process sets the run's policy before its task (child_main
+    reads it from the task file run_task writes); the in-process path too; the
+    CLI's --tf32 reaches the config and the report says it."""
+    from fmrecon.utils import tf32_state
+    from fmrecon_bench.cli import build_parser
+    from fmrecon_bench.report import _header
+
+    monkeypatch.setitem(tasks.TASKS, "probe", lambda: {"tf32": tf32_state()})
+    want = {"cuda_matmul": value, "cudnn": value}
+    cfg = config.BenchConfig(tf32=value, isolate=False)
+    _set_both(not value)
+    assert tasks.run_task("probe", {}, cfg) == {"tf32": want}
+    written = []
+    monkeypatch.setattr(
+        tasks.subprocess,
+        "Popen",
+        lambda cmd, **kw: (
+            written.append(json.loads(Path(cmd[-2]).read_text()))
+            or (_ for _ in ()).throw(OSError("stop"))
+        ),
+    )
+    with pytest.raises(OSError, match="stop"):
+        tasks.run_task("probe", {}, config.BenchConfig(tf32=value))
+    (task_file := tmp_path / "task.json").write_text(json.dumps(written[0]))
+    _set_both(not value)
+    assert tasks.child_main([str(task_file), str(tmp_path / "out.json")]) == 0
+    assert json.loads((tmp_path / "out.json").read_text()) == {"tf32": want}
+    args = build_parser().parse_args(["--tf32"] if value else [])
+    assert args.tf32 is value
+    head = _header({"machine": {"cpu": "c", "logical_cores": 2, "torch": "t",
+                                "torch_threads": 1}, "elapsed_s": 1.0,
+                    "settings": {"quick": False, "device": "cpu", "coils": 1, "repeats": 1,
+                                 "warmup": 0, "tf32": value}})  # fmt: skip
+    assert f"TF32 {'on' if value else 'off'}" in head[0]

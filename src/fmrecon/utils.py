@@ -44,6 +44,35 @@ def autocast_context(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def set_tf32(enabled: bool) -> dict:
+    """The one switch of TF32 (TensorFloat-32: 10-bit mantissa inputs, fp32
+    accumulation) for fp32 matmuls (cuBLAS) and convolutions (cuDNN) on Ampere
+    and later NVIDIA GPUs; returns :func:`tf32_state`. Every entry point calls it
+    (training ``trainer.tf32``, ``fmrecon evaluate`` / ``reconstruct --tf32``,
+    ``fmrecon-bench --tf32``), default off.
+
+    PyTorch's own defaults are TF32 convolutions but full-fp32 matmuls, so an
+    fp32 run would mix both; off makes ``32-true`` / ``--precision 32`` fp32
+    throughout (the fp32 comparisons, E2E-VarNet against fastMRI at 1e-4 and
+    fp32 against bf16, mean fp32). The per-backend flags
+    ``torch.backends.cuda.matmul.allow_tf32`` / ``torch.backends.cudnn.allow_tf32``
+    (PyTorch notes, "TensorFloat-32 (TF32) on Ampere (and later) devices") leave
+    CPU (oneDNN) kernels alone; the newer ``fp32_precision`` properties are not
+    used because PyTorch raises when code (Lightning's CUDA accelerator) then
+    reads the legacy ones. No effect on CPUs or pre-Ampere GPUs."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+    return tf32_state()
+
+
+def tf32_state() -> dict:
+    """What torch will use: TF32 for CUDA fp32 matmuls / cuDNN convolutions."""
+    return {
+        "cuda_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn": bool(torch.backends.cudnn.allow_tf32),
+    }
+
+
 def tensor_bytes(t: torch.Tensor) -> memoryview:
     """The raw bytes of a tensor (any dtype, any device), C order."""
     t = t.detach().resolve_conj().resolve_neg().to("cpu").contiguous()

@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="goal 3: evaluate this trained checkpoint in fp32 and bf16 (default: the "
         "FM-VarNet with random weights after a few fp32 training steps)",
     )  # fmt: skip
+    p.add_argument(
+        "--tf32", action=argparse.BooleanOptionalAction, default=False,
+        help="TF32 for fp32 matmuls and convolutions on Ampere+ GPUs (default off: the fp32 "
+        "rows and baselines are fp32)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
     p.add_argument(
         "--timeout", type=float, default=3600.0, metavar="S",
@@ -102,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         timeout=args.timeout,
         eval_checkpoint=args.eval_checkpoint,
+        tf32=args.tf32,
     )
     result = run_bench(cfg)
     print(format_report(result))

@@ -44,6 +44,9 @@ class BenchConfig:
     interleave: bool | None = None  # None: True for the full bench, False for quick
     eval_checkpoint: str | None = None  # goal 3: a trained model to evaluate
     train_steps: int = 5  # goal 3 without a checkpoint: fp32 steps first (see goals.bf16)
+    # TF32 matmuls / convolutions on Ampere+ GPUs (fmrecon.utils.set_tf32), in every
+    # measurement process; off: the fp32 rows and baselines (goals 1, 3) are fp32
+    tf32: bool = False
 
     def __post_init__(self) -> None:
         if self.interleave is None:

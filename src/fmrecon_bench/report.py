@@ -61,7 +61,8 @@ def _header(result: dict) -> list[str]:
     return [
         f"fmrecon-bench{' --quick' if s['quick'] else ''}: {m['cpu']}, "
         f"{m['logical_cores']} logical cores, torch {m['torch']} ({m['torch_threads']} threads), "
-        f"device {s['device']}{' ' + m['gpu'] if m.get('gpu') else ''}, bf16 hardware {bf_text}",
+        f"device {s['device']}{' ' + m['gpu'] if m.get('gpu') else ''}, bf16 hardware {bf_text}, "
+        f"TF32 {'on' if s.get('tf32') else 'off'}",
         f"batch 1, {s['coils']} coils, simulated cardiac slices, x4 mask; median of "
         f"{s['repeats']} after {s['warmup']} warm-up; fp32 matmul {cal.get('start')} -> "
         f"{cal.get('end')} GFLOP/s (start -> end); {result['elapsed_s']:.0f} s",

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 
-from fmrecon.utils import resolve_device
+from fmrecon.utils import resolve_device, set_tf32
 from fmrecon_bench.config import BenchConfig, options_of, size_label, supports_checkpointing
 from fmrecon_bench.goals import GOALS, compute_goals
 from fmrecon_bench.goals.base import Goal
@@ -74,6 +74,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
                                     file=sys.stderr, flush=True))  # fmt: skip
     device = resolve_device(cfg.device).type
     machine = machine_info(device)
+    machine["tf32"] = set_tf32(cfg.tf32)  # this process; each measurement process sets its own
     machine["calibration_gflops"] = {"start": matmul_gflops()}
     rows: list[dict] = []
     errors: list[str] = []

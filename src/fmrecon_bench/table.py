@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from fmrecon.utils import count_parameters, resolve_device
+from fmrecon.utils import count_parameters, resolve_device, tf32_state
 from fmrecon_bench.config import size_label
 from fmrecon_bench.harness import (
     Runner,
@@ -66,6 +66,7 @@ def measure_model(model, options, size, coils, variants, memory, repeats, warmup
         "trainable_params": count_parameters(net, trainable_only=True),
         "total_params": count_parameters(net),
         "threads": torch.get_num_threads(),
+        "tf32": tf32_state(),  # as this measurement ran (BenchConfig.tf32)
         "memory": _memory(runner, batch, *variants[0], switch) if memory else None,
     }
 
@@ -113,6 +114,7 @@ def _row(name, size, coils, precision, ckpt, timing: dict, mem: dict) -> dict:
         "mem_method": tm.get("method", im.get("method")),
         "trainable_params": timing.get("trainable_params"),
         "total_params": timing.get("total_params"),
+        "tf32": timing.get("tf32"),
         "error": timing.get("error") or mem.get("error"),
     }
 

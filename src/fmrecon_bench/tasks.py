@@ -19,6 +19,7 @@ from pathlib import Path
 
 import fmrecon
 import fmrecon_bench
+from fmrecon.utils import set_tf32
 from fmrecon_bench.config import BenchConfig
 from fmrecon_bench.goals import GOALS
 from fmrecon_bench.report import json_default
@@ -35,6 +36,7 @@ def child_main(argv: list[str] | None = None) -> int:
     """Entry point of a measurement process: ``TASK_JSON RESULT_JSON``."""
     task_file, result_file = argv if argv is not None else sys.argv[1:3]
     spec = json.loads(Path(task_file).read_text())
+    set_tf32(spec.get("tf32", False))  # the run's TF32 policy (BenchConfig.tf32)
     try:
         result = TASKS[spec["task"]](**spec["args"])
         code = 0
@@ -56,15 +58,18 @@ def _child_env() -> dict:
 
 def run_task(name: str, args: dict, cfg: BenchConfig) -> dict:
     """Run task ``name`` with ``args`` in a fresh Python process (or in this
-    one without ``cfg.isolate``). Failures come back as ``{"error": ...}``."""
+    one without ``cfg.isolate``). Failures come back as ``{"error": ...}``.
+    Either way the task runs with ``cfg.tf32`` (:func:`fmrecon.utils.set_tf32`)."""
     if not cfg.isolate:
+        set_tf32(cfg.tf32)
         try:
             return json.loads(json.dumps(TASKS[name](**args), default=json_default))
         except Exception as err:
             return {"error": f"{type(err).__name__}: {err}"}
     with tempfile.TemporaryDirectory(prefix="fmrecon-bench-") as tmp:
         task_file, result_file = Path(tmp) / "task.json", Path(tmp) / "result.json"
-        task_file.write_text(json.dumps({"task": name, "args": args}, default=json_default))
+        spec = {"task": name, "args": args, "tf32": cfg.tf32}
+        task_file.write_text(json.dumps(spec, default=json_default))
         proc = subprocess.Popen(
             [sys.executable, "-c", _CHILD, str(task_file), str(result_file)],
             stdout=subprocess.PIPE,

@@ -34,7 +34,7 @@ from fmrecon.evaluation.evaluate import (
 from fmrecon.evaluation.tables import RANDOM_ENCODER, write_results
 from fmrecon.metrics import CONVENTION_HELP
 from fmrecon.physics.masks import MASK_KINDS, mask_grid
-from fmrecon.utils import PRECISIONS, resolve_device
+from fmrecon.utils import PRECISIONS, resolve_device, set_tf32
 
 HELP = "evaluate trained checkpoints and/or baselines (zero-filled, SENSE, CS) on a data folder"
 
@@ -155,6 +155,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision", choices=PRECISIONS, default="32", help="32 = fp32, bf16 = bf16 autocast"
     )
+    p.add_argument(
+        "--tf32",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="TF32 for fp32 matmuls and convolutions on Ampere+ GPUs (default off: fp32 is "
+        "fp32, as the training default trainer.tf32: false)",
+    )
 
 
 def _figure_arguments(p: argparse.ArgumentParser) -> None:
@@ -180,7 +187,7 @@ def _figure_arguments(p: argparse.ArgumentParser) -> None:
 PRESETTABLE = (
     "mask", "accelerations", "center_fractions", "num_acs", "official_masks", "convention",
     "split_name", "batch_size", "precision", "error_scale", "image_size", "image_resize",
-    "readout_oversampling", "model",
+    "readout_oversampling", "model", "tf32",
 )  # fmt: skip
 
 
@@ -428,6 +435,7 @@ def run(args) -> int:
         )
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     device = resolve_device(args.device)
+    set_tf32(args.tf32)
     figure = None if args.no_figures else pick_figure(args, full)
     models = build_models(args, device, log)
     log(
@@ -460,7 +468,8 @@ def run(args) -> int:
         note += "\n\nModels: " + "; ".join(
             f"{m.label} = {m.checkpoint or 'no training'} ({m.weights})" for m in trained
         )
-        note += f". Device {device.type}, precision {args.precision}."
+        tf32 = "on" if args.tf32 else "off"
+        note += f". Device {device.type}, precision {args.precision}, TF32 {tf32}."
         for m in trained:
             if m.weights == RANDOM_ENCODER:
                 note += (

@@ -18,7 +18,7 @@ from fmrecon.inference.writers import (
     random_encoder_warning,
 )
 from fmrecon.physics.masks import MASK_KINDS, create_mask
-from fmrecon.utils import DEVICES, PRECISIONS, resolve_device
+from fmrecon.utils import DEVICES, PRECISIONS, resolve_device, set_tf32
 
 HELP = (
     "reconstruct k-space files with a model; write CMRxRecon submissions (.mat), "
@@ -85,6 +85,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision", choices=PRECISIONS, default="32", help="32 = fp32, bf16 = bf16 autocast"
     )
+    p.add_argument(
+        "--tf32",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="TF32 for fp32 matmuls and convolutions on Ampere+ GPUs (default off: fp32 is "
+        "fp32, as the training default trainer.tf32: false)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -128,6 +135,7 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = resolve_device(args.device)
+    set_tf32(args.tf32)
     mask_func = build_mask(args)
     # check every input (formats, masks, output paths) before loading the model
     jobs, skipped = plan_jobs(
@@ -139,7 +147,7 @@ def run(args) -> int:
     if not args.quiet:
         print(
             f"reconstructing {len(jobs)} files ({len(skipped)} mask/other files skipped) "
-            f"on {device} ({args.precision})",
+            f"on {device} ({args.precision}, TF32 {'on' if args.tf32 else 'off'})",
             file=sys.stderr,
         )
     start = time.perf_counter()

@@ -35,7 +35,7 @@ from fmrecon.models.io import CHECKPOINT_KEY
 from fmrecon.training.config import dump_config, run_dir, split_path
 from fmrecon.training.data import ReconDataModule
 from fmrecon.training.module import THREADS_KEY, ReconModule
-from fmrecon.utils import count_parameters
+from fmrecon.utils import count_parameters, set_tf32, tf32_state
 
 
 class _QuietTips(logging.Filter):
@@ -117,6 +117,17 @@ class ThreadCount(Callback):
         self.used = torch.get_num_threads()
 
 
+class TF32Policy(Callback):
+    """``trainer.tf32`` in every process of the run: set in ``setup``, so also in
+    processes a DDP launcher spawns (torch's flags are not inherited by them)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = bool(enabled)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        set_tf32(self.enabled)
+
+
 def checkpoint_threads(path: Path) -> int | None:
     """The intra-op thread count (``torch.get_num_threads()``) of the attempt
     that wrote a checkpoint (None: written before it was recorded).
@@ -155,6 +166,8 @@ def environment(module: ReconModule, cfg: dict) -> dict:
         "encoder_random_init": record.random_encoder,
         "total_params": count_parameters(module.model),
         "trainable_params": count_parameters(module.model, trainable_only=True),
+        "tf32": cfg["trainer"]["tf32"],  # what the config asked (fmrecon.utils.set_tf32)
+        "tf32_flags": tf32_state(),  # what torch was set to
         "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
     }
 
@@ -275,12 +288,15 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
             "or choose another name= / output_dir="
         )
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    process_tf32 = tf32_state()
+    set_tf32(cfg["trainer"]["tf32"])
     module = build_module(cfg)
     data = ReconDataModule(cfg["data"], seed=cfg["seed"], split_path=split_path(cfg))
     # a resume trains with the thread count the run so far had (bit-exact on CPU)
     threads = ThreadCount(checkpoint_threads(ckpt_path) if ckpt_path else None)
     process_threads = torch.get_num_threads()
-    trainer, sync = make_trainer(cfg, out, (threads, *extra_callbacks))
+    tf32 = TF32Policy(cfg["trainer"]["tf32"])
+    trainer, sync = make_trainer(cfg, out, (threads, tf32, *extra_callbacks))
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.yaml") as tmp:
@@ -312,6 +328,8 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     finally:
         torch.set_num_threads(process_threads)
+        torch.backends.cuda.matmul.allow_tf32 = process_tf32["cuda_matmul"]
+        torch.backends.cudnn.allow_tf32 = process_tf32["cudnn"]
     ckpt = trainer.checkpoint_callback
     summary = {
         "run_dir": str(out),
