@@ -114,13 +114,30 @@ class _UpBlock(nn.Module):
         return self.layers(x)
 
 
+def _reflect_pad_end(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
+    """``F.pad(x, ..., mode="reflect")`` by ``pad`` at the end of ``dim`` (fastMRI's
+    padding of odd sizes), made of a slice, a flip and a concatenation: the same
+    values (the edge is not repeated: ``x[n-2], x[n-3], ...``) and the same
+    gradients, but a deterministic CUDA backward (ReflectionPad2d's backward
+    accumulates with atomics, so ``torch.use_deterministic_algorithms(True)``,
+    Lightning's ``deterministic=True``, refuses it). Applied to W, then to H,
+    this also gives reflect's corner (``x[H-2, W-2]``)."""
+    if pad <= 0:
+        return x
+    n = x.shape[dim]
+    if pad >= n:  # reflect needs pad < size: F.pad's own error
+        return F.pad(x, [0, pad, 0, 0] if dim == -1 else [0, 0, 0, pad], mode="reflect")
+    return torch.cat([x, x.narrow(dim, n - 1 - pad, pad).flip(dim)], dim=dim)
+
+
 class Unet(nn.Module):
     """The fastMRI U-Net (Ronneberger et al. 2015 as fastMRI builds it).
 
     (N, in_chans, H, W) real -> (N, out_chans, H, W). Any H, W whose
     ``num_pool_layers``-fold halving stays >= 1: after each 2x upsampling the
     map is reflect-padded by one row/column on the bottom/right when the skip
-    is one larger (odd sizes), as fastMRI does. ``channels_last``: the
+    is one larger (odd sizes), as fastMRI does (same values, deterministic
+    backward: :func:`_reflect_pad_end`). ``channels_last``: the
     convolutions' memory layout (None = channels-last on the CPU; see the
     module doc), also settable later with :meth:`set_channels_last`.
     """
@@ -184,10 +201,8 @@ class Unet(nn.Module):
         for up, block in zip(self.up_transpose_conv, self.up_conv, strict=True):
             skip = skips.pop()
             x = up(x)
-            pad_w = skip.shape[-1] - x.shape[-1]
-            pad_h = skip.shape[-2] - x.shape[-2]
-            if pad_w or pad_h:
-                x = F.pad(x, [0, pad_w, 0, pad_h], mode="reflect")
+            x = _reflect_pad_end(x, skip.shape[-1] - x.shape[-1], -1)
+            x = _reflect_pad_end(x, skip.shape[-2] - x.shape[-2], -2)
             x = block(torch.cat([x, skip], dim=1))
         return x
 

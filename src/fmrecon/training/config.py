@@ -90,6 +90,9 @@ DEFAULTS: dict[str, Any] = {
         "log_every_n_steps": 10,
         "checkpoint_every_n_steps": 0,  # also write last-step.ckpt every N optimiser steps (0: off)
         "progress_bar": True,
+        # true: torch.use_deterministic_algorithms (an op without a deterministic kernel
+        # is an error); "warn": a warning instead. The FM models' bilinear resizes have
+        # no deterministic CUDA backward: true is refused for them on a GPU
         "deterministic": False,
         # TF32 for fp32 matmuls and convolutions on Ampere+ GPUs (fmrecon.utils.set_tf32).
         # Off by default: 32-true is then fp32 throughout (PyTorch's defaults mix TF32
@@ -115,6 +118,7 @@ _TYPES: dict[str, tuple] = {
     "trainer.limit_val_batches": (int, float),
     "trainer.val_check_interval": (int, float),
     "trainer.precision": (str, int),
+    "trainer.deterministic": (bool, str),
     "optim.lr": (int, float),
     "optim.weight_decay": (int, float),
     "optim.lr_gamma": (int, float),
@@ -237,6 +241,7 @@ def _check_values(cfg: dict, require_data: bool = True) -> None:
             f"config key 'trainer.precision' must be one of {', '.join(PRECISIONS)} (or 32, "
             f"bf16, 16), got {precision!r}: fmrecon runs fp32 or mixed precision (autocast)"
         )
+    _check_deterministic(cfg)
     if cfg["data"]["num_workers"] < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {cfg['data']['num_workers']}")
     model = cfg["model"]
@@ -260,6 +265,35 @@ def _check_values(cfg: dict, require_data: bool = True) -> None:
     fr = cfg["data"]["split_fractions"]
     if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) < 0:
         raise ConfigError(f"data.split_fractions must be 3 numbers summing to 1, got {fr}")
+
+
+def _check_deterministic(cfg: dict) -> None:
+    """``trainer.deterministic``: true, false or Lightning's "warn". True is
+    refused where it cannot run: a model with a foundation-model encoder on a
+    GPU (its input resize and feature upsampling are bilinear, whose CUDA
+    backward has no deterministic kernel in torch: ``upsample_bilinear2d_backward``
+    errors under ``torch.use_deterministic_algorithms(True)``). The U-Net's odd-size
+    padding has a deterministic backward (fmrecon.models.unet._reflect_pad_end)."""
+    t = cfg["trainer"]
+    value = t["deterministic"]
+    if isinstance(value, str) and value != "warn":
+        raise ConfigError(f"config key 'trainer.deterministic' must be true, false or warn, "
+                          f"got {value!r}")  # fmt: skip
+    if value is not True:
+        return
+    import torch
+
+    from fmrecon.models.registry import get_spec
+
+    gpu = t["accelerator"] in ("gpu", "cuda") or (
+        t["accelerator"] == "auto" and torch.cuda.is_available()  # no CUDA initialisation
+    )
+    if gpu and get_spec(cfg["model"]["name"]).encoder is not None:
+        raise ConfigError(
+            f"config key 'trainer.deterministic: true' cannot run model "
+            f"'{cfg['model']['name']}' on a GPU: its bilinear resizes have no deterministic "
+            "CUDA backward in torch (use trainer.deterministic: warn, or trainer.accelerator: cpu)"
+        )
 
 
 def _check_image_size(data: dict) -> None:
