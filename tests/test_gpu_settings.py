@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -572,3 +573,159 @@ def test_fm_models_training_step_runs_bilinear_backward(name):
     with _OpNames() as ops:
         model(k, mask).abs().mean().backward()
     assert "upsample_bilinear2d_backward" in {n.split(".")[0] for n in ops.names}
+
+
+# ----------------------------------------------------------------------------- host syncs
+
+
+def _old_acs_region(m: np.ndarray) -> tuple[slice, slice]:
+    """fmrecon 0.x's acs_region (greedy, NumPy on the host), the oracle."""
+    h, w = m.shape
+    t, b, lo, hi = h // 2, h // 2 + 1, w // 2, w // 2 + 1
+    if not m[t, lo]:
+        return slice(t, t), slice(lo, lo)
+    while t > 0 and b < h and lo > 0 and hi < w and m[t - 1 : b + 1, lo - 1 : hi + 1].all():
+        t, b, lo, hi = t - 1, b + 1, lo - 1, hi + 1
+    grown = True
+    while grown:
+        grown = False
+        while t > 0 and m[t - 1, lo:hi].all():
+            t, grown = t - 1, True
+        while b < h and m[b, lo:hi].all():
+            b, grown = b + 1, True
+        while lo > 0 and m[t:b, lo - 1].all():
+            lo, grown = lo - 1, True
+        while hi < w and m[t:b, hi].all():
+            hi, grown = hi + 1, True
+    return slice(t, b), slice(lo, hi)
+
+
+def _old_low_frequency_mask(mask: torch.Tensor, num_low_frequencies=None) -> torch.Tensor:
+    """The VarNet's low_frequency_mask before (a host branch and a loop), the oracle."""
+    mask = mask.bool()
+    b, w = mask.shape[0], mask.shape[-1]
+    lines = mask.reshape(b, -1, mask.shape[-2], w)
+    is_line = (lines.all(dim=-2) == lines.any(dim=-2)).flatten(1).all(dim=1)
+    row = lines[:, 0, 0, :]
+    cols = torch.arange(w)
+    if num_low_frequencies:
+        n = torch.full((b,), int(num_low_frequencies), dtype=torch.long)
+    else:
+        c = w // 2
+        left = row[:, :c].flip(1).long().cumprod(dim=1).sum(dim=1)
+        right = row[:, c:].long().cumprod(dim=1).sum(dim=1)
+        n = torch.clamp(2 * torch.minimum(left, right), min=1)
+    pad = (w - n + 1) // 2
+    keep = ((cols >= pad[:, None]) & (cols < (pad + n)[:, None]))[:, None, None, :]
+    if bool(is_line.all()):
+        return keep
+    h = mask.shape[-2]
+    keep = keep.expand(b, 1, h, w).clone()
+    for i in torch.nonzero(~is_line).flatten().tolist():
+        rows, cols_ = _old_acs_region(lines[i].reshape(-1, h, w).all(dim=0).numpy())
+        keep[i] = False
+        keep[i, :, rows, cols_] = True
+    return keep
+
+
+def _masks() -> list[torch.Tensor]:
+    """(B, 1, H, W) masks: line masks (CMRxRecon, fastMRI), k-t masks (2-D),
+    a mixed batch, and random 2-D masks with a sampled block of random size."""
+    from fmrecon.physics.masks import create_mask
+
+    def lines(kind, acc, w, h=48, **kw):
+        return torch.from_numpy(
+            np.broadcast_to(create_mask(kind, acc, **kw)((h, w)), (h, w)).copy()
+        )
+
+    out = [
+        torch.stack([lines("cmrxrecon-uniform", r, 40, num_acs=a) for r, a in ((4, 24), (8, 8))]),
+        torch.stack([lines("equispaced", 4, 37, center_fraction=0.08, seed=s) for s in (0, 1)]),
+    ]
+    for kind in ("kt-radial", "kt-gaussian", "kt-uniform"):
+        out.append(torch.from_numpy(create_mask(kind, 8)((3, 48, 40), seed=0).copy()))
+    out.append(torch.stack([out[0][0], out[2][1]]))  # a line mask and a 2-D mask together
+    gen = np.random.default_rng(0)
+    rand = []
+    for _ in range(40):
+        h, w = gen.integers(5, 30, size=2)
+        m = gen.random((h, w)) < gen.uniform(0.2, 0.9)
+        t, lo = gen.integers(0, h // 2 + 1), gen.integers(0, w // 2 + 1)
+        m[t : h - gen.integers(0, h // 2 + 1), lo : w - gen.integers(0, w // 2 + 1)] = True
+        rand.append(torch.from_numpy(m)[None, None])
+    return [m[:, None] if m.dim() == 3 else m for m in out] + rand
+
+
+def test_low_frequency_mask_and_acs_region_equal_the_host_versions():
+    """Bit-identical to the host implementations on line, k-t, mixed and random masks."""
+    from fmrecon.models.varnet import low_frequency_mask
+    from fmrecon.physics.coils import acs_region
+
+    for mask in _masks():
+        for nlf in (None, 6):
+            want = _old_low_frequency_mask(mask, nlf)
+            got = low_frequency_mask(mask, nlf)
+            assert torch.equal(got, want.expand_as(got)), (mask.shape, nlf)
+        for one in mask:
+            assert acs_region(one) == _old_acs_region(one.reshape(-1, *one.shape[-2:])
+                                                      .all(dim=0).numpy())  # fmt: skip
+
+
+class _NoSync:
+    """Every way a tensor's values reach Python (what waits for a GPU) raises."""
+
+    NAMES = ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__")
+
+    def __init__(self, monkeypatch):
+        self.mp = monkeypatch
+
+    def __enter__(self):
+        for n in self.NAMES:
+
+            def refuse(*a, _n=n, **k):
+                raise AssertionError(f"host sync: Tensor.{_n} in the forward")
+
+            self.mp.setattr(torch.Tensor, n, refuse)
+
+    def __exit__(self, *exc):
+        self.mp.undo()
+
+
+@pytest.mark.parametrize("name", ["e2e-varnet", "fm-varnet-clip"])
+def test_varnet_forward_never_syncs_and_gives_the_same_bits(name, monkeypatch):
+    """The VarNet forward on a line mask and on k-t masks: no value of a tensor
+    is read by Python (so no GPU sync), and the output is bit-identical with
+    the host implementation of the low-frequency mask."""
+    from fmrecon.models import varnet
+
+    torch.manual_seed(0)
+    model = tiny_model(name).eval()
+    k, _ = _inputs(b=2, c=2, h=48, w=40)
+    for mask in (_masks()[0], _masks()[2][:2], _masks()[5]):
+        with torch.no_grad():
+            monkeypatch.setattr(varnet, "low_frequency_mask", _old_low_frequency_mask)
+            want = model(k * mask, mask)
+            monkeypatch.undo()
+            with _NoSync(monkeypatch):
+                got = model(k * mask, mask)
+        assert torch.equal(got, want)
+    model.train()  # a training step too (forward and backward)
+    with _NoSync(monkeypatch):
+        model(k * _masks()[5], _masks()[5]).abs().mean().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_varnet_forward_never_syncs_on_cuda():
+    torch.manual_seed(0)
+    model = tiny_model("e2e-varnet").cuda().eval()
+    k, _ = _inputs(b=2, c=2, h=48, w=40)
+    for mask in (_masks()[0], _masks()[2][:2]):
+        k_, m_ = (k * mask).cuda(), mask.cuda()
+        with torch.no_grad():
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                model(k_, m_)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")

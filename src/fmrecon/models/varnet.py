@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from fmrecon.errors import ConfigError
 from fmrecon.models.base import ReconModel
 from fmrecon.models.unet import NormUnet
-from fmrecon.physics.coils import acs_region, rss, sens_expand, sens_reduce
+from fmrecon.physics.coils import acs_bounds, rss, sens_expand, sens_reduce
 from fmrecon.physics.fft import ifft2c
 
 
@@ -51,8 +51,8 @@ def low_frequency_mask(mask: torch.Tensor, num_low_frequencies: int | None = Non
     centre densely (k-t radial at R 8, 48x40: about 20x20 instead of 16x16).
     """
     mask = mask.bool()
-    b, w = mask.shape[0], mask.shape[-1]
-    lines = mask.reshape(b, -1, mask.shape[-2], w)  # (B, *, h, W)
+    b, h, w = mask.shape[0], mask.shape[-2], mask.shape[-1]
+    lines = mask.reshape(b, -1, h, w)  # (B, *, h, W)
     is_line = (lines.all(dim=-2) == lines.any(dim=-2)).flatten(1).all(dim=1)  # (B,)
     row = lines[:, 0, 0, :]  # (B, W): the first readout row
 
@@ -66,17 +66,14 @@ def low_frequency_mask(mask: torch.Tensor, num_low_frequencies: int | None = Non
         n = torch.clamp(2 * torch.minimum(left, right), min=1)
     pad = (w - n + 1) // 2
     keep = (cols >= pad[:, None]) & (cols < (pad + n)[:, None])  # (B, W)
-    keep = keep[:, None, None, :]  # (B, 1, 1, W)
-    if bool(is_line.all()):
-        return keep
-
-    h = mask.shape[-2]
-    keep = keep.expand(b, 1, h, w).clone()
-    for i in torch.nonzero(~is_line).flatten().tolist():
-        rows, cols_ = acs_region(lines[i])
-        keep[i] = False
-        keep[i, :, rows, cols_] = True
-    return keep
+    # 2-D masks: the fully sampled block, chosen per example on the device (no
+    # host round trip or Python branch on the mask's values: no GPU sync)
+    t, bottom, lo, hi = acs_bounds(lines.all(dim=1)).unbind(dim=1)  # (B,) each
+    rows = torch.arange(h, device=mask.device)
+    in_rows = (rows >= t[:, None]) & (rows < bottom[:, None])  # (B, h)
+    in_cols = (cols >= lo[:, None]) & (cols < hi[:, None])  # (B, W)
+    block = in_rows[:, :, None] & in_cols[:, None, :]  # (B, h, W)
+    return torch.where(is_line[:, None, None], keep[:, None, :], block)[:, None]  # (B, 1, h, W)
 
 
 class SensitivityModel(nn.Module):

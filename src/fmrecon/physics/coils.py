@@ -60,6 +60,54 @@ def num_low_frequencies(mask) -> int:
     return right - left + 1
 
 
+def acs_bounds(mask: torch.Tensor) -> torch.Tensor:
+    """:func:`acs_region` of each example of a bool mask (B, H, W), as a long
+    tensor (B, 4) of ``(top, bottom, left, right)`` (half-open: rows
+    ``[top, bottom)``, columns ``[left, right)``) on the mask's device, computed
+    with tensor operations only: no copy to the host, no synchronisation with
+    the GPU (it runs in every VarNet forward).
+
+    The greedy growth of :func:`acs_region` in closed form: the largest centred
+    square (a cumulative product over its sizes, each checked with a summed-area
+    table), then ONE maximal extension of the top, bottom, left and right sides
+    in that order. One is all the greedy loop ever does: a side stops at a row
+    (column) that is not fully sampled over the current span, and the spans only
+    widen afterwards, so no side can move again."""
+    m = mask.bool()
+    bsz, h, w = m.shape
+    dev = m.device
+    t0, c0 = h // 2, w // 2
+    # summed-area table (int64: exact, and torch's integer cumsum is deterministic on CUDA)
+    area = torch.zeros(bsz, h + 1, w + 1, dtype=torch.long, device=dev)
+    area[:, 1:, 1:] = m.long().cumsum(1).cumsum(2)
+    ex = torch.arange(bsz, device=dev)
+
+    def full(t, b, lo, hi):  # (B, k) block bounds -> whether each block is fully sampled
+        e = ex[:, None]
+        s = area[e, b, hi] - area[e, t, hi] - area[e, b, lo] + area[e, t, lo]
+        return s == (b - t) * (hi - lo)
+
+    # the square: half-extent j -> j + 1 while inside (not touching an edge) and full
+    n_sq = min(t0, h - 1 - t0, c0, w - 1 - c0)
+    j = torch.arange(n_sq, device=dev).expand(bsz, n_sq)
+    ok = full(t0 - j - 1, t0 + j + 2, c0 - j - 1, c0 + j + 2)
+    k = ok.long().cumprod(dim=1).sum(dim=1)  # (B,)
+    t, b, lo, hi = t0 - k, t0 + 1 + k, c0 - k, c0 + 1 + k
+    # top then bottom: rows fully sampled over [lo, hi)
+    rows = torch.arange(h, device=dev).expand(bsz, h)
+    row_full = full(rows, rows + 1, lo[:, None].expand(bsz, h), hi[:, None].expand(bsz, h))
+    t = torch.where((rows < t[:, None]) & ~row_full, rows, -1).amax(dim=1) + 1
+    b = torch.where((rows >= b[:, None]) & ~row_full, rows, h).amin(dim=1)
+    # left then right: columns fully sampled over the new [t, b)
+    cols = torch.arange(w, device=dev).expand(bsz, w)
+    col_full = full(t[:, None].expand(bsz, w), b[:, None].expand(bsz, w), cols, cols + 1)
+    lo = torch.where((cols < lo[:, None]) & ~col_full, cols, -1).amax(dim=1) + 1
+    hi = torch.where((cols >= hi[:, None]) & ~col_full, cols, w).amin(dim=1)
+    out = torch.stack([t, b, lo, hi], dim=1)
+    empty = torch.tensor([t0, t0, c0, c0], device=dev)  # an unsampled centre
+    return torch.where(m[:, t0, c0][:, None], out, empty)
+
+
 def acs_region(mask) -> tuple[slice, slice]:
     """The fully sampled centre block of a mask (..., H, W), as (row, column)
     slices of the part that every leading index (frame, batch) samples.
@@ -70,26 +118,11 @@ def acs_region(mask) -> tuple[slice, slice]:
     16x16 of CMRxRecon 2024 k-t radial, possibly a little larger where spokes
     cover its edge) -- a spoke through the centre does not turn the block into
     that spoke's row. An unsampled centre gives the empty block at the centre.
+    Computed by :func:`acs_bounds` (the slices need its numbers on the host).
     """
     m = _as_bool_tensor(mask)
-    m = m.reshape(-1, m.shape[-2], m.shape[-1]).all(dim=0).cpu().numpy()
-    h, w = m.shape
-    t, b, lo, hi = h // 2, h // 2 + 1, w // 2, w // 2 + 1  # half-open [t, b) x [lo, hi)
-    if not m[t, lo]:
-        return slice(t, t), slice(lo, lo)
-    while t > 0 and b < h and lo > 0 and hi < w and m[t - 1 : b + 1, lo - 1 : hi + 1].all():
-        t, b, lo, hi = t - 1, b + 1, lo - 1, hi + 1
-    grown = True
-    while grown:
-        grown = False
-        while t > 0 and m[t - 1, lo:hi].all():
-            t, grown = t - 1, True
-        while b < h and m[b, lo:hi].all():
-            b, grown = b + 1, True
-        while lo > 0 and m[t:b, lo - 1].all():
-            lo, grown = lo - 1, True
-        while hi < w and m[t:b, hi].all():
-            hi, grown = hi + 1, True
+    m = m.reshape(-1, m.shape[-2], m.shape[-1]).all(dim=0)
+    t, b, lo, hi = acs_bounds(m[None])[0].tolist()
     return slice(t, b), slice(lo, hi)
 
 
