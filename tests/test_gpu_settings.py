@@ -729,3 +729,41 @@ def test_varnet_forward_never_syncs_on_cuda():
                 model(k_, m_)
             finally:
                 torch.cuda.set_sync_debug_mode("default")
+
+
+# ----------------------------------------------------------------------------- memory estimate
+
+
+def test_memory_estimate_books_ddp_gradient_buckets_per_trainable_parameter(monkeypatch, capsys):
+    from fmrecon.cli import main
+    from fmrecon.encoders import TINY_OVERRIDES
+    from fmrecon.models import memory as M
+    from test_fm_models import TINY
+
+    kw = {"model_options": TINY["fm-varnet"], "encoder_config": TINY_OVERRIDES["clip"]}
+    for training in (True, False):
+        one = M.estimate_peak_memory("fm-varnet-clip", (40, 32), 2, training=training, **kw)
+        ddp = M.estimate_peak_memory("fm-varnet-clip", (40, 32), 2, training=training, ddp=True,
+                                     **kw)  # fmt: skip
+        buckets = 4 * one["trainable_params"] if training else 0
+        assert ddp["breakdown"]["ddp_buckets"] == buckets and ddp["ddp"] is training
+        assert one["breakdown"]["ddp_buckets"] == 0 and one["ddp"] is False
+        assert ddp["allocated_bytes"] - one["allocated_bytes"] == buckets
+        assert ddp["bytes"] - one["bytes"] == buckets
+    # the full FM-VarNet: 56 M trainable parameters, 0.22 GB of buckets per GPU
+    trainable = M._static_counts("fm-varnet-clip", "{}", "{}")["trainable"]
+    assert round(M.DDP_BUCKET_BYTES_PER_PARAM * trainable / 1e9, 2) == 0.22
+    # `fmrecon models --memory ... --ddp` passes it on and says what is not included
+    seen, real = {}, M.memory_table
+
+    def table(**kwargs):
+        seen.update(kwargs)
+        return real(sizes=((40, 32),), coils=2, models=("fm-varnet-clip",),
+                              options=(("32", False, True),), ddp=kwargs["ddp"], **kw)  # fmt: skip
+
+    monkeypatch.setattr(M, "memory_table", table)
+    for flag in ([], ["--ddp"]):
+        assert main(["models", "--memory", "40x32", *flag]) == 0
+        out = capsys.readouterr().out
+        assert seen["ddp"] is bool(flag)
+        assert ("NCCL buffers not included" in out) is bool(flag)

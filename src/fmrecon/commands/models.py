@@ -26,6 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--coils", type=int, default=10, help="coil count for --memory (default 10)")
     p.add_argument(
+        "--ddp",
+        action="store_true",
+        help="--memory: training per GPU of a multi-GPU (DDP) run: adds DDP's gradient buckets "
+        "(4 bytes per trainable parameter); NCCL's own buffers are not modelled",
+    )
+    p.add_argument(
         "--set",
         nargs="+",
         default=[],
@@ -46,7 +52,7 @@ def _memory(args) -> int:
 
     sizes = [parse_size(text) for text in args.memory]
     print(f"measuring {12 * len(sizes)} settings on the CPU ...", file=sys.stderr)
-    rows = memory_table(sizes=sizes, coils=args.coils)
+    rows = memory_table(sizes=sizes, coils=args.coils, ddp=args.ddp)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -54,7 +60,13 @@ def _memory(args) -> int:
     print(
         "\nGB = estimated peak on the card at batch 1 (Adam for training), including ~0.6 GB "
         "of CUDA context and workspaces; activ. = held for backward, trans. = temporaries. "
-        "Method and accuracy: fmrecon.models.memory."
+        + (
+            "Training rows per GPU of a DDP run: + DDP's gradient buckets (4 bytes per "
+            "trainable parameter), NCCL buffers not included. "
+            if args.ddp
+            else ""
+        )
+        + "Method and accuracy: fmrecon.models.memory."
     )
     return 0
 

@@ -40,6 +40,20 @@ Method (measured on this machine's CPU, no GPU needed; a few seconds per row):
    of the dynamic bytes). ``allocated_bytes`` compares with
    ``torch.cuda.max_memory_allocated()``; ``bytes`` adds the overhead (what
    ``nvidia-smi`` shows).
+5. **DDP** (``ddp=True``, training on several GPUs): DistributedDataParallel's
+   gradient buckets, fp32 flat buffers the gradients are copied into for the
+   all-reduce, one more copy of every trainable gradient
+   (:data:`DDP_BUCKET_BYTES_PER_PARAM`; ~0.22 GB for FM-VarNet's 56 M trainable
+   parameters, 0.12 GB for E2E-VarNet's 30 M), booked as static bytes.
+
+Not modelled (booked nowhere, or only inside the fixed
+:data:`CUDA_CONTEXT_BYTES`): NCCL's communicator buffers under DDP (outside
+PyTorch's allocator; they grow with the number of peers and channels), the
+cuDNN / cuFFT / cuBLAS workspaces a GPU kernel picks (cuDNN's convolution
+algorithms and cuFFT's plans allocate them through the caching allocator, so
+``max_memory_allocated`` on a GPU includes them and this estimate does not:
+the fixed ~0.6 GB stands in for them and the context together), and the
+memory of a ``torch.compile``-d model.
 
 Accuracy (tests, and the benchmark's goal 7 at full size, ``python -m
 fmrecon_bench --goals 7``, which holds the checks against direct measurements
@@ -108,6 +122,10 @@ from fmrecon.physics.masks import create_mask
 
 CUDA_CONTEXT_BYTES = 600 * 1024**2  # CUDA context + cuBLAS/cuDNN handles and workspaces
 ALLOCATOR_SLACK = 0.05  # caching-allocator rounding / fragmentation on dynamic bytes
+# DDP's reducer copies every trainable gradient into fp32 bucket buffers unless
+# gradient_as_bucket_view=True (torch DistributedDataParallel docs: that option "saves
+# memory of the size of the total gradients"); Lightning's DDPStrategy leaves it False
+DDP_BUCKET_BYTES_PER_PARAM = 4
 CARD_BYTES = 24 * 10**9  # "24 GB" cards (RTX 3090/4090) hold 24,576 MiB = 25.8e9 bytes
 # (precision, activation checkpointing, training): the options of the table
 OPTIONS = (
@@ -484,15 +502,17 @@ def estimate_peak_memory(
     *,
     model_options: dict | None = None,
     encoder_config: dict | None = None,
+    ddp: bool = False,
 ) -> dict:
     """Estimated peak GPU memory of one training step (Adam) or one inference
-    pass of the named model (see the module docstring).
+    pass of the named model (see the module docstring); ``ddp``: per GPU of a
+    multi-GPU (DistributedDataParallel) training run, with its gradient buckets.
 
     Returns ``bytes`` (the card's view, with the CUDA overhead), ``gb``,
     ``allocated_bytes`` (PyTorch's ``max_memory_allocated`` view), ``breakdown``
-    (weights, grads, optimizer_state, activations = held at the end of the
-    forward pass, transient = the rest of the peak, workspace = CUDA context
-    and allocator slack), ``fits_24gb`` and the inputs. ``model_options`` are
+    (weights, grads, optimizer_state, ddp_buckets, activations = held at the
+    end of the forward pass, transient = the rest of the peak, workspace = CUDA
+    context and allocator slack), ``fits_24gb`` and the inputs. ``model_options`` are
     constructor options (e.g. ``num_cascades``), ``encoder_config`` encoder
     overrides (tiny models in tests).
     """
@@ -519,9 +539,11 @@ def estimate_peak_memory(
     weights = static["weight_bytes"] + m.get("weight_copies", 0)  # + bf16 encoder copy
     grads = 4 * static["trainable"] if training else 0
     optim = 8 * static["trainable"] if training else 0
+    buckets = DDP_BUCKET_BYTES_PER_PARAM * static["trainable"] if training and ddp else 0
+    fixed = weights + grads + optim + buckets
     # Adam's foreach step allocates about one temporary per parameter (after backward)
-    step_peak = weights + grads + optim + 4 * static["trainable"] if training else 0
-    allocated = max(weights + grads + optim + peak, step_peak)
+    step_peak = fixed + 4 * static["trainable"] if training else 0
+    allocated = max(fixed + peak, step_peak)
     workspace = CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * peak
     total = allocated + workspace
     return {
@@ -532,6 +554,7 @@ def estimate_peak_memory(
         "precision": precision,
         "checkpointing": checkpointing,
         "training": training,
+        "ddp": bool(ddp and training),
         "bytes": int(total),
         "gb": round(total / 1e9, 2),
         "allocated_bytes": int(allocated),
@@ -540,6 +563,7 @@ def estimate_peak_memory(
             "weights": int(weights),
             "grads": int(grads),
             "optimizer_state": int(optim),
+            "ddp_buckets": int(buckets),
             "activations": int(held),
             "transient": int(peak - held),
             "workspace": int(workspace),
@@ -559,17 +583,19 @@ def memory_table(
     *,
     model_options: dict | None = None,
     encoder_config: dict | None = None,
+    ddp: bool = False,
 ) -> list[dict]:
     """One row per (model, option, size): the estimate at batch 1, flattened for
     tables (``gb``, ``fits_24gb``, the breakdown in GB). ``model_options`` /
-    ``encoder_config`` apply to every model (tiny models in tests)."""
+    ``encoder_config`` apply to every model (tiny models in tests); ``ddp``:
+    training rows per GPU of a DDP run (:func:`estimate_peak_memory`)."""
     rows = []
     for name in models:
         for precision, ckpt, training in options:
             for size in sizes:
                 est = estimate_peak_memory(
                     name, size, coils, precision, ckpt, training,
-                    model_options=model_options, encoder_config=encoder_config,
+                    model_options=model_options, encoder_config=encoder_config, ddp=ddp,
                 )  # fmt: skip
                 rows.append(
                     {
