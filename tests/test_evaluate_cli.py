@@ -353,6 +353,7 @@ PRESET_CASES = {
     "image_resize": ("crop", ["--image-resize", "kspace"], "kspace"),
     "readout_oversampling": (2, ["--readout-oversampling", "1"], 1),
     "model": (["zero-filled", "sense"], ["--model", "zero-filled"], ["zero-filled"]),
+    "tf32": (True, ["--no-tf32"], False),
 }
 
 
