@@ -767,3 +767,74 @@ def test_memory_estimate_books_ddp_gradient_buckets_per_trainable_parameter(monk
         out = capsys.readouterr().out
         assert seen["ddp"] is bool(flag)
         assert ("NCCL buffers not included" in out) is bool(flag)
+
+
+# ----------------------------------------------------------------------------- DDP details
+
+
+def test_sync_batchnorm_reaches_lightning_and_converts_fm_unetr_batchnorm(tmp_path):
+    from fmrecon.training.run import make_trainer
+
+    assert load_config(None, [], require_data=False)["trainer"]["sync_batchnorm"] is False
+    for value in (False, True):
+        over = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+                f"trainer.sync_batchnorm={value}"]  # fmt: skip
+        cfg = load_config(None, over, require_data=False)
+        trainer, _ = make_trainer(cfg, tmp_path / str(value))
+        layer_sync = trainer.strategy._layer_sync
+        assert (layer_sync is not None) is value
+    model = tiny_model("fm-unetr-clip")
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns  # FM-UNETR's conv stem
+    synced = layer_sync.apply(model)
+    assert not [m for m in synced.modules() if type(m) is torch.nn.BatchNorm2d]
+    assert len([m for m in synced.modules() if isinstance(m, torch.nn.SyncBatchNorm)]) == len(bns)
+
+
+def test_no_cuda_call_before_fit(tmp_path, monkeypatch):
+    """The ddp_fork / ddp_notebook strategies refuse to start once CUDA is
+    initialised: nothing of fmrecon may touch CUDA (beyond is_available) before
+    fit. Simulated on any machine: one 'GPU' reported to fmrecon's callers, and
+    every CUDA query from fmrecon's code that initialises CUDA recorded; the
+    record at fit's start must be empty (environment.json asked torch for the
+    device names before)."""
+    import lightning as L
+
+    from fmrecon.data.simulate import simulate_cmrxrecon
+    from fmrecon.training.run import train
+
+    calls: list[str] = []
+    names = ("device_count", "get_device_name", "get_device_properties", "get_device_capability",
+             "init", "_lazy_init", "current_device", "set_device", "is_bf16_supported",
+             "synchronize", "mem_get_info", "memory_allocated", "max_memory_allocated")  # fmt: skip
+    for n in names:
+        real = getattr(torch.cuda, n)
+
+        def spy(*a, _n=n, _real=real, **k):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if caller.startswith("fmrecon"):
+                if _n != "device_count":  # NVML first, no initialisation (Lightning calls it)
+                    calls.append(f"{caller}: torch.cuda.{_n}")
+                return {"device_count": 1, "get_device_name": "GPU"}.get(_n)
+            return _real(*a, **k)
+
+        monkeypatch.setattr(torch.cuda, n, spy)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    at_fit = []
+
+    class AtFit(L.Callback):
+        def setup(self, *args, **kwargs):
+            at_fit.append(list(calls))
+
+    simulate_cmrxrecon(tmp_path / "d", 3, seed=1, size=(32, 32), n_slices=1, n_frames=1,
+                       n_coils=2, lax=False)  # fmt: skip
+    cfg = load_config(None, [
+        f"data.root={tmp_path / 'd'}", f"output_dir={tmp_path / 'runs'}", "name=t",
+        "data.num_workers=0", "data.split_fractions=[0.34,0.33,0.33]", "trainer.max_epochs=1",
+        "trainer.accelerator=cpu", "trainer.progress_bar=false",
+        "model.options={num_cascades: 1, chans: 2, pools: 1, sens_chans: 2, sens_pools: 1}",
+    ])  # fmt: skip
+    train(cfg, extra_callbacks=[AtFit()], log=lambda msg: None)
+    assert at_fit == [[]], at_fit
+    env = json.loads((tmp_path / "runs" / "t" / "environment.json").read_text())
+    assert env["gpus"] == ["GPU"]  # the names, asked after fit

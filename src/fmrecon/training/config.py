@@ -99,6 +99,9 @@ DEFAULTS: dict[str, Any] = {
         # convolutions with fp32 matmuls) and matches the fp32 evaluation and benchmark.
         # true: faster fp32 training on Ampere+, at ~1e-3 relative error per matmul
         "tf32": False,
+        # BatchNorm statistics over all GPUs of a DDP run (Lightning's sync_batchnorm:
+        # SyncBatchNorm); FM-UNETR's conv stem is the only model with BatchNorm
+        "sync_batchnorm": False,
     },
 }
 

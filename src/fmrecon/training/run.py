@@ -42,7 +42,9 @@ class _QuietTips(logging.Filter):
     """Drop Lightning's advertising tips from the log (not its warnings)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in record.getMessage()
+        msg = record.getMessage()
+        # and its advice to turn TF32 on: fmrecon's trainer.tf32 decides (default off)
+        return "Tip:" not in msg and "torch.set_float32_matmul_precision" not in msg
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_QuietTips())
@@ -159,7 +161,9 @@ def environment(module: ReconModule, cfg: dict) -> dict:
         "lightning": lightning.__version__,
         "transformers": transformers.__version__,
         "cuda": torch.version.cuda,
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        # the count only (no CUDA initialisation before fit: the ddp_fork / ddp_notebook
+        # strategies refuse to fork once CUDA is initialised); names: gpu_names() after fit
+        "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
         "cpu_count": os.cpu_count(),
         "model": record.name,
         "encoder_weights": record.encoder_weights,
@@ -170,6 +174,13 @@ def environment(module: ReconModule, cfg: dict) -> dict:
         "tf32_flags": tf32_state(),  # what torch was set to
         "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
     }
+
+
+def gpu_names() -> list[str]:
+    """The CUDA devices' names (initialises CUDA: call it after fit)."""
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
 def build_module(cfg: dict) -> ReconModule:
@@ -259,6 +270,7 @@ def make_trainer(cfg: dict, out: Path, extra_callbacks=()) -> tuple[L.Trainer, R
         log_every_n_steps=t["log_every_n_steps"],
         enable_progress_bar=t["progress_bar"],
         deterministic=t["deterministic"],
+        sync_batchnorm=t["sync_batchnorm"],
         callbacks=callbacks,
         logger=loggers,
         plugins=[AtomicCheckpointIO()],
@@ -343,6 +355,7 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
     }
     if trainer.is_global_zero:
         env = json.loads((out / "environment.json").read_text())
+        env["gpus"] = gpu_names()
         env["rank_check"] = sync.result
         env["torch_threads"] = threads.used
         _write_json(out / "environment.json", env)
