@@ -838,3 +838,39 @@ def test_no_cuda_call_before_fit(tmp_path, monkeypatch):
     assert at_fit == [[]], at_fit
     env = json.loads((tmp_path / "runs" / "t" / "environment.json").read_text())
     assert env["gpus"] == ["GPU"]  # the names, asked after fit
+
+
+def test_memory_goal_compares_the_estimate_with_cuda_rows():
+    """Goal 7 on a GPU run: the estimate's allocated bytes against the table's
+    rows measured with torch.cuda.max_memory_allocated (same model, size, coils,
+    precision, checkpointing and mode); CPU rows and reduced models are left out."""
+    from fmrecon_bench.goals.memory_estimate import cuda_checks, judge
+
+    def est_row(prec, ckpt, mode, gb, size="218x180"):
+        return {"model": "fm-varnet-clip", "size": size, "coils": 10, "precision": prec,
+                "checkpointing": ckpt, "mode": mode, "gb": gb + 0.7,
+                "allocated_gb": gb}  # fmt: skip
+
+    table = [est_row("fp32", False, "train", 5.0), est_row("fp32", True, "train", 2.0),
+             est_row("fp32", False, "infer", 1.0), est_row("bf16", True, "train", 2.2, "246x512"),
+             est_row("fp32", False, "train", 8.2, "246x512")]  # fmt: skip
+
+    def bench_row(prec, ckpt, train_mib, infer_mib, method="cuda max_memory_allocated"):
+        return {"model": "fm-varnet-clip", "size": "218x180", "coils": 10, "precision": prec,
+                "checkpointing": ckpt, "train_peak_mb": train_mib, "infer_peak_mb": infer_mib,
+                "mem_method": method}  # fmt: skip
+
+    g = 1e9 / 2**20  # MiB per GB
+    rows = [bench_row("fp32", False, 5.0 * g / 1.25, 1.0 * g), bench_row("fp32", True, 2 * g, g),
+            bench_row("bf16", False, 3.0 * g, 1.0 * g),  # no estimate row: left out
+            bench_row("fp32", False, 1.0, 1.0, method="peak RSS (VmHWM)")]  # fmt: skip
+    cfg = config.BenchConfig()
+    got = {(c["checkpointing"], c["mode"]): c["ratio"] for c in cuda_checks(rows, table, cfg)}
+    assert got == {(False, "train"): 1.25, (False, "infer"): 1.0, (True, "train"): 1.0}
+    est = {"table": table, "cascade_checks": [{"rel_error": 0.01}], "rss_check": None}
+    g = judge(rows, est, cfg, {})[0]
+    assert "1.00-1.25 over 3 rows" in g["note"] and len(g["detail"]["cuda_checks"]) == 3
+    # reduced models (quick bench) and CPU runs: nothing compared, no note
+    quick = config.BenchConfig(model_options={"fm-varnet-clip": {"num_cascades": 3}})
+    assert cuda_checks(rows, table, quick) == []
+    assert judge(rows[3:], est, cfg, {})[0]["note"] == ""

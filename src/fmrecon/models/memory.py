@@ -606,6 +606,7 @@ def memory_table(
                         "precision": "bf16" if precision == "bf16" else "fp32",
                         "checkpointing": ckpt,
                         "gb": est["gb"],
+                        "allocated_gb": round(est["allocated_bytes"] / 1e9, 2),
                         "fits_24gb": est["fits_24gb"],
                         **{f"{k}_gb": round(v / 1e9, 2) for k, v in est["breakdown"].items()},
                     }
