@@ -672,7 +672,9 @@ def test_low_frequency_mask_and_acs_region_equal_the_host_versions():
 
 
 class _NoSync:
-    """Every way a tensor's values reach Python (what waits for a GPU) raises."""
+    """Every way a tensor's values reach Python (what waits for a GPU) raises,
+    and so does a tensor built from Python data on a device (on a GPU, a
+    host-to-device copy from pageable memory, which waits too)."""
 
     NAMES = ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__")
 
@@ -686,12 +688,23 @@ class _NoSync:
                 raise AssertionError(f"host sync: Tensor.{_n} in the forward")
 
             self.mp.setattr(torch.Tensor, n, refuse)
+        for n in ("tensor", "as_tensor"):
+            real = getattr(torch, n)
+
+            def built(*a, _n=n, _real=real, **k):
+                if k.get("device") is not None:
+                    raise AssertionError(
+                        f"host-to-device copy: torch.{_n}(..., device=) in the forward"
+                    )
+                return _real(*a, **k)
+
+            self.mp.setattr(torch, n, built)
 
     def __exit__(self, *exc):
         self.mp.undo()
 
 
-@pytest.mark.parametrize("name", ["e2e-varnet", "fm-varnet-clip"])
+@pytest.mark.parametrize("name", ["e2e-varnet", "fm-varnet-clip", "fm-unetr-clip"])
 def test_varnet_forward_never_syncs_and_gives_the_same_bits(name, monkeypatch):
     """The VarNet forward on a line mask and on k-t masks: no value of a tensor
     is read by Python (so no GPU sync), and the output is bit-identical with
@@ -874,3 +887,19 @@ def test_memory_goal_compares_the_estimate_with_cuda_rows():
     quick = config.BenchConfig(model_options={"fm-varnet-clip": {"num_cascades": 3}})
     assert cuda_checks(rows, table, quick) == []
     assert judge(rows[3:], est, cfg, {})[0]["note"] == ""
+
+
+def test_encoder_stats_made_in_inference_mode_serve_a_later_training_step(monkeypatch):
+    """The encoder's mean/std tensors are made once per device and dtype; the
+    first made under torch.inference_mode must still work in a training step
+    (an inference tensor saved for backward is an error)."""
+    from fmrecon.encoders import preprocess
+
+    monkeypatch.setattr(preprocess, "_STATS", {})
+    image = torch.randn(2, 20, 20, dtype=torch.complex64)
+    with torch.inference_mode():
+        want, _ = preprocess.prepare_images(image, 16)
+    x = image.clone().requires_grad_(True)
+    pixels, _ = preprocess.prepare_images(x, 16)
+    pixels.square().sum().backward()
+    assert torch.equal(pixels.detach(), want) and x.grad is not None and len(preprocess._STATS) == 1

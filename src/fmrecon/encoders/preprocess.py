@@ -97,7 +97,25 @@ def prepare_images(
         x = F.interpolate(
             x, size=(size, size), mode="bilinear", align_corners=False, antialias=False
         )
-    mean, std = normalization_stats(encoder, stats)
-    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    mean_t, std_t = _stats_tensors(normalization_stats(encoder, stats), x.dtype, x.device)
     return (x.expand(-1, 3, -1, -1) - mean_t) / std_t, scale
+
+
+_STATS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _stats_tensors(stats, dtype: torch.dtype, device: torch.device):
+    """(mean, std) as (1, 3, 1, 1) tensors of ``dtype`` on ``device``, made once
+    per (stats, dtype, device): a tensor built from Python numbers on a GPU is a
+    host-to-device copy that waits for the GPU, once per cascade otherwise. Made
+    outside inference mode (an inference tensor cannot be saved for a later
+    training step's backward, and the division saves ``std``)."""
+    key = (stats, dtype, str(device))
+    if key not in _STATS:
+        with torch.inference_mode(False), torch.no_grad():
+            mean, std = stats
+            _STATS[key] = (
+                torch.tensor(mean, dtype=dtype, device=device).view(1, 3, 1, 1),
+                torch.tensor(std, dtype=dtype, device=device).view(1, 3, 1, 1),
+            )
+    return _STATS[key]

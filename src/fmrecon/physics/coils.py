@@ -103,9 +103,12 @@ def acs_bounds(mask: torch.Tensor) -> torch.Tensor:
     col_full = full(t[:, None].expand(bsz, w), b[:, None].expand(bsz, w), cols, cols + 1)
     lo = torch.where((cols < lo[:, None]) & ~col_full, cols, -1).amax(dim=1) + 1
     hi = torch.where((cols >= hi[:, None]) & ~col_full, cols, w).amin(dim=1)
-    out = torch.stack([t, b, lo, hi], dim=1)
-    empty = torch.tensor([t0, t0, c0, c0], device=dev)  # an unsampled centre
-    return torch.where(m[:, t0, c0][:, None], out, empty)
+    # an unsampled centre: the empty block at the centre (Python numbers, not a
+    # tensor built from them: that would be a host-to-device copy)
+    centre = m[:, t0, c0]
+    t, b = torch.where(centre, t, t0), torch.where(centre, b, t0)
+    lo, hi = torch.where(centre, lo, c0), torch.where(centre, hi, c0)
+    return torch.stack([t, b, lo, hi], dim=1)
 
 
 def acs_region(mask) -> tuple[slice, slice]:
