@@ -692,7 +692,7 @@ class _NoSync:
             real = getattr(torch, n)
 
             def built(*a, _n=n, _real=real, **k):
-                if k.get("device") is not None:
+                if k.get("device") is not None and not isinstance(a[0], torch.Tensor):
                     raise AssertionError(
                         f"host-to-device copy: torch.{_n}(..., device=) in the forward"
                     )
@@ -903,3 +903,22 @@ def test_encoder_stats_made_in_inference_mode_serve_a_later_training_step(monkey
     pixels, _ = preprocess.prepare_images(x, 16)
     pixels.square().sum().backward()
     assert torch.equal(pixels.detach(), want) and x.grad is not None and len(preprocess._STATS) == 1
+
+
+def test_validation_step_never_syncs(monkeypatch):
+    """The trainer's validation step (metrics summed on the device, read once
+    per epoch): no tensor value read by Python, no tensor built from Python data
+    on the device."""
+    from fmrecon.training.module import ReconModule
+
+    cfg = load_config(None, ["model.options={num_cascades: 1, chans: 2, pools: 1, "
+                             "sens_chans: 2, sens_pools: 1}"], require_data=False)  # fmt: skip
+    module = ReconModule(cfg["model"], cfg["optim"], run_config=cfg).eval()
+    batch = _batch()
+    batch.kspace = torch.randn(2, 2, 24, 20, dtype=torch.complex64)
+    batch.mask = torch.ones(2, 1, 24, 20, dtype=torch.bool)
+    batch.target = torch.rand(2, 24, 20)
+    module.on_validation_epoch_start()
+    with torch.no_grad(), _NoSync(monkeypatch):
+        module.validation_step(batch, 0)
+    assert float(module._val_sums[4]) == 2.0

@@ -114,10 +114,12 @@ class ReconModule(L.LightningModule):
         psnr = 10 * torch.log10(batch.max_value.double() ** 2 / mse.double().clamp_min(1e-20))
         nmse = err.sum(dim=1).double() / (tgt.flatten(1) ** 2).sum(dim=1).double().clamp_min(1e-20)
         loss = (1 - s).sum()
+        # the count by a fill on the device (torch.tensor(n, device=) would be a
+        # host-to-device copy that waits for the GPU on every validation batch)
+        count = torch.full((), float(out.shape[0]), dtype=torch.float64, device=self.device)
         self._val_sums += torch.stack(
-            (s.double().sum(), psnr.sum(), nmse.sum(), loss.double(), torch.tensor(
-                float(out.shape[0]), dtype=torch.float64, device=self.device))
-        )  # fmt: skip
+            (s.double().sum(), psnr.sum(), nmse.sum(), loss.double(), count)
+        )
 
     def on_validation_epoch_end(self) -> None:
         sums = self._val_sums
