@@ -905,10 +905,10 @@ def test_encoder_stats_made_in_inference_mode_serve_a_later_training_step(monkey
     assert torch.equal(pixels.detach(), want) and x.grad is not None and len(preprocess._STATS) == 1
 
 
-def test_validation_step_never_syncs(monkeypatch):
+def test_validation_and_training_steps_never_sync(monkeypatch):
     """The trainer's validation step (metrics summed on the device, read once
-    per epoch): no tensor value read by Python, no tensor built from Python data
-    on the device."""
+    per epoch) and its training objective: no tensor value read by Python, no
+    tensor built from Python data on the device."""
     from fmrecon.training.module import ReconModule
 
     cfg = load_config(None, ["model.options={num_cascades: 1, chans: 2, pools: 1, "
@@ -922,3 +922,9 @@ def test_validation_step_never_syncs(monkeypatch):
     with torch.no_grad(), _NoSync(monkeypatch):
         module.validation_step(batch, 0)
     assert float(module._val_sums[4]) == 2.0
+    # and the training objective (SSIM loss of the engine's images), with its backward
+    from fmrecon.training.objective import training_loss
+
+    module.train()
+    with _NoSync(monkeypatch):
+        training_loss(module.engine, module.loss, batch).backward()
