@@ -10,8 +10,12 @@ through realistic coils: loops around the head with the on-axis Biot-Savart
 fall-off and the phase that turns around each loop, overlapping, not normalised
 to a uniform sum of squares; with and without a head wider than the
 phase-encode field of view (wrap-around, as in the ESPIRiT paper's example).
-Also the simulator's own wrap-around brain (``simulate_brain_volume`` with
-``fov_fraction``, coil maps of nearly uniform sum of squares).
+Also the simulator's own brain with ``fov_fraction`` 0.7 (coil maps of nearly
+uniform sum of squares); it folds the grid but not the head, which is 118
+columns wide at H = 320, narrower than the 168 acquired: the simulator's
+``--fov-fraction`` wraps the head only where round(F W) is below about
+0.37 H columns. The loop-coil heads span 210 columns of 168 (320 x 168) and
+59 of 48 (128 x 48).
 
 Not here because the defaults lose it today (docs/NOTES.md, "Classical
 baselines"): the 320x168 loop-coil wrap-around brain at x8 with 7 ACS lines
@@ -96,7 +100,7 @@ def plain_sigpy(y: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
 # head scale 0: the simulator's brain and coil maps (fov_fraction W / W of the object)
 CASES = {
     "320x168-8coils-wrap-x4-acs13": (320, 168, 240, 8, 1.8, 4, 0.08),
-    "simulator-320x168-8coils-wrap-x8-acs7": (320, 168, 240, 8, 0, 8, 0.04),
+    "simulator-fov0.7-320x168-8coils-x8-acs7": (320, 168, 240, 8, 0, 8, 0.04),
     "128x64-4coils-x4-acs10": (128, 64, 64, 4, 1.0, 4, 0.16),
     "128x48-6coils-wrap-x5-acs7": (128, 48, 64, 6, 1.3, 5, 0.15),
     "96x80-12coils-x8-acs8": (96, 80, 80, 12, 1.0, 8, 0.1),
