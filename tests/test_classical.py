@@ -6,6 +6,7 @@ the simulator's field of view smaller than the object."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -95,6 +96,25 @@ def test_noise_free_sense_is_the_rss_image():
     assert _scores(target, out)[1] > 45.0
 
 
+def test_calibration_summary_per_item(cine):
+    """One entry per item of the last call: one set of maps, the median of the
+    largest calibration eigenvalue over the object (about 1 where the maps
+    explain the data) and the fraction of the object whose maps are kept; an
+    all-zero item has no calibration (maps 0)."""
+    k, _ = cine
+    mask = _mask(4, 12)
+    model = create_model("sense", **FAST["sense"])
+    model(torch.cat([k * mask, torch.zeros_like(k)]), mask.expand(2, -1, -1, -1))
+    first, empty = model.diagnostics
+    assert first["maps"] == 1 and 0.95 < first["espirit_eig_median"] <= 1.0 + 1e-3
+    assert 0.5 < first["espirit_kept"] <= 1.0
+    assert empty == {"maps": 0}
+    # with crop just below 1 the kept fraction falls: it counts eigenvalues above crop
+    strict = create_model("sense", crop=0.999, **FAST["sense"])
+    strict(k * mask, mask)
+    assert strict.diagnostics[0]["espirit_kept"] < first["espirit_kept"]
+
+
 def test_too_small_acs_is_one_line_naming_the_lines_needed(cine):
     k, _ = cine
     mask = _mask(4, 4)
@@ -180,6 +200,17 @@ def test_evaluate_runs_the_baselines_without_a_checkpoint(cine_tree, tmp_path, c
         assert rows[name]["ssim"] > rows["zero-filled"]["ssim"]
         assert rows[name]["psnr"] > rows["zero-filled"]["psnr"]
     assert "sense = no training (none)" in (out / "summary.md").read_text()
+    # per file: the maps used and the calibration's eigenvalue summary (classical rows only)
+    with open(out / "metrics.csv", newline="") as f:
+        per_file = list(csv.DictReader(f))
+    assert {r["model"] for r in per_file} == set(rows)
+    for r in per_file:
+        if r["model"] == "zero-filled":
+            assert r["maps"] == r["espirit_eig_median"] == r["espirit_kept"] == ""
+        else:
+            assert float(r["maps"]) == 1.0
+            assert 0.9 < float(r["espirit_eig_median"]) <= 1.0 + 1e-3
+            assert 0.0 < float(r["espirit_kept"]) <= 1.0
     # the same rows from a preset's model list
     preset = tmp_path / "p.yaml"
     preset.write_text(yaml.safe_dump({"model": ["zero-filled", "sense"], "convention": "fastmri"}))

@@ -12,7 +12,10 @@ Outputs (stable; scripts depend on them; columns/keys are only ever added):
   ``subject``, ``modality``, ``mask``, ``acceleration``, ``center_fraction``,
   ``convention``, ``n_images``, ``ssim``, ``psnr``, ``nmse``, then ``weights``,
   ``checkpoint`` and ``fingerprint_db``: the file's exact scoring fingerprint,
-  see :func:`fmrecon.metrics.convention_metrics`);
+  see :func:`fmrecon.metrics.convention_metrics`; then, for ``sense`` and
+  ``cs-wavelet`` only, ``maps``, ``espirit_eig_median`` and ``espirit_kept``:
+  the ESPIRiT calibration's summary, mean over the file's scored images, see
+  :meth:`fmrecon.models.classical.EspiritRecon.calibration_summary`);
 - ``summary.json``: a list of objects with ``model``, ``acceleration``,
   ``center_fraction``, ``ssim``, ``psnr``, ``nmse``, ``n_files``, ``weights``,
   ``checkpoint``, ``fingerprint_db`` (mean PSNR + 10 log10(mean NMSE): what a
@@ -170,6 +173,8 @@ class _FileImages:
         self.keys: list[tuple[int, int]] = []
         self.targets: list[np.ndarray] = []
         self.recons: dict[str, list[np.ndarray]] = defaultdict(list)
+        # per-image diagnostics of models that report them (classical: ESPIRiT)
+        self.diagnostics: dict[str, list[dict]] = defaultdict(list)
 
     def images(self, label: str) -> list[tuple]:
         """(frame, slice, target, recon) tuples of model ``label``."""
@@ -285,12 +290,15 @@ class _Run:
         zf = None
         if fig_j is not None or len(self.engines) < len(self.models):
             zf = self.zero_filled(batch.kspace, batch.mask, where).cpu().numpy()
-        outs = {
-            m.label: zf
-            if m.model is None
-            else self.engines[m.label](batch.kspace, batch.mask, where).cpu().numpy()
-            for m in self.models
-        }
+        outs, diags = {}, {}
+        for m in self.models:
+            if m.model is None:
+                outs[m.label] = zf
+                continue
+            outs[m.label] = self.engines[m.label](batch.kspace, batch.mask, where).cpu().numpy()
+            d = getattr(m.model, "diagnostics", None)
+            if isinstance(d, list) and len(d) == len(keys):
+                diags[m.label] = list(d)
         for j, key in enumerate(keys):
             target = batch.target[j].numpy()
             if j == fig_j:
@@ -304,6 +312,8 @@ class _Run:
                 images.targets.append(target)
                 for label, out in outs.items():
                     images.recons[label].append(out[j])
+                for label, d in diags.items():
+                    images.diagnostics[label].append(d[j])
 
     def _finish(self, images: _FileImages, setting: Setting) -> None:
         self.rows += _score(
@@ -366,6 +376,7 @@ def _score(
                 **metrics,
                 "weights": m.weights,
                 "checkpoint": m.checkpoint,
+                **_diagnostics(images.diagnostics.get(m.label, [])),
             }
         )
         if progress is not None:
@@ -376,6 +387,13 @@ def _score(
                 + " ".join(f"{k}={metrics[k]:.4f}" for k in METRIC_NAMES)
             )
     return rows
+
+
+def _diagnostics(per_image: list[dict]) -> dict:
+    """A file's mean of the per-image diagnostics (e.g. the classical models'
+    ESPIRiT summary: ``maps``, ``espirit_eig_median``, ``espirit_kept``)."""
+    keys = dict.fromkeys(k for d in per_image for k in d)
+    return {k: float(np.mean([d[k] for d in per_image if k in d])) for k in keys}
 
 
 def _score_file(info: VolumeInfo, images: list, convention: str) -> dict:

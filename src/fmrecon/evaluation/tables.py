@@ -35,6 +35,11 @@ CSV_FIELDS = (
     "checkpoint",
     # added with the scoring fingerprint
     "fingerprint_db",
+    # classical models (sense, cs-wavelet): ESPIRiT maps used and the calibration's
+    # eigenvalue summary, mean over the file's scored images; empty for the others
+    "maps",
+    "espirit_eig_median",
+    "espirit_kept",
 )
 RANDOM_ENCODER = "trained, random-init encoder"
 
