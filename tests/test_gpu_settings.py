@@ -804,6 +804,8 @@ def test_sync_batchnorm_reaches_lightning_and_converts_fm_unetr_batchnorm(tmp_pa
     assert len([m for m in synced.modules() if isinstance(m, torch.nn.SyncBatchNorm)]) == len(bns)
 
 
+# the simulated GPU makes the loaders ask for pinning, which torch then declines
+@pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true but no accelerator")
 def test_no_cuda_call_before_fit(tmp_path, monkeypatch):
     """The ddp_fork / ddp_notebook strategies refuse to start once CUDA is
     initialised: nothing of fmrecon may touch CUDA (beyond is_available) before
