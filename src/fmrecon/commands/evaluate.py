@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from fmrecon.commands import add_precision_arguments
 from fmrecon.data import split as splits
 from fmrecon.data.formats import discover
 from fmrecon.data.resize import METHODS, KspaceResize, check_official_masks, parse_image_size
@@ -34,7 +35,7 @@ from fmrecon.evaluation.evaluate import (
 from fmrecon.evaluation.tables import RANDOM_ENCODER, write_results
 from fmrecon.metrics import CONVENTION_HELP
 from fmrecon.physics.masks import MASK_KINDS, mask_grid
-from fmrecon.utils import PRECISIONS, resolve_device, set_tf32
+from fmrecon.utils import resolve_device, set_tf32
 
 HELP = "evaluate trained checkpoints and/or baselines (zero-filled, SENSE, CS) on a data folder"
 
@@ -152,16 +153,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         default=1,
         help="slices of one file reconstructed together (batches never mix files)",
     )
-    p.add_argument(
-        "--precision", choices=PRECISIONS, default="32", help="32 = fp32, bf16 = bf16 autocast"
-    )
-    p.add_argument(
-        "--tf32",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="TF32 for fp32 matmuls and convolutions on Ampere+ GPUs (default off: fp32 is "
-        "fp32, as the training default trainer.tf32: false)",
-    )
+    add_precision_arguments(p)
 
 
 def _figure_arguments(p: argparse.ArgumentParser) -> None:

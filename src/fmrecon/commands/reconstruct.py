@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from fmrecon.commands import add_precision_arguments
 from fmrecon.errors import ConfigError
 from fmrecon.inference.reconstruct import plan_jobs, reconstruct_files, summary_line
 from fmrecon.inference.writers import (
@@ -18,7 +19,7 @@ from fmrecon.inference.writers import (
     random_encoder_warning,
 )
 from fmrecon.physics.masks import MASK_KINDS, create_mask
-from fmrecon.utils import DEVICES, PRECISIONS, resolve_device, set_tf32
+from fmrecon.utils import DEVICES, resolve_device, set_tf32
 
 HELP = (
     "reconstruct k-space files with a model; write CMRxRecon submissions (.mat), "
@@ -82,16 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--png", action="store_true", help="add a preview PNG (same as adding png)")
     p.add_argument("--batch-size", type=int, default=4, metavar="B", help="slices per batch")
     p.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
-    p.add_argument(
-        "--precision", choices=PRECISIONS, default="32", help="32 = fp32, bf16 = bf16 autocast"
-    )
-    p.add_argument(
-        "--tf32",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="TF32 for fp32 matmuls and convolutions on Ampere+ GPUs (default off: fp32 is "
-        "fp32, as the training default trainer.tf32: false)",
-    )
+    add_precision_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
