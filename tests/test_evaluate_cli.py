@@ -595,3 +595,14 @@ def test_evaluate_at_an_image_size_scores_images_of_that_size(tmp_path, capsys):
     assert "mask files exist at the native size only" in err and "\n" not in err
     assert main(argv[:-2] + ["--image-size", "0", "36", "--out", str(out)]) == 2
     assert "--image-size must be null or two integers >= 1" in capsys.readouterr().err
+
+
+def test_evaluate_help_gives_the_defaults_of_the_run_options():
+    """`fmrecon evaluate --help` states the defaults a user needs to know what a
+    plain run does, and states them right."""
+    _, actions = _evaluate_parser()
+    for dest in ("accelerations", "workers", "batch_size", "device"):
+        action = actions[dest]
+        default = action.default
+        shown = " ".join(str(v) for v in default) if isinstance(default, list) else str(default)
+        assert f"default: {shown}" in (action.help or ""), dest

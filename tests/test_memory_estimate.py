@@ -320,3 +320,35 @@ def test_probes_use_the_gpu_layout_and_the_cast_once_encoder():
     got = M.measure(fm, (24, 20), 2, precision="bf16")
     assert got["weight_copies"] == 2 * linear  # bf16: 2 bytes per Linear parameter
     assert M.measure(fm, (24, 20), 2, precision="32")["weight_copies"] == 0
+
+
+def test_models_memory_takes_model_names_beside_the_sizes(capsys, monkeypatch):
+    """`fmrecon models --memory 64x48 e2e-varnet`: argparse hands the name to
+    --memory too; it is a model, not a bad size. Rows of the named models only;
+    no checkpointing rows for a model without cascades, no training rows for one
+    without trainable parameters; a bad size is still refused before measuring."""
+    seen = {}
+    real_table = M.memory_table
+
+    def fake_table(sizes, coils, models, ddp):
+        seen.update(sizes=sizes, models=models)
+        return real_table(
+            sizes=sizes, coils=coils, models=models, ddp=ddp,
+            model_options={"chans": 4, "num_pools": 2}
+            if models == ("unet",) else None,
+        )  # fmt: skip
+
+    monkeypatch.setattr(M, "memory_table", fake_table)
+    assert main(["models", "--memory", "17x17", "unet", "--coils", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert seen == {"sizes": [(17, 17)], "models": ("unet",)}
+    assert {r["model"] for r in rows} == {"unet"}
+    assert not any(r["checkpointing"] for r in rows) and len(rows) == 4
+    assert main(["models", "--memory", "zero-filled", "17x17", "--coils", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["model"], r["mode"]) for r in rows] == [("zero-filled", "infer")] * 2
+    for argv in (["models", "--memory", "17x17", "e2e-varnt"], ["models", "--memory", "unet"]):
+        seen.clear()
+        assert main(argv) == 2 and not seen
+        err = capsys.readouterr().err.strip()
+        assert ("bad size 'e2e-varnt'" in err or "at least one size" in err) and "\n" not in err

@@ -27,7 +27,7 @@ from fmrecon.data.formats import inspect_file
 from fmrecon.data.h5io import write_mat73
 from fmrecon.data.ismrmrd_header import field_of_view_mm
 from fmrecon.data.simulate import simulate_cmrxrecon
-from fmrecon.errors import DataError
+from fmrecon.errors import ConfigError, DataError
 from fmrecon.inference import writers
 from fmrecon.inference.dicom import Series, write_dicom_series
 from fmrecon.inference.geometry import Geometry, volume_geometry
@@ -357,3 +357,14 @@ def test_bad_formats_are_one_line_exit_2(case, message, cmrx_tree, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fmrecon reconstruct: error: ")
     assert message in err[0]
+
+
+def test_format_names_users_type_are_the_formats():
+    """`--format nii` (and the other file suffixes) name the formats they are the
+    suffixes of; order and repeats do not matter; other names stay unknown."""
+    from fmrecon.inference.writers import parse_formats
+
+    assert parse_formats(["nii"]) == ("nifti",)
+    assert parse_formats(["png,.nii.gz", "dcm", "hdf5", "nifti"]) == ("h5", "nifti", "dicom", "png")
+    with pytest.raises(ConfigError, match="--format niftii: unknown format"):
+        parse_formats(["niftii"])

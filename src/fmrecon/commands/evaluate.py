@@ -93,7 +93,9 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
         default="cmrxrecon-uniform",
         help=f"mask kind: {', '.join(MASK_KINDS)} (default cmrxrecon-uniform)",
     )
-    p.add_argument("--accelerations", type=float, nargs="+", default=[4, 8, 10])
+    p.add_argument(
+        "--accelerations", type=float, nargs="+", default=[4, 8, 10], help="default: 4 8 10"
+    )
     p.add_argument(
         "--center-fractions",
         type=float,
@@ -145,13 +147,17 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
     """How the models run."""
-    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--workers", type=int, default=0, help="data loader worker processes (default: 0)"
+    )
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto"
+    )
     p.add_argument(
         "--batch-size",
         type=int,
         default=1,
-        help="slices of one file reconstructed together (batches never mix files)",
+        help="slices of one file reconstructed together (batches never mix files; default: 1)",
     )
     add_precision_arguments(p)
 

@@ -20,9 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--memory",
         nargs="+",
         metavar="HxW",
-        help="estimate peak GPU memory (batch 1) of fm-varnet-clip and e2e-varnet at these "
-        "sizes for fp32/bf16, checkpointing on/off, training/inference (measured on a "
-        "one-cascade CPU probe: a few seconds per row)",
+        help="estimate peak GPU memory (batch 1) at these sizes for fp32/bf16, checkpointing "
+        "on/off, training/inference, of the models named (before or after the sizes; default "
+        "fm-varnet-clip and e2e-varnet; measured on a one-cascade CPU probe: a few seconds "
+        "per row)",
     )
     p.add_argument("--coils", type=int, default=10, help="coil count for --memory (default 10)")
     p.add_argument(
@@ -49,10 +50,21 @@ def _memory(args) -> int:
     import sys
 
     from fmrecon.models.memory import format_table, memory_table, parse_size
+    from fmrecon.models.registry import MODELS, get_spec
 
-    sizes = [parse_size(text) for text in args.memory]
-    print(f"measuring {12 * len(sizes)} settings on the CPU ...", file=sys.stderr)
-    rows = memory_table(sizes=sizes, coils=args.coils, ddp=args.ddp)
+    # `--memory 64x48 e2e-varnet`: argparse gives the model name to --memory too;
+    # a registered name is a model, anything else must be a size, checked before any
+    # measurement
+    names = [get_spec(n).name for n in getattr(args, "names", None) or []]
+    names += [text for text in args.memory if text in MODELS]
+    sizes = [parse_size(text) for text in args.memory if text not in MODELS]
+    if not sizes:
+        from fmrecon.errors import ConfigError
+
+        raise ConfigError("--memory needs at least one size HxW (e.g. 218x180)")
+    models = tuple(dict.fromkeys(names)) or ("fm-varnet-clip", "e2e-varnet")
+    print(f"measuring {', '.join(models)} at {len(sizes)} size(s) on the CPU ...", file=sys.stderr)
+    rows = memory_table(sizes=sizes, coils=args.coils, models=models, ddp=args.ddp)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

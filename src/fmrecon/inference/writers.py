@@ -48,6 +48,8 @@ FORMAT_HELP = {
     "png": "<name>.png: a preview grid",
 }
 SUFFIX = {"mat": ".mat", "h5": ".h5", "nifti": ".nii.gz", "dicom": "_dicom", "png": ".png"}
+#: other names users type for a format (file suffixes)
+ALIASES = {"nii": "nifti", "nii.gz": "nifti", "dcm": "dicom", "hdf5": "h5"}
 #: input formats (data.formats names) a format applies to; the others apply to every input
 ONLY_FOR = {"mat": ("cmrxrecon",), "h5": ("fastmri", "ismrmrd")}
 DEFAULT_FORMATS = {"cmrxrecon": ("mat",), "fastmri": ("h5",), "ismrmrd": ("h5",)}
@@ -58,7 +60,8 @@ def parse_formats(values: Sequence[str] | None) -> tuple[str, ...] | None:
     :data:`FORMATS` order, or None for the default per input type."""
     if not values:
         return None
-    names = [n.strip().lower() for v in values for n in str(v).split(",") if n.strip()]
+    names = [n.strip().lower().lstrip(".") for v in values for n in str(v).split(",") if n.strip()]
+    names = [ALIASES.get(n, n) for n in names]
     unknown = [n for n in names if n not in FORMATS]
     if unknown:
         raise ConfigError(

@@ -591,7 +591,14 @@ def memory_table(
     training rows per GPU of a DDP run (:func:`estimate_peak_memory`)."""
     rows = []
     for name in models:
+        static = _static_counts(
+            name, json.dumps(model_options or {}, sort_keys=True), json.dumps(encoder_config or {})
+        )
         for precision, ckpt, training in options:
+            if ckpt and not static["cascades"]:  # checkpointing is per cascade: not for U-Nets
+                continue
+            if training and not static["trainable"]:  # zero-filled, sense, cs-wavelet
+                continue
             for size in sizes:
                 est = estimate_peak_memory(
                     name, size, coils, precision, ckpt, training,
