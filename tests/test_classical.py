@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import h5py
@@ -272,3 +273,55 @@ def test_classical_presets_are_the_paper_presets_plus_the_baselines(paper):
     base = yaml.safe_load((root / f"{paper}.yaml").read_text())
     classical = yaml.safe_load((root / f"{paper}-classical.yaml").read_text())
     assert classical == {**base, "model": ["zero-filled", "sense", "cs-wavelet"]}
+
+
+def test_set_gives_the_classical_models_their_options(cine_tree, tmp_path, capsys, monkeypatch):
+    """`--set lamda=... max_iter=...` reaches the models built by name (each
+    option to every such model that takes it), the row label says so, and an
+    option no such model takes, or --set with a checkpoint, is one line."""
+    import fmrecon.models.registry as registry
+
+    built = []
+    real = registry.create_model
+
+    def spy(name, **kw):  # the models the verbs build by name (not those built for them)
+        if sys._getframe(1).f_globals["__name__"].startswith("fmrecon.commands"):
+            built.append((name, kw))
+        return real(name, **kw)
+
+    monkeypatch.setattr(registry, "create_model", spy)
+    out = tmp_path / "o"
+    args = ["--model", "zero-filled", "sense", "cs-wavelet", "--set", "max_iter=3", "lamda=0.05"]
+    assert _evaluate(cine_tree, out, *args) == 0
+    assert built == [("sense", {"max_iter": 3, "lamda": 0.05})] + [
+        ("cs-wavelet", {"max_iter": 3, "lamda": 0.05})
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    labels = [
+        "zero-filled",
+        "sense (max_iter=3, lamda=0.05)",
+        "cs-wavelet (max_iter=3, lamda=0.05)",
+    ]
+    assert [s["model"] for s in summary] == labels
+    # a wavelet only cs-wavelet takes; the result differs from the default's
+    built.clear()
+    assert _evaluate(cine_tree, tmp_path / "w", "--model", "sense", "cs-wavelet",
+                     "--set", "wavelet=haar") == 0  # fmt: skip
+    assert built == [("sense", {}), ("cs-wavelet", {"wavelet": "haar"})]
+    capsys.readouterr()
+    for argv, message in (
+        (["--model", "sense", "--set", "lamdba=0.1"], "--set lamdba: no model built by name"),
+        (["--model", "sense", "--set", "lamda"], "--set lamda: expected OPTION=VALUE"),
+    ):
+        assert _evaluate(cine_tree, tmp_path / "e", *argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    src = cine_tree / SUB / "AccFactor04" / "P001"
+    base = ["reconstruct", str(src), "--out", str(tmp_path / "r")]
+    built.clear()
+    assert main([*base, "--model", "sense", "--set", "max_iter=2"]) == 0
+    assert built == [("sense", {"max_iter": 2})]
+    capsys.readouterr()
+    assert main([*base, "--checkpoint", "x.ckpt", "--set", "max_iter=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not to a checkpoint's" in err

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import torch
 
-from fmrecon.commands import add_precision_arguments
+from fmrecon.commands import (
+    add_model_options_argument,
+    add_precision_arguments,
+    options_for,
+    parse_model_options,
+)
 from fmrecon.data import split as splits
 from fmrecon.data.formats import discover
 from fmrecon.data.resize import METHODS, KspaceResize, check_official_masks, parse_image_size
@@ -83,6 +88,7 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
         help="row labels of the checkpoints (default: the model's registry name, "
         "made unique with the checkpoint's file name)",
     )
+    add_model_options_argument(p)
 
 
 def _data_arguments(p: argparse.ArgumentParser) -> None:
@@ -350,9 +356,14 @@ def build_models(args, device: torch.device, log) -> list[EvalModel]:
     from fmrecon.models.registry import create_model
 
     baselines, want = split_models(args.model)
+    options = options_for(baselines, parse_model_options(getattr(args, "set", None) or []))
     entries: list[EvalModel] = []
     for name in baselines:  # zero-filled: None, the engine's shared zero-filled image
-        entries.append(EvalModel(name, None if name == ZERO_FILLED else create_model(name)))
+        opts = options[name]
+        # a row built with options says so in its label: (lamda=0.02, max_iter=30)
+        label = f"{name} ({', '.join(f'{k}={v}' for k, v in opts.items())})" if opts else name
+        model = None if name == ZERO_FILLED else create_model(name, **opts)
+        entries.append(EvalModel(label, model))
     paths = list(args.checkpoint or [])
     loaded = [load_checkpoint(p, want, device) for p in paths]
     names = [m.record.name for m in loaded]

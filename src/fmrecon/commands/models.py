@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from fmrecon.commands import parse_model_options
+
 HELP = "list the registered models with total and trainable parameter counts"
 
 
@@ -83,20 +85,6 @@ def _memory(args) -> int:
     return 0
 
 
-def _options(texts: list[str]) -> dict:
-    """``["encoder_lora_rank=8", ...]`` -> ``{"encoder_lora_rank": 8, ...}`` (YAML values)."""
-    from fmrecon.errors import ConfigError
-    from fmrecon.training.config import parse_override
-
-    out = {}
-    for text in texts:
-        parts, value = parse_override(text)
-        if len(parts) != 1 or not parts[0]:
-            raise ConfigError(f"--set {text}: expected OPTION=VALUE (a model option name)")
-        out[parts[0]] = value
-    return out
-
-
 def _rows(options: dict, only: list[str]) -> list[dict]:
     """describe() of the models ``only`` (if empty: every model taking ``options``)
     with ``options`` applied; with options, ``trainable_change`` is the change to
@@ -124,7 +112,7 @@ def run(args) -> int:
     if getattr(args, "memory", None):
         return _memory(args)
 
-    options = _options(getattr(args, "set", None) or [])
+    options = parse_model_options(getattr(args, "set", None) or [])
     rows = _rows(options, list(getattr(args, "names", None) or []))
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -10,7 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from fmrecon.commands import add_precision_arguments
+from fmrecon.commands import (
+    add_model_options_argument,
+    add_precision_arguments,
+    options_for,
+    parse_model_options,
+)
 from fmrecon.errors import ConfigError
 from fmrecon.inference.reconstruct import plan_jobs, reconstruct_files, summary_line
 from fmrecon.inference.writers import (
@@ -48,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="model name; must match the checkpoint's. Without --checkpoint: a model "
         "without trainable parameters (zero-filled, sense, cs-wavelet)",
     )
+    add_model_options_argument(p)
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument(
         "--mask",
@@ -113,10 +119,16 @@ def load(args):
         from fmrecon.models.registry import create_model, get_spec, needs_training
 
         if args.model is not None and not needs_training(get_spec(args.model).name):
-            return create_model(args.model)
+            name = get_spec(args.model).name
+            options = options_for([name], parse_model_options(getattr(args, "set", None) or []))
+            return create_model(name, **options[name])
         raise ConfigError(
             "--checkpoint CKPT is required (only models without trainable parameters run "
             "without: --model zero-filled, sense or cs-wavelet)"
+        )
+    if getattr(args, "set", None):
+        raise ConfigError(
+            f"--set {args.set[0]}: options apply to models built by name, not to a checkpoint's"
         )
     from fmrecon.models.io import load_model
 
