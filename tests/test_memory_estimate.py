@@ -324,24 +324,27 @@ def test_probes_use_the_gpu_layout_and_the_cast_once_encoder():
 
 def test_models_memory_takes_model_names_beside_the_sizes(capsys, monkeypatch):
     """`fmrecon models --memory 64x48 e2e-varnet`: argparse hands the name to
-    --memory too; it is a model, not a bad size. Rows of the named models only;
-    no checkpointing rows for a model without cascades, no training rows for one
-    without trainable parameters; a bad size is still refused before measuring."""
+    --memory too; it is a model, not a bad size. Rows of the named models only,
+    built with --set's options; no checkpointing rows for a model without
+    cascades, no training rows for one without trainable parameters; a bad size
+    is still refused before measuring."""
     seen = {}
     real_table = M.memory_table
 
-    def fake_table(sizes, coils, models, ddp):
-        seen.update(sizes=sizes, models=models)
-        return real_table(
-            sizes=sizes, coils=coils, models=models, ddp=ddp,
-            model_options={"chans": 4, "num_pools": 2}
-            if models == ("unet",) else None,
-        )  # fmt: skip
+    def spy_table(**kw):
+        seen.update(sizes=kw["sizes"], models=kw["models"], options=kw["model_options"])
+        return real_table(**kw)
 
-    monkeypatch.setattr(M, "memory_table", fake_table)
-    assert main(["models", "--memory", "17x17", "unet", "--coils", "1", "--json"]) == 0
+    monkeypatch.setattr(M, "memory_table", spy_table)
+    argv = ["models", "--memory", "17x17", "unet", "--coils", "1", "--set", "chans=4",
+            "num_pools=2", "--json"]  # fmt: skip
+    assert main(argv) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert seen == {"sizes": [(17, 17)], "models": ("unet",)}
+    assert seen == {
+        "sizes": [(17, 17)],
+        "models": ("unet",),
+        "options": {"chans": 4, "num_pools": 2},
+    }
     assert {r["model"] for r in rows} == {"unet"}
     assert not any(r["checkpointing"] for r in rows) and len(rows) == 4
     assert main(["models", "--memory", "zero-filled", "17x17", "--coils", "1", "--json"]) == 0

@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="model options to count with, as in a config's model.options (e.g. "
-        "encoder_lora_rank=8, encoder_unfreeze_last=2); lists only the models taking them",
+        "encoder_lora_rank=8, encoder_unfreeze_last=2); lists only the models taking them; "
+        "with --memory: the options of every model estimated",
     )
 
 
@@ -66,7 +67,10 @@ def _memory(args) -> int:
         raise ConfigError("--memory needs at least one size HxW (e.g. 218x180)")
     models = tuple(dict.fromkeys(names)) or ("fm-varnet-clip", "e2e-varnet")
     print(f"measuring {', '.join(models)} at {len(sizes)} size(s) on the CPU ...", file=sys.stderr)
-    rows = memory_table(sizes=sizes, coils=args.coils, models=models, ddp=args.ddp)
+    options = parse_model_options(getattr(args, "set", None) or [])  # --set counts here too
+    rows = memory_table(
+        sizes=sizes, coils=args.coils, models=models, ddp=args.ddp, model_options=options or None
+    )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
