@@ -73,6 +73,13 @@ def tf32_state() -> dict:
     }
 
 
+def restore_tf32(state: dict) -> None:
+    """Put back a :func:`tf32_state` (the two flags may differ: PyTorch's own
+    defaults are TF32 convolutions, fp32 matmuls)."""
+    torch.backends.cuda.matmul.allow_tf32 = state["cuda_matmul"]
+    torch.backends.cudnn.allow_tf32 = state["cudnn"]
+
+
 def tensor_bytes(t: torch.Tensor) -> memoryview:
     """The raw bytes of a tensor (any dtype, any device), C order."""
     t = t.detach().resolve_conj().resolve_neg().to("cpu").contiguous()

@@ -41,9 +41,7 @@ def parse_model_options(texts: list[str]) -> dict:
 
     out = {}
     for text in texts:
-        if "=" not in text:
-            raise ConfigError(f"--set {text}: expected OPTION=VALUE (a model option name)")
-        parts, value = parse_override(text)
+        parts, value = parse_override(text) if "=" in text else ([], None)
         if len(parts) != 1 or not parts[0]:
             raise ConfigError(f"--set {text}: expected OPTION=VALUE (a model option name)")
         out[parts[0]] = value

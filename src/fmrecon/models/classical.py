@@ -157,7 +157,8 @@ class EspiritRecon(ReconModel):
 
     def maps(self, ksp, cw: int, kw: int, shift: tuple[int, int], device):
         """ESPIRiT maps (C, H, W) of one item's k-space (C, H, W), calibrated on
-        the ``cw`` x ``cw`` square that the roll ``shift`` brings to the centre."""
+        the ``cw`` x ``cw`` square that the roll ``shift`` brings to the centre,
+        and the calibration's largest eigenvalue per pixel."""
         _, mr = _sigpy()
         with device:
             calib = device.xp.roll(ksp, shift, axis=(-2, -1))
@@ -172,9 +173,7 @@ class EspiritRecon(ReconModel):
             show_pbar=False,
             output_eigenvalue=True,
         )
-        mps, eig = app.run()
-        self._eig = eig
-        return mps
+        return app.run()  # (maps, eigenvalues): output_eigenvalue=True
 
     def _solve(self, y, mps, weights, device):
         raise NotImplementedError
@@ -211,8 +210,8 @@ class EspiritRecon(ReconModel):
                 self.diagnostics.append({"maps": 0})
                 return xp.zeros(ksp.shape[1:], dtype=xp.float32)
             y = (ksp / scale).astype(xp.complex64)
-            mps = self.maps(y, *calibration, device)
-            self.diagnostics.append(self.calibration_summary(y, self._eig))
+            mps, eig = self.maps(y, *calibration, device)
+            self.diagnostics.append(self.calibration_summary(y, eig))
             x = self._solve(y, mps, mask2d, device)
             coil = sp.fft(mps * x, axes=axes)
             coil = xp.where(mask2d > 0, y, coil)  # the measured samples, kept

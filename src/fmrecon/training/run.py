@@ -35,7 +35,7 @@ from fmrecon.models.io import CHECKPOINT_KEY
 from fmrecon.training.config import dump_config, run_dir, split_path
 from fmrecon.training.data import ReconDataModule
 from fmrecon.training.module import THREADS_KEY, ReconModule
-from fmrecon.utils import count_parameters, set_tf32, tf32_state
+from fmrecon.utils import count_parameters, restore_tf32, set_tf32, tf32_state
 
 
 class _QuietTips(logging.Filter):
@@ -340,8 +340,7 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     finally:
         torch.set_num_threads(process_threads)
-        torch.backends.cuda.matmul.allow_tf32 = process_tf32["cuda_matmul"]
-        torch.backends.cudnn.allow_tf32 = process_tf32["cudnn"]
+        restore_tf32(process_tf32)
     ckpt = trainer.checkpoint_callback
     summary = {
         "run_dir": str(out),
