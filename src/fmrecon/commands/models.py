@@ -2,8 +2,9 @@
 ``--set KEY=VALUE`` counts them with model options (e.g. the encoder
 fine-tuning ``encoder_lora_rank=8`` or ``encoder_unfreeze_last=2``: only the
 models taking those options are listed, with the change against their
-defaults); ``--memory HxW`` adds the estimated peak GPU memory of FM-VarNet
-and E2E-VarNet at that size for every option (:mod:`fmrecon.models.memory`)."""
+defaults); ``--memory HxW [MODEL ...]`` gives the estimated peak GPU memory of
+the models named (default FM-VarNet and E2E-VarNet) at that size for every
+option (:mod:`fmrecon.models.memory`)."""
 
 from __future__ import annotations
 
