@@ -13,8 +13,9 @@ Outputs (stable; scripts depend on them; columns/keys are only ever added):
   ``convention``, ``n_images``, ``ssim``, ``psnr``, ``nmse``, then ``weights``,
   ``checkpoint`` and ``fingerprint_db``: the file's exact scoring fingerprint,
   see :func:`fmrecon.metrics.convention_metrics`; then, for ``sense`` and
-  ``cs-wavelet`` only, ``maps``, ``espirit_eig_median`` and ``espirit_kept``:
-  the ESPIRiT calibration's summary, mean over the file's scored images, see
+  ``cs-wavelet`` only, ``maps``, ``espirit_eig_median``, ``espirit_kept``,
+  ``espirit_eig2_median`` and ``espirit_eig2_kept``: the ESPIRiT
+  calibration's summary, mean over the file's scored images, see
   :meth:`fmrecon.models.classical.EspiritRecon.calibration_summary`);
 - ``summary.json``: a list of objects with ``model``, ``acceleration``,
   ``center_fraction``, ``ssim``, ``psnr``, ``nmse``, ``n_files``, ``weights``,
@@ -391,7 +392,7 @@ def _score(
 
 def _diagnostics(per_image: list[dict]) -> dict:
     """A file's mean of the per-image diagnostics (e.g. the classical models'
-    ESPIRiT summary: ``maps``, ``espirit_eig_median``, ``espirit_kept``)."""
+    ESPIRiT summary: ``maps``, ``espirit_eig_median``, ``espirit_kept``, ...)."""
     keys = dict.fromkeys(k for d in per_image for k in d)
     return {k: float(np.mean([d[k] for d in per_image if k in d])) for k in keys}
 

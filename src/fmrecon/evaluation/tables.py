@@ -40,6 +40,9 @@ CSV_FIELDS = (
     "maps",
     "espirit_eig_median",
     "espirit_kept",
+    # added with two sets of maps: the second eigenvalue (where the object wraps)
+    "espirit_eig2_median",
+    "espirit_eig2_kept",
 )
 RANDOM_ENCODER = "trained, random-init encoder"
 
