@@ -53,7 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _run_arguments(p)
     _figure_arguments(p)
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (shown on a terminal) and no per-file progress lines",
+    )
     p.add_argument(
         "--preset",
         type=Path,
@@ -468,6 +472,7 @@ def run(args) -> int:
         progress=log,
         figure=figure,
         resize=resize,
+        show_progress=not args.quiet,
     )
     note = f"Convention: {args.convention}; mask: {args.mask}; data: {args.data}"
     if resize is not None:

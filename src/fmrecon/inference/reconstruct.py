@@ -47,7 +47,6 @@ H = readout (CMRxRecon kx), W = phase encode (ky), as ``fmrecon.metrics``.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -83,6 +82,7 @@ from fmrecon.metrics import (
     ranking_crop_size,
 )
 from fmrecon.physics.masks import MaskFunc
+from fmrecon.utils import ProgressBar
 
 Progress = Callable[[int], None] | None
 
@@ -190,12 +190,12 @@ def reconstruct_files(
         jobs = [replace(j, formats=_add_png(j.formats)) for j in jobs]
     attrs = model_attrs(model)
     engine = Engine(model.eval(), device, precision, attrs["fmrecon_model"])
-    bar, say = _progress(sum(j.n_images for j in jobs), show_progress, report)
-    run = _Run(attrs, say)
+    bar = ProgressBar(sum(j.n_images for j in jobs), show_progress, report=report or _silent)
+    run = _Run(attrs, bar.say)
     written: list[Written] = []
     try:
-        for job in jobs:
-            bar.set_description(f"{job.info.subject}/{job.info.path.name}")
+        for n, job in enumerate(jobs):
+            bar.file(f"{job.info.subject}/{job.info.path.name}", n + 1, len(jobs))
             images = reconstruct_volume(
                 engine,
                 job.info,
@@ -211,34 +211,12 @@ def reconstruct_files(
     return written
 
 
+def _silent(line: str) -> None:
+    pass
+
+
 def _add_png(formats: Sequence[str]) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in formats or f == "png")
-
-
-def _progress(total: int, show: bool, report: Callable[[str], None] | None):
-    """A tqdm bar over ``total`` images (only on a terminal: in logs the one
-    line per file written is the progress) and ``say(line)``, which prints
-    ``line`` through ``report`` without breaking the bar."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=total,
-        unit="img",
-        file=sys.stderr,
-        disable=not (show and sys.stderr.isatty()),
-        dynamic_ncols=True,
-    )
-
-    def say(line: str) -> None:
-        if report is None:
-            return
-        if not bar.disable:
-            bar.clear()
-        report(line)
-        if not bar.disable:
-            bar.refresh()
-
-    return bar, say
 
 
 def _write_job(job: Job, images: np.ndarray, run: _Run) -> list[Written]:
