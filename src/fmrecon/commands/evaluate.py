@@ -37,6 +37,7 @@ from fmrecon.evaluation.evaluate import (
     scored_items,
     weights_label,
 )
+from fmrecon.evaluation.report import REPORT_NAME, write_report
 from fmrecon.evaluation.tables import RANDOM_ENCODER, write_results
 from fmrecon.metrics import CONVENTION_HELP
 from fmrecon.physics.masks import MASK_KINDS, mask_grid
@@ -490,8 +491,9 @@ def run(args) -> int:
                     f"\n\n**Warning**: {m.label} has a random-init encoder (never pretrained); "
                     "its numbers do not measure the foundation-model method."
                 )
-    write_results(args.out, rows, header_note=note)
+    summary = write_results(args.out, rows, header_note=note)
     written = f"wrote {args.out / 'metrics.csv'}, summary.json, summary.md"
+    paths = []
     if captures:
         from fmrecon.evaluation.figures import write_figures
 
@@ -503,6 +505,8 @@ def run(args) -> int:
         }
         paths = write_figures(args.out / "figures", captures, labels, args.error_scale)
         written += f", figures/ ({len(paths)} PNG)"
+    write_report(args.out, rows, summary, note, paths)
+    written += f", {REPORT_NAME}"
     print((args.out / "summary.md").read_text(), end="")
     print(written)
     return 0
