@@ -198,3 +198,79 @@ def test_report_html_opens_in_a_browser_with_its_tables_and_images(cmrx_tree, tm
     cells = [f"{s['ssim']:.4f}" for s in summary] + [f"{s['psnr']:.2f}" for s in summary]
     assert main_table[1][0] == "zero-filled" and all(c in main_table[1] for c in cells)
     assert [row[:2] for row in fingerprints[1:]] == [["zero-filled", "x4"], ["zero-filled", "x8"]]
+
+
+# ----------------------------------------------------------------------------- TensorBoard
+
+
+def test_validation_images_go_to_tensorboard_every_epoch(tmp_path):
+    """Two epochs of a tiny VarNet: every validation logs target, reconstruction
+    and error map of the same slices (read back from the event file with
+    TensorBoard's EventAccumulator); the last epoch's reconstruction is the
+    saved model's output on that slice, scaled by the target's max."""
+    import io
+
+    import numpy as np
+    import torch
+    import yaml
+    from matplotlib.image import imread
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fmrecon.cli import main
+    from fmrecon.data.simulate import simulate_cmrxrecon
+    from fmrecon.inference.engine import Engine
+    from fmrecon.models.io import load_model
+    from fmrecon.training.config import load_config
+    from fmrecon.training.data import ReconDataModule
+
+    data = tmp_path / "cine"
+    # 6 subjects: 4 train, 1 validation (1 slice x 2 frames = 2 batches), 1 test
+    simulate_cmrxrecon(data, 6, seed=1, size=(48, 40), n_slices=1, n_frames=2, n_coils=3, lax=False)
+    tiny = {"num_cascades": 1, "chans": 4, "pools": 2, "sens_chans": 4, "sens_pools": 2}
+    cfg = {
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"name": "e2e-varnet", "options": tiny},
+        "data": {"root": str(data), "num_workers": 0},
+        "trainer": {"max_epochs": 2, "accelerator": "cpu", "progress_bar": False},
+        "optim": {"lr": 0.01},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", "--config", str(path)]) == 0
+    run = tmp_path / "runs" / "tiny"
+    (events,) = (run / "tensorboard" / "version_0").glob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events), size_guidance={"images": 0})
+    acc.Reload()
+    names = ("target", "reconstruction", "error")
+    assert sorted(acc.Tags()["images"]) == sorted(
+        f"val_images_idx_{i}/{n}" for i in (0, 1) for n in names
+    )
+
+    def image(tag: str, epoch: int) -> np.ndarray:
+        ev = acc.Images(tag)[epoch]
+        rgb = imread(io.BytesIO(ev.encoded_image_string), format="png")  # floats in [0, 1]
+        assert rgb.ndim == 3 and np.all(rgb == rgb[..., :1])  # grey, stored as RGB
+        return rgb[..., 0]
+
+    steps = [ev.step for ev in acc.Images("val_images_idx_0/target")]
+    assert len(steps) == 2 and steps[0] < steps[1]  # one per epoch, at the training step
+    modules = ReconDataModule(load_config(path)["data"], split_path=run / "split.json")
+    modules.setup()
+    batch = next(iter(modules.val_dataloader()))
+    model = load_model(run / "checkpoints" / "last.ckpt").eval()
+    with torch.no_grad():
+        out = Engine(model).predict(batch)[0].numpy()
+    target = batch.target[0].numpy()
+    scale = target.max()
+    # PNG holds 8 bits: TensorBoard stores floor(255 x value)
+    step = 1 / 255 + 1e-6
+    for epoch in (0, 1):
+        np.testing.assert_allclose(
+            image("val_images_idx_0/target", epoch), target / scale, atol=step
+        )
+    recon = image("val_images_idx_0/reconstruction", 1)
+    np.testing.assert_allclose(recon, np.clip(out / scale, 0, 1), atol=step)
+    err = np.abs(out - target)
+    np.testing.assert_allclose(image("val_images_idx_0/error", 1), err / err.max(), atol=step)
+    # the model changed between the epochs: so did its logged reconstruction
+    assert np.abs(image("val_images_idx_0/reconstruction", 0) - recon).max() > 2 * step
