@@ -62,7 +62,7 @@ from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
 from fmrecon.inference.dicom import Series, new_uid, write_dicom_series
 from fmrecon.inference.engine import Engine, sequential_batches
-from fmrecon.inference.geometry import Geometry, volume_geometry
+from fmrecon.inference.geometry import Geometry, volume_acquisition, volume_geometry
 from fmrecon.inference.plan import Job, Written, plan_jobs, ranking_subset
 from fmrecon.inference.writers import (
     FASTMRI_KEY,
@@ -78,7 +78,6 @@ from fmrecon.inference.writers import (
 from fmrecon.metrics import (
     center_crop,
     cmrxrecon_crop,
-    is_mapping_modality,
     ranking_crop_size,
 )
 from fmrecon.physics.masks import MaskFunc
@@ -344,14 +343,16 @@ def _write_dicom(job: Job, images, attrs, run: _Run) -> Written:
         run.study_uids[info.subject] = new_uid()
     run.n_series += 1
     name = info.path.name.removesuffix(info.path.suffix)
+    acquisition = volume_acquisition(info)
     series = Series(
         patient_id=info.subject,
         description=f"fmrecon {attrs['fmrecon_model']} {name}",
         frames=job.frames,
         slices=job.slices,
-        temporal=info.format == "cmrxrecon" and not is_mapping_modality(info.modality),
+        temporal=acquisition.temporal,
         study_uid=run.study_uids[info.subject],
         series_number=run.n_series,
+        acquisition=acquisition,
     )
     files = write_dicom_series(path, vol, geometry, series, attrs)
     what = (
