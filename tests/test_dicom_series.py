@@ -139,6 +139,7 @@ def test_raw_series_keep_the_scanners_geometry_and_timing(outputs):
     dr, dc = RAW["fov"][0] / h, RAW["fov"][1] / w
     read, phase, normal = DIRECTIONS
     img = nib.load(nifti)
+    assert int(img.header["sform_code"]) == 1  # scanner coordinates
     for n, ds in enumerate(series):
         z, t = divmod(n, nt)  # slice-major
         # rows run along W (phase_dir), columns along H (read_dir)

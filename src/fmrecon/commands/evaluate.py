@@ -6,7 +6,10 @@ training (models without trainable parameters, one row each);
 ``--model e2e-varnet`` also fastMRI's published VarNet state dicts), all in
 one pass over the data and one combined table; ``--model zero-filled sense
 --checkpoint A B`` puts the baselines first. Figures (one PNG per setting,
-rows = models) go to ``OUT/figures``.
+rows = models) go to ``OUT/figures``; ``OUT/report.html`` puts the tables,
+the per-file metric distributions and the figures on one self-contained page
+(:mod:`fmrecon.evaluation.report`). On a terminal a progress bar on stderr
+counts the images and files and gives the ETA (none under ``--quiet``).
 """
 
 from __future__ import annotations

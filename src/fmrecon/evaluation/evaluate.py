@@ -25,7 +25,9 @@ Outputs (stable; scripts depend on them; columns/keys are only ever added):
 - ``summary.md``: the papers' layout, rows = model, columns = acceleration x
   {SSIM, PSNR, NMSE}; with centre fractions (fastMRI masks) one such table per
   centre fraction (the arXiv paper's Tables 2-3 group by centre fraction too);
-  then a table of the fingerprints per model and setting.
+  then a table of the fingerprints per model and setting;
+- ``report.html`` (``fmrecon evaluate``): all of it on one page,
+  :mod:`fmrecon.evaluation.report`.
 
 ``weights`` says what the numbers measure (see :func:`weights_label`):
 ``none`` (zero-filled), ``trained`` (an fmrecon checkpoint of a model without

@@ -261,8 +261,11 @@ def write_nifti(
     h, w = data.shape[:2]
     affine = nifti_affine(geometry, h, w, slices)
     img = nib.Nifti1Image(data, affine)
-    img.set_sform(affine, code="aligned")  # orientation and position are a convention
-    img.set_qform(affine, code="aligned")
+    # NIfTI-1 xform codes: "scanner" (1) for raw data's own slice positions and
+    # orientation, "aligned" (2) where they are our stated convention
+    code = "scanner" if geometry.centres is not None else "aligned"
+    img.set_sform(affine, code=code)
+    img.set_qform(affine, code=code)
     hdr = img.header
     hdr.set_xyzt_units("mm", "unknown")  # the frame interval is not in the input files
     hdr["cal_min"], hdr["cal_max"] = 0.0, display_max(data)
