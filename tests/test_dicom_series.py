@@ -74,7 +74,7 @@ def outputs(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     out = root / "out"
     argv = ["reconstruct", "--model", "zero-filled", str(cine), str(brain), str(raw), "--mask"]
     argv += ["equispaced-fraction", "--acceleration", "4", "--center-fraction", "0.08"]
-    assert main([*argv, "--format", "dicom", "nifti", "--out", str(out), "--quiet"]) == 0
+    assert main([*argv, "--format", "dicom,nifti,h5,mat", "--out", str(out), "--quiet"]) == 0
     found = {}
     for kind, src in (("cmrxrecon", cine), ("fastmri", brain), ("raw", raw)):
         (nifti,) = out.rglob(src.stem + ".nii.gz")
@@ -129,6 +129,31 @@ def test_dcm2niix_converts_the_series_back_to_our_nifti(outputs, kind, tmp_path)
     # half a step of rounding, plus float32 storage of ours (2^-24 relative of up to
     # 65535 steps)
     assert np.abs(got - a).max() <= slope * (0.5 + 65535 * 2.0**-23)
+
+
+@pytest.mark.parametrize("kind", ["cmrxrecon", "fastmri", "raw"])
+def test_h5_and_mat_of_any_input_hold_the_nifti_images(outputs, kind):
+    """h5 (fastMRI's layout, (frames,) slices, h, w) and mat (img4ranking, MATLAB
+    (sx, sy, sz, t)) are written for every input kind and hold the same images as
+    the NIfTI (x, y, z[, t]); the CMRxRecon mat is the ranking crop of them."""
+    import h5py
+    from scipy.io import loadmat
+
+    nifti, _ = outputs[kind]
+    name = nifti.name.removesuffix(".nii.gz")
+    vol = nib.load(nifti).get_fdata(dtype=np.float32)
+    vol = vol if vol.ndim == 4 else vol[..., None]  # (x, y, z, t)
+    with h5py.File(nifti.with_name(name + ".h5"), "r") as f:
+        rec = f["reconstruction"][()]
+    rec = rec[None] if rec.ndim == 3 else rec  # (t, z, h, w)
+    np.testing.assert_array_equal(rec.transpose(2, 3, 1, 0), vol)
+    mat = loadmat(nifti.with_name(name + ".mat"))["img4ranking"]
+    if kind == "cmrxrecon":  # the ranking subset: every frame of 3 and both slices, cropped
+        h, w = vol.shape[:2]
+        ch, cw = round(h / 3), round(w / 2)
+        r0, c0 = (h - ch + 1) // 2, (w - cw + 1) // 2  # crop.m's placement
+        vol = vol[r0 : r0 + ch, c0 : c0 + cw]
+    np.testing.assert_array_equal(mat, vol)
 
 
 def test_raw_series_keep_the_scanners_geometry_and_timing(outputs):
