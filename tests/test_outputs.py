@@ -332,20 +332,15 @@ def test_a_submission_over_the_v7_limit_is_written_as_v73_and_said(
     ("case", "message"),
     [
         ("unknown", "--format tiff: unknown format (choose from mat, h5, nifti, dicom, png)"),
-        ("mat for fastMRI", "--format mat (CMRxRecon submission <name>.mat) does not apply"),
-        ("h5 for CMRxRecon", "its formats: mat, nifti, dicom, png"),
         ("foreign folder", "holds files other than a DICOM series (notes.txt)"),
     ],
 )
 def test_bad_formats_are_one_line_exit_2(case, message, cmrx_tree, tmp_path, capsys):
     ckpt = _zero_filled_ckpt(tmp_path)
-    fastmri = write_fastmri(tmp_path / "f.h5", random_kspace((1, 2, 16, 12)))
     cmrx = cmrx_tree / SUB / "AccFactor04" / "P001" / "cine_sax.mat"
     out = tmp_path / "out"
     argv = {
         "unknown": [cmrx, "--format", "tiff"],
-        "mat for fastMRI": [fastmri, "--format", "mat"],  # checked before the mask
-        "h5 for CMRxRecon": [cmrx, "--format", "h5"],
         "foreign folder": [cmrx, "--format", "dicom"],
     }[case]
     if case == "foreign folder":
@@ -357,6 +352,79 @@ def test_bad_formats_are_one_line_exit_2(case, message, cmrx_tree, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fmrecon reconstruct: error: ")
     assert message in err[0]
+
+
+def _previews(monkeypatch) -> list:
+    """Capture the tiles every preview is drawn from (the real writer still runs)."""
+    from fmrecon.inference import reconstruct
+
+    shown = []
+
+    def spy(path, tiles, title="", ncols=None):
+        shown.append((Path(path), [(label, np.array(img)) for label, img in tiles], title))
+        return writers.write_preview(path, tiles, title, ncols)
+
+    monkeypatch.setattr(reconstruct, "write_preview", spy)
+    return shown
+
+
+def test_h5_for_cmrxrecon_and_full_fov_preview(cmrx_tree, tmp_path, capsys, monkeypatch):
+    """`--format h5` of CMRxRecon input: every slice and frame, (frames, slices,
+    kx, ky); the preview shows the full field of view of every image, also when
+    the .mat beside it holds the ranking crop; --png-crop shows that crop."""
+    shown = _previews(monkeypatch)
+    ckpt = _zero_filled_ckpt(tmp_path)
+    src = cmrx_tree / SUB / "FullSample" / "P002" / "cine_sax.mat"
+    out = tmp_path / "out"
+    argv = ["--checkpoint", ckpt, src, "--out", out, "--mask", "cmrxrecon-uniform"]
+    assert _run(*argv, "--acceleration", 8, "--format", "mat,h5,png", "--quiet") == 0
+    mask = create_mask("cmrxrecon-uniform", 8)((24, 40))
+    expected = _cmrx_images(src, "kspace_full", mask)  # (t=4, z=2, 24, 40)
+    tol = {"rtol": 1e-5, "atol": 1e-6 * expected.max()}
+    base = out / SUB / "AccFactor08" / "P002" / "cine_sax"
+    with h5py.File(f"{base}.h5", "r") as f:
+        np.testing.assert_allclose(f["reconstruction"][()], expected, **tol)
+        assert f.attrs["fmrecon_content"] == "full-volume"
+        assert f.attrs["fmrecon_model"] == "zero-filled"
+    sub = loadmat(f"{base}.mat")["img4ranking"]  # still the ranking crop
+    np.testing.assert_allclose(sub, expected[:3, :, 8:16, 10:30].transpose(2, 3, 1, 0), **tol)
+    ((path, tiles, title),) = shown
+    assert path == Path(f"{base}.png") and "full field of view, 24 x 40" in title
+    assert [label for label, _ in tiles] == [f"t{t} z{z}" for t in range(4) for z in range(2)]
+    for n, (_, img) in enumerate(tiles):
+        np.testing.assert_allclose(img, expected[n // 2, n % 2], **tol)
+    assert "preview, full field of view 24 x 40" in capsys.readouterr().out
+
+    shown.clear()
+    assert _run(*argv, "--acceleration", 8, "--format", "mat,png", "--png-crop", "--quiet") == 0
+    ((_, tiles, title),) = shown  # ranking frames and slices only, each cropped
+    assert "ranking crop, 8 x 20" in title and len(tiles) == 6
+    np.testing.assert_allclose(tiles[-1][1], expected[2, 1, 8:16, 10:30], **tol)
+
+
+def test_mat_for_fastmri_input(tmp_path, capsys):
+    """`--format mat` of fastMRI input: img4ranking (sx, sy, sz, t=1) of every
+    slice, reconSpace crop as h5, read back with scipy.io.loadmat."""
+    ckpt = _zero_filled_ckpt(tmp_path)
+    path = tmp_path / "data" / "file_knee.h5"
+    kspace = random_kspace((3, 2, 32, 24), 5)
+    write_fastmri(path, kspace, crop=(16, 24))
+    out = tmp_path / "out"
+    argv = ["--checkpoint", ckpt, path, "--out", out, "--mask", "equispaced-fraction"]
+    argv += ["--acceleration", 4, "--center-fraction", 0.08, "--format", "mat", "h5", "--quiet"]
+    assert _run(*argv) == 0
+    mask = create_mask("equispaced-fraction", 4, center_fraction=0.08)(
+        (1, 32, 24), seed=tuple(map(ord, "file_knee.h5"))
+    )[0]
+    expected = rss(ifft2c(kspace * mask), dim=1)[:, 8:24, :]  # (3, 16, 24)
+    tol = {"rtol": 1e-5, "atol": 1e-6 * expected.max()}
+    mat = loadmat(out / "file_knee.mat")["img4ranking"]
+    assert mat.dtype == np.float32 and mat.shape == (16, 24, 3, 1)  # MATLAB's load squeezes t
+    np.testing.assert_allclose(mat[..., 0], expected.transpose(1, 2, 0), **tol)
+    meta = json.loads((out / "file_knee.mat.json").read_text())
+    assert meta["fmrecon_content"] == "fastmri"
+    with h5py.File(out / "file_knee.h5", "r") as f:
+        np.testing.assert_allclose(f["reconstruction"][()], expected, **tol)
 
 
 def test_format_names_users_type_are_the_formats():

@@ -89,7 +89,8 @@ def test_submission_from_undersampled_file_is_the_ranking_reduction(sim_data, tm
     lines = capsys.readouterr().out.strip().splitlines()
     sub = out / SUB / "AccFactor04" / "P001" / "cine_sax.mat"  # mirrors below MultiCoil
     assert lines[0].startswith(f"wrote {sub}: img4ranking single (sx, sy, sz, t) = (16, 20, 2, 3)")
-    assert lines[1] == f"wrote {sub.with_suffix('.png')}"
+    # the preview: the full field of view (kx 48 x ky 40) of the 6 ranking images
+    assert lines[1] == f"wrote {sub.with_suffix('.png')}: preview, full field of view 48 x 40"
     assert lines[-1].startswith("reconstructed 6 images of 1 file") and len(lines) == 3
     assert sub.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -94,3 +94,48 @@ def state_digest(module: nn.Module) -> str:
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
         h.update(tensor_bytes(t))
     return h.hexdigest()
+
+
+class ProgressBar:
+    """A tqdm bar on stderr over ``total`` units (``unit``: images), with the
+    file being worked on (``file(name, i, n)``: its name as the bar's
+    description, "file i/n" after the rate) and the ETA tqdm computes. Shown
+    only when ``show`` and stderr is a terminal: in a log or a pipe the one
+    line per finished file is the progress. ``say(line)`` prints a line
+    through ``report`` (default: stderr) without breaking the bar."""
+
+    def __init__(self, total: int, show: bool = True, unit: str = "img", report=None):
+        import sys
+
+        from tqdm.auto import tqdm
+
+        self._report = report
+        self.bar = tqdm(
+            total=total,
+            unit=unit,
+            file=sys.stderr,
+            disable=not (show and sys.stderr.isatty()),
+            dynamic_ncols=True,
+        )
+
+    def file(self, name: str, index: int, count: int) -> None:
+        self.bar.set_description(name, refresh=False)
+        self.bar.set_postfix_str(f"file {index}/{count}")
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+
+    def say(self, line: str) -> None:
+        import sys
+
+        if not self.bar.disable:
+            self.bar.clear()
+        if self._report is None:
+            print(line, file=sys.stderr)
+        else:
+            self._report(line)
+        if not self.bar.disable:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()

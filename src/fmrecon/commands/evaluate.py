@@ -6,7 +6,10 @@ training (models without trainable parameters, one row each);
 ``--model e2e-varnet`` also fastMRI's published VarNet state dicts), all in
 one pass over the data and one combined table; ``--model zero-filled sense
 --checkpoint A B`` puts the baselines first. Figures (one PNG per setting,
-rows = models) go to ``OUT/figures``.
+rows = models) go to ``OUT/figures``; ``OUT/report.html`` puts the tables,
+the per-file metric distributions and the figures on one self-contained page
+(:mod:`fmrecon.evaluation.report`). On a terminal a progress bar on stderr
+counts the images and files and gives the ETA (none under ``--quiet``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from fmrecon.evaluation.evaluate import (
     scored_items,
     weights_label,
 )
+from fmrecon.evaluation.report import REPORT_NAME, write_report
 from fmrecon.evaluation.tables import RANDOM_ENCODER, write_results
 from fmrecon.metrics import CONVENTION_HELP
 from fmrecon.physics.masks import MASK_KINDS, mask_grid
@@ -53,7 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _run_arguments(p)
     _figure_arguments(p)
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (shown on a terminal) and no per-file progress lines",
+    )
     p.add_argument(
         "--preset",
         type=Path,
@@ -468,6 +476,7 @@ def run(args) -> int:
         progress=log,
         figure=figure,
         resize=resize,
+        show_progress=not args.quiet,
     )
     note = f"Convention: {args.convention}; mask: {args.mask}; data: {args.data}"
     if resize is not None:
@@ -485,8 +494,9 @@ def run(args) -> int:
                     f"\n\n**Warning**: {m.label} has a random-init encoder (never pretrained); "
                     "its numbers do not measure the foundation-model method."
                 )
-    write_results(args.out, rows, header_note=note)
+    summary = write_results(args.out, rows, header_note=note)
     written = f"wrote {args.out / 'metrics.csv'}, summary.json, summary.md"
+    paths = []
     if captures:
         from fmrecon.evaluation.figures import write_figures
 
@@ -498,6 +508,8 @@ def run(args) -> int:
         }
         paths = write_figures(args.out / "figures", captures, labels, args.error_scale)
         written += f", figures/ ({len(paths)} PNG)"
+    write_report(args.out, rows, summary, note, paths)
+    written += f", {REPORT_NAME}"
     print((args.out / "summary.md").read_text(), end="")
     print(written)
     return 0

@@ -86,7 +86,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the inputs, or --format mat,nifti,dicom); default mat for CMRxRecon input, h5 for "
         "fastMRI input: " + "; ".join(f"{name} = {text}" for name, text in FORMAT_HELP.items()),
     )
-    p.add_argument("--png", action="store_true", help="add a preview PNG (same as adding png)")
+    p.add_argument(
+        "--png",
+        action="store_true",
+        help="add a preview PNG of the full field of view (same as adding png)",
+    )
+    p.add_argument(
+        "--png-crop",
+        action="store_true",
+        help="the preview of CMRxRecon input shows the ranking crop (round(sx/3) x "
+        "round(sy/2), what the challenge scores) instead of the full field of view",
+    )
     p.add_argument("--batch-size", type=int, default=4, metavar="B", help="slices per batch")
     p.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
     add_precision_arguments(p)
@@ -143,7 +153,13 @@ def run(args) -> int:
     mask_func = build_mask(args)
     # check every input (formats, masks, output paths) before loading the model
     jobs, skipped = plan_jobs(
-        args.inputs, args.out, mask_func, args.full_volume, formats=args.formats, png=args.png
+        args.inputs,
+        args.out,
+        mask_func,
+        args.full_volume,
+        formats=args.formats,
+        png=args.png,
+        preview_crop=args.png_crop,
     )
     model = load(args)
     if random_encoder(model):

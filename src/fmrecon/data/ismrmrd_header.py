@@ -75,6 +75,10 @@ class IsmrmrdHeader:
     n_encodings: int = 0  # number of <encoding> elements
     patient_id: str | None = None  # <subjectInformation><patientID>
     protocol_name: str | None = None  # <measurementInformation><protocolName>
+    patient_position: str | None = None  # <measurementInformation><patientPosition>: HFS, ...
+    tr_ms: float | None = None  # <sequenceParameters><TR> (the first), ms
+    te_ms: float | None = None  # <sequenceParameters><TE> (the first), ms
+    flip_angle_deg: float | None = None  # <sequenceParameters><flipAngle_deg> (the first)
 
     def limit(self, name: str) -> EncodingLimit:
         """The limits of counter ``name`` (all None when the header has none)."""
@@ -157,7 +161,15 @@ def parse_header(raw: bytes | str) -> IsmrmrdHeader | None:
         n_encodings=n_encodings,
         patient_id=m.text(root, "subjectInformation/patientID"),
         protocol_name=m.text(root, "measurementInformation/protocolName"),
+        patient_position=m.text(root, "measurementInformation/patientPosition"),
+        tr_ms=_positive(m.number(root, "sequenceParameters/TR")),
+        te_ms=_positive(m.number(root, "sequenceParameters/TE")),
+        flip_angle_deg=_positive(m.number(root, "sequenceParameters/flipAngle_deg")),
     )
+
+
+def _positive(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) and x > 0 else None
 
 
 def read_header(f, key: str = "ismrmrd_header") -> IsmrmrdHeader | None:

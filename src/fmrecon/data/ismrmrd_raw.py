@@ -117,6 +117,11 @@ class RawIndex:
     skipped: dict[str, int]  # acquisitions skipped, by what they are
     limits: tuple[int, int]  # phase-encode columns within the encoding limits [lo, hi]
     geometry: tuple[SliceGeometry, ...] = ()  # per slice
+    # per frame: its (repetition, set, contrast, phase) counters, and the median over
+    # its readouts of physiology_time_stamp[0] (the trigger delay, in the vendor's
+    # ticks; siemens_to_ismrmrd copies the MDH's 2.5 ms ticks), None where all are 0
+    frame_counters: tuple[tuple[int, int, int, int], ...] = ()
+    trigger_ticks: tuple[float, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -365,6 +370,10 @@ def build_index(path: Path, header: IsmrmrdHeader, heads: np.ndarray) -> RawInde
     reverse = _flag(heads["flags"].astype(np.uint64), _reverse_bit())
     first = np.unique(slc, return_index=True)[1]  # rows are in file order: the first readout
     geometry = tuple(_geometry(heads[i]) for i in first)
+    stamps = heads["physiology_time_stamp"][:, 0].astype(np.float64)
+    trigger = None
+    if np.any(stamps):
+        trigger = tuple(float(np.median(stamps[frame == t])) for t in range(n_frames))
     order = np.lexsort((rows, slc, frame))
     bounds = np.cumsum(counts.reshape(-1))[:-1]
     lines = {}
@@ -381,6 +390,8 @@ def build_index(path: Path, header: IsmrmrdHeader, heads: np.ndarray) -> RawInde
         skipped=skipped,
         limits=limits,
         geometry=geometry,
+        frame_counters=tuple(tuple(int(v) for v in k) for k in frame_keys),
+        trigger_ticks=trigger,
     )
 
 
@@ -504,6 +515,19 @@ class RawGeometry:
     recon_matrix: MatrixSize
     oversampling: int
     slices: tuple[SliceGeometry, ...]
+    frame_counters: tuple[tuple[int, int, int, int], ...] = ()  # FRAME_COUNTERS per frame
+    trigger_ticks: tuple[float, ...] | None = None  # per frame (RawIndex.trigger_ticks)
+    patient_position: str | None = None  # header: HFS, FFS, ...
+    tr_ms: float | None = None
+    te_ms: float | None = None
+    flip_angle_deg: float | None = None
+
+    @property
+    def cardiac_phases(self) -> bool:
+        """True when the frames differ in the cardiac ``phase`` counter only (cine)."""
+        keys = np.array(self.frame_counters).reshape(-1, len(FRAME_COUNTERS))
+        varies = [len(np.unique(keys[:, i])) > 1 for i in range(len(FRAME_COUNTERS))]
+        return len(keys) > 1 and varies == [c == "phase" for c in FRAME_COUNTERS]
 
 
 def raw_geometry(info: VolumeInfo) -> RawGeometry:
@@ -517,6 +541,12 @@ def raw_geometry(info: VolumeInfo) -> RawGeometry:
             h.recon_matrix,
             f.index.oversampling,
             f.index.geometry,
+            f.index.frame_counters,
+            f.index.trigger_ticks,
+            h.patient_position,
+            h.tr_ms,
+            h.te_ms,
+            h.flip_angle_deg,
         )
 
 

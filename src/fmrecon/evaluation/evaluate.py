@@ -26,7 +26,9 @@ Outputs (stable; scripts depend on them; columns/keys are only ever added):
 - ``summary.md``: the papers' layout, rows = model, columns = acceleration x
   {SSIM, PSNR, NMSE}; with centre fractions (fastMRI masks) one such table per
   centre fraction (the arXiv paper's Tables 2-3 group by centre fraction too);
-  then a table of the fingerprints per model and setting.
+  then a table of the fingerprints per model and setting;
+- ``report.html`` (``fmrecon evaluate``): all of it on one page,
+  :mod:`fmrecon.evaluation.report`.
 
 ``weights`` says what the numbers measure (see :func:`weights_label`):
 ``none`` (zero-filled), ``trained`` (an fmrecon checkpoint of a model without
@@ -62,6 +64,7 @@ from fmrecon.metrics import (
 from fmrecon.models.base import build_record
 from fmrecon.models.zero_filled import ZeroFilled
 from fmrecon.physics.masks import MaskFunc
+from fmrecon.utils import ProgressBar
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ def evaluate_models(
     progress: Callable[[str], None] | None = None,
     figure: FigurePick | None = None,
     resize: KspaceResize | None = None,
+    show_progress: bool = False,
 ) -> tuple[list[dict], list[FigureCapture]]:
     """Reconstruct every scored slice of every volume under every setting with
     every model and score each file in ``convention``.
@@ -208,12 +212,26 @@ def evaluate_models(
     ``resize`` (e.g. 224 x 224) transforms each slice's fully sampled k-space
     before masking, exactly as training does (the same SliceDataset code).
     Every model runs through the inference engine (device, precision, checks).
+    ``progress(line)`` gets one line per file and model scored; with
+    ``show_progress`` a bar on a terminal's stderr counts the images (every
+    setting's), the files done of all, the ETA and names the current file.
     """
     _check_evaluation(models, convention, batch_size)
+    settings = list(settings)
     run = _Run(models, volumes, convention, torch.device(device), precision, progress, figure)
-    for setting in settings:
-        run.setting(setting, num_workers, batch_size, resize)
+    total = len(settings) * sum(len(run._items(v)) for v in run.volumes)
+    run.bar = ProgressBar(total, show_progress, report=progress or _silent)
+    run.n_files = len(settings) * len(run.volumes)
+    try:
+        for n, setting in enumerate(settings):
+            run.setting(setting, num_workers, batch_size, resize, n * len(run.volumes))
+    finally:
+        run.bar.close()
     return run.rows, run.captures
+
+
+def _silent(line: str) -> None:
+    pass
 
 
 def _check_evaluation(models: Sequence[EvalModel], convention: str, batch_size: int) -> None:
@@ -245,6 +263,8 @@ class _Run:
         self.scored = [set(scored_items(v, convention)) for v in self.volumes]
         self.rows: list[dict] = []
         self.captures: list[FigureCapture] = []
+        self.bar = ProgressBar(0, show=False)
+        self.n_files = len(self.volumes)  # of every setting, for the bar
 
     def _items(self, v: VolumeInfo) -> list[tuple[int, int]]:
         """The scored (frame, slice) pairs, plus the figure's image if not scored."""
@@ -254,7 +274,7 @@ class _Run:
             pairs = pairs + [(fig.frame, fig.slice)]
         return pairs
 
-    def setting(self, setting: Setting, num_workers: int, batch_size: int, resize) -> None:
+    def setting(self, setting: Setting, num_workers, batch_size, resize, files_before=0) -> None:
         ds = SliceDataset(
             self.volumes,
             mask_func=setting.mask_func,
@@ -272,8 +292,12 @@ class _Run:
                 if current is not None and current.vol_idx != vol:
                     self._finish(current, setting)
                     current = None
-                current = current or _FileImages(vol)
+                if current is None:
+                    current = _FileImages(vol)
+                    name = f"x{_num(setting.acceleration)} {_short_name(self.volumes[vol])}"
+                    self.bar.file(name, files_before + vol + 1, self.n_files)
                 self._batch(current, setting, [ds.index[n][1:] for n in positions], batch)
+                self.bar.update(len(positions))
             if current is not None:
                 self._finish(current, setting)
         finally:
@@ -318,7 +342,7 @@ class _Run:
 
     def _finish(self, images: _FileImages, setting: Setting) -> None:
         self.rows += _score(
-            images, self.volumes, self.models, setting, self.convention, self.progress
+            images, self.volumes, self.models, setting, self.convention, self.bar.say
         )
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from fmrecon import __version__
 from fmrecon.errors import DataError
-from fmrecon.inference.geometry import ORIENTATION, Geometry, image_positions
+from fmrecon.inference.geometry import Acquisition, Geometry, image_positions, slice_normal
 from fmrecon.inference.writers import display_max, provenance_line
 
 STORED_MAX = 65535  # uint16
@@ -43,6 +43,7 @@ class Series:
     temporal: bool = False  # frames are time points (cine): Temporal Position tags
     study_uid: str | None = None  # shared by the series of one subject; new if None
     series_number: int = 1
+    acquisition: Acquisition = Acquisition()  # patient position, TR, TE, trigger times
 
 
 def new_uid() -> str:
@@ -82,13 +83,17 @@ def write_dicom_series(
     stored = np.round((vol - intercept) / slope).clip(0, STORED_MAX).astype("<u2")
     shared = _series_tags(vol, geometry, series, attrs or {}, slope, intercept)
     positions = image_positions(geometry, vol.shape[2], vol.shape[3], series.slices)
+    locations = positions @ slice_normal(geometry)  # Slice Location: along the normal
     names = []
     with atomic_dir(Path(folder)) as tmp:
         for j, z in enumerate(series.slices):
             for i, t in enumerate(series.frames):
-                ds = _instance(shared, j * nt + i + 1, positions[j], stored[i, j])
+                ds = _instance(shared, j * nt + i + 1, positions[j], locations[j], stored[i, j])
                 if series.temporal:
                     ds.TemporalPositionIdentifier = i + 1
+                    times = series.acquisition.trigger_ms
+                    if times is not None:
+                        ds.TriggerTime = _ds(times[t])
                 ds.ImageComments = f"{shared['ImageComments']}; slice {z}, frame {t}"
                 name = f"z{z:03d}_t{t:03d}.dcm"
                 ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -107,6 +112,9 @@ def _series_tags(vol, geometry: Geometry, series: Series, attrs, slope, intercep
     hi = (display_max(vol) - intercept) / slope
     size = "voxel size from the file" if geometry.known else "voxel size ASSUMED"
     comments = f"{size}: {geometry.note}"
+    acq = series.acquisition
+    if series.temporal and acq.timing_note:
+        comments += f"; {acq.timing_note}"
     if "fmrecon_warning" in attrs:
         comments += f"; WARNING: {attrs['fmrecon_warning']}"
     source = attrs.get("fmrecon_source", "")
@@ -134,12 +142,17 @@ def _series_tags(vol, geometry: Geometry, series: Series, attrs, slope, intercep
         "PatientID": series.patient_id[:64],
         "PatientBirthDate": "",
         "PatientSex": "",
+        # Type 2 / 2C attributes the standard requires present, empty where unknown
+        # (dciodvfy checks them): Laterality (paired body parts), Patient Position
+        "Laterality": "",
+        "PatientPosition": acq.patient_position,
         "ScanningSequence": "RM",  # research mode: the sequence is not in the input files
         "SequenceVariant": "NONE",
         "ScanOptions": "",
         "MRAcquisitionType": "2D",
         "SliceThickness": _ds(geometry.thickness),
-        "EchoTime": "",
+        "RepetitionTime": _ds(acq.tr_ms) if acq.tr_ms is not None else "",
+        "EchoTime": _ds(acq.te_ms) if acq.te_ms is not None else "",
         "EchoTrainLength": "",
         "SpacingBetweenSlices": _ds(geometry.spacing[2]),
         "SoftwareVersions": f"fmrecon {__version__}",
@@ -149,7 +162,7 @@ def _series_tags(vol, geometry: Geometry, series: Series, attrs, slope, intercep
         "SeriesNumber": series.series_number,
         "FrameOfReferenceUID": new_uid(),
         "PositionReferenceIndicator": "",
-        "ImageOrientationPatient": [_ds(v) for v in ORIENTATION],
+        "ImageOrientationPatient": [_ds(v) for v in geometry.orientation],
         "SamplesPerPixel": 1,
         "PhotometricInterpretation": "MONOCHROME2",
         "Rows": int(vol.shape[2]),
@@ -164,8 +177,12 @@ def _series_tags(vol, geometry: Geometry, series: Series, attrs, slope, intercep
         "ImageComments": comments,
         "RealWorldValueMappingSequence": [_value_mapping(slope, intercept)],
     }
+    if acq.flip_angle_deg is not None:
+        tags["FlipAngle"] = _ds(acq.flip_angle_deg)
     if series.temporal:
         tags["NumberOfTemporalPositions"] = len(series.frames)
+        # cine is ECG-gated: Scan Options CG, the condition of Trigger Time (MR Image module)
+        tags["ScanOptions"] = "CG"
     return tags
 
 
@@ -186,7 +203,7 @@ def _value_mapping(slope: float, intercept: float):
     return item
 
 
-def _instance(shared: dict, number: int, position, pixels: np.ndarray):
+def _instance(shared: dict, number: int, position, slice_location: float, pixels: np.ndarray):
     """One image's dataset: the shared tags, a new SOP Instance UID, its
     number, position and pixels."""
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -197,7 +214,7 @@ def _instance(shared: dict, number: int, position, pixels: np.ndarray):
     ds.SOPInstanceUID = new_uid()
     ds.InstanceNumber = number
     ds.ImagePositionPatient = [_ds(v) for v in position]
-    ds.SliceLocation = _ds(position[2])
+    ds.SliceLocation = _ds(slice_location)
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID

@@ -19,9 +19,7 @@ from fmrecon.errors import ConfigError, DataError
 from fmrecon.inference.dicom import check_series_folder
 from fmrecon.inference.writers import (
     DEFAULT_FORMATS,
-    FORMAT_HELP,
     FORMATS,
-    ONLY_FOR,
     SUFFIX,
     parse_formats,
 )
@@ -41,18 +39,11 @@ def ranking_subset(info: VolumeInfo) -> tuple[list[int], list[int]]:
 
 # ----------------------------------------------------------------------------- formats
 
-_WHOLE = ("nifti", "dicom")  # formats holding every slice and frame
+_WHOLE = ("h5", "nifti", "dicom")  # formats holding every slice and frame
 
 
 def _job_formats(info: VolumeInfo, formats: Sequence[str] | None, png: bool) -> tuple[str, ...]:
     chosen = list(formats or DEFAULT_FORMATS[info.format])
-    for fmt in chosen:
-        if info.format not in ONLY_FOR.get(fmt, (info.format,)):
-            fits = [f for f in FORMATS if info.format in ONLY_FOR.get(f, (info.format,))]
-            raise ConfigError(
-                f"{info.path}: --format {fmt} ({FORMAT_HELP[fmt].split(':')[0]}) does not apply "
-                f"to {info.format} input; its formats: {', '.join(fits)}"
-            )
     if png and "png" not in chosen:
         chosen.append("png")
     return tuple(f for f in FORMATS if f in chosen)
@@ -73,6 +64,7 @@ class Job:
     slices: list[int]
     content: str  # of mat/h5: "ranking", "full-volume" (CMRxRecon), "fastmri" or "raw"
     formats: tuple[str, ...] = ()  # default: DEFAULT_FORMATS of the input type
+    preview_crop: bool = False  # png of CMRxRecon input: the ranking crop, not the full FOV
 
     def __post_init__(self) -> None:
         self.formats = tuple(self.formats) or DEFAULT_FORMATS[self.info.format]
@@ -144,10 +136,12 @@ def plan_jobs(
     full_volume: bool = False,
     formats: Sequence[str] | None = None,
     png: bool = False,
+    preview_crop: bool = False,
 ) -> tuple[list[Job], list[Path]]:
     """Find the k-space files under ``inputs`` and decide, before any
     reconstruction, what is written for each (``formats``: names in
-    :data:`FORMATS`, default per input type; ``png`` adds a preview); bad
+    :data:`FORMATS`, default per input type; ``png`` adds a preview, of the
+    full field of view or, with ``preview_crop``, a CMRxRecon file's ranking crop); bad
     input raises a one-line ConfigError/DataError. Returns the jobs and the
     skipped (mask/other) files."""
     out_dir = Path(out_dir)
@@ -166,7 +160,9 @@ def plan_jobs(
                 continue
             seen[key] = info.path
             fmts = _job_formats(info, formats, png)
-            jobs.append(_plan_one(info, out_dir, root, mask_func, full_volume, fmts))
+            job = _plan_one(info, out_dir, root, mask_func, full_volume, fmts)
+            job.preview_crop = preview_crop
+            jobs.append(job)
     _check_outputs(jobs, set(seen))
     return jobs, skipped
 

@@ -17,23 +17,27 @@ fastMRI and ISMRMRD raw input), named after the input (``cine_sax.mat`` -> ``cin
   mirrors the input below its ``MultiCoil`` folder (the submission layout,
   ``Submission/MultiCoil/Cine/TestSet/AccFactor04/P001/cine_sax.mat``); a
   fully sampled input undersampled here goes to ``AccFactorRR`` instead of
-  ``FullSample``.
-- ``h5`` (fastMRI input): ``reconstruction`` (slices, h, w) float32
+  ``FullSample``. Other input (fastMRI, raw data): the same variable and
+  layout holding every slice and frame, cropped to reconSpace as ``h5``.
+- ``h5``: ``reconstruction`` (slices, h, w) float32
   centre-cropped to the ISMRMRD header's reconSpace matrix (fastMRI's
   ``save_reconstructions`` layout), attrs ``acquisition`` and ``patient_id``
   copied, provenance in root attributes ``fmrecon_*``. ISMRMRD raw data
   input: the same, of every slice and frame, (frames, slices, h, w) when the
-  scan has several frames (cardiac phases, contrasts, repetitions).
+  scan has several frames (cardiac phases, contrasts, repetitions); CMRxRecon
+  input: every slice and frame, (frames, slices, kx, ky) for cine.
 - ``nifti``: ``.nii.gz`` float32 (x, y, slices[, frames]) of every slice
   and frame (fastMRI, raw data: cropped as ``h5``), the affine of
   :mod:`fmrecon.inference.geometry` (voxel size from the ISMRMRD header, else
   1 mm, stated in ``descrip``), provenance as JSON in a header extension.
 - ``dicom``: a folder ``<name>_dicom/`` of MR Image Storage files, one per
   slice and frame, same images and geometry (:mod:`fmrecon.inference.dicom`).
-- ``png``: a preview grid of the images of the first other format written.
+- ``png``: a preview grid of every image reconstructed, the full field of view
+  (fastMRI and raw data: the reconSpace crop of ``h5``); ``preview_crop``
+  (``--png-crop``) shows a CMRxRecon file's ranking crop instead.
 
 A model with random encoder weights adds ``fmrecon_warning``. Every file is
-written atomically; a CMRxRecon file with ``nifti``/``dicom`` is
+written atomically; a CMRxRecon file with ``h5``/``nifti``/``dicom`` is
 reconstructed whole, its submission still holding the ranking subset.
 
 Internal order of a reconstructed volume: (T, Z, H, W) magnitude float32,
@@ -43,7 +47,6 @@ H = readout (CMRxRecon kx), W = phase encode (ky), as ``fmrecon.metrics``.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -59,7 +62,7 @@ from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
 from fmrecon.inference.dicom import Series, new_uid, write_dicom_series
 from fmrecon.inference.engine import Engine, sequential_batches
-from fmrecon.inference.geometry import Geometry, volume_geometry
+from fmrecon.inference.geometry import Geometry, volume_acquisition, volume_geometry
 from fmrecon.inference.plan import Job, Written, plan_jobs, ranking_subset
 from fmrecon.inference.writers import (
     FASTMRI_KEY,
@@ -75,10 +78,10 @@ from fmrecon.inference.writers import (
 from fmrecon.metrics import (
     center_crop,
     cmrxrecon_crop,
-    is_mapping_modality,
     ranking_crop_size,
 )
 from fmrecon.physics.masks import MaskFunc
+from fmrecon.utils import ProgressBar
 
 Progress = Callable[[int], None] | None
 
@@ -150,15 +153,6 @@ def reconstruct_volume(
 
 
 @dataclass
-class _View:
-    """Images as one format wrote them, (T', Z', h, w), and their indices."""
-
-    images: np.ndarray
-    frames: list[int]
-    slices: list[int]
-
-
-@dataclass
 class _Run:
     """What the outputs of one run share: the model's attributes, one DICOM
     study per subject, series numbers, the report function."""
@@ -195,12 +189,12 @@ def reconstruct_files(
         jobs = [replace(j, formats=_add_png(j.formats)) for j in jobs]
     attrs = model_attrs(model)
     engine = Engine(model.eval(), device, precision, attrs["fmrecon_model"])
-    bar, say = _progress(sum(j.n_images for j in jobs), show_progress, report)
-    run = _Run(attrs, say)
+    bar = ProgressBar(sum(j.n_images for j in jobs), show_progress, report=report or _silent)
+    run = _Run(attrs, bar.say)
     written: list[Written] = []
     try:
-        for job in jobs:
-            bar.set_description(f"{job.info.subject}/{job.info.path.name}")
+        for n, job in enumerate(jobs):
+            bar.file(f"{job.info.subject}/{job.info.path.name}", n + 1, len(jobs))
             images = reconstruct_volume(
                 engine,
                 job.info,
@@ -216,72 +210,55 @@ def reconstruct_files(
     return written
 
 
+def _silent(line: str) -> None:
+    pass
+
+
 def _add_png(formats: Sequence[str]) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in formats or f == "png")
 
 
-def _progress(total: int, show: bool, report: Callable[[str], None] | None):
-    """A tqdm bar over ``total`` images (only on a terminal: in logs the one
-    line per file written is the progress) and ``say(line)``, which prints
-    ``line`` through ``report`` without breaking the bar."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=total,
-        unit="img",
-        file=sys.stderr,
-        disable=not (show and sys.stderr.isatty()),
-        dynamic_ncols=True,
-    )
-
-    def say(line: str) -> None:
-        if report is None:
-            return
-        if not bar.disable:
-            bar.clear()
-        report(line)
-        if not bar.disable:
-            bar.refresh()
-
-    return bar, say
-
-
 def _write_job(job: Job, images: np.ndarray, run: _Run) -> list[Written]:
     """Write every format of ``job`` from its images (T', Z', H, W), the
-    preview last (of the images of the first format written)."""
+    preview last: the full field of view (fastMRI and raw data cropped to
+    reconSpace as ``h5``) of every image reconstructed, or with the job's
+    ``preview_crop`` the CMRxRecon ranking crop (the region the challenge scores)."""
     attrs = {**run.attrs, "fmrecon_source": str(job.info.path), "fmrecon_mask": job.mask_label}
     written: list[Written] = []
-    shown: _View | None = None
     for fmt in job.formats:
         if fmt == "png":
             continue
-        entry, view = _WRITERS[fmt](job, images, attrs, run)
+        entry = _WRITERS[fmt](job, images, attrs, run)
         run.say(f"wrote {entry.path}: {entry.what} [{job.mask_label}]")
         written.append(entry)
-        shown = shown or view
     if "png" in job.formats:
-        shown = shown or _View(_image_volume(job, images), job.frames, job.slices)
+        shown = _image_volume(job, images)
+        region = "full field of view"
+        if job.preview_crop and job.info.format == "cmrxrecon":
+            shown = cmrxrecon_crop(shown, ranking_crop_size(*shown.shape[-2:]))
+            region = "ranking crop"
         path = job.output("png")
-        title = f"{job.info.path.name}\n{attrs['fmrecon_model']}, {job.mask_label}"
-        if "fmrecon_warning" in attrs:
-            title += " (random-init encoder)"
+        h, w = shown.shape[-2:]
+        title = f"{job.info.path.name} ({region}, {h} x {w})\n{attrs['fmrecon_model']}, "
+        title += job.mask_label + (" (random-init encoder)" if "fmrecon_warning" in attrs else "")
         tiles, ncols = _tiles(job, shown)
         write_preview(path, tiles, title, ncols)
-        run.say(f"wrote {path}")
+        run.say(f"wrote {path}: preview, {region} {h} x {w}")
         written.append(Written(path, job.info.path, "preview", "png"))
     return written
 
 
-def _tiles(job: Job, view: _View) -> tuple[list[tuple[str, np.ndarray]], int | None]:
-    """Preview tiles of ``view`` and the grid width (None: square)."""
+def _tiles(job: Job, images: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], int | None]:
+    """Preview tiles of ``images`` (the job's frames x slices) and the grid width
+    (None: square)."""
     if job.info.format == "fastmri":
-        return [(f"slice {z}", view.images[0, j]) for j, z in enumerate(view.slices)], None
+        return [(f"slice {z}", images[0, j]) for j, z in enumerate(job.slices)], None
     tiles = [
-        (f"t{t} z{z}", view.images[i, j])
-        for i, t in enumerate(view.frames)
-        for j, z in enumerate(view.slices)
+        (f"t{t} z{z}", images[i, j])
+        for i, t in enumerate(job.frames)
+        for j, z in enumerate(job.slices)
     ]
-    return tiles, len(view.slices) if len(view.slices) <= 8 else None
+    return tiles, len(job.slices) if len(job.slices) <= 8 else None
 
 
 def _pick(job: Job, images: np.ndarray, frames: Sequence[int], slices: Sequence[int]):
@@ -301,11 +278,15 @@ def _image_volume(job: Job, images: np.ndarray) -> np.ndarray:
     return images
 
 
-def _write_mat(job: Job, images, attrs, run: _Run) -> tuple[Written, _View]:
+def _write_mat(job: Job, images, attrs, run: _Run) -> Written:
     path = job.output("mat")
     ranking = job.content == "ranking"
     frames, slices = ranking_subset(job.info) if ranking else (job.frames, job.slices)
+    # CMRxRecon: the submission (ranking subset or, --full-volume, every image);
+    # other input: every slice and frame, cropped to reconSpace as h5 and nifti
     picked = _pick(job, images, frames, slices)
+    if job.info.format != "cmrxrecon":
+        picked = _image_volume(job, picked)
     attrs = {**attrs, "fmrecon_content": job.content}
     write_submission(path, picked, crop=ranking, attrs=attrs)
     out = cmrxrecon_crop(picked, ranking_crop_size(*picked.shape[-2:])) if ranking else picked
@@ -318,19 +299,20 @@ def _write_mat(job: Job, images, attrs, run: _Run) -> tuple[Written, _View]:
             f", MATLAB v7.3 (HDF5): {out.nbytes / 2**30:.2f} GiB is over the v7 format's 2 GB "
             "limit; h5py (the official Python scorer's fallback) reads its axes reversed"
         )
-    return Written(path, job.info.path, what, "mat"), _View(out, list(frames), list(slices))
+    return Written(path, job.info.path, what, "mat")
 
 
-def _write_h5(job: Job, images, attrs, run: _Run) -> tuple[Written, _View]:
+def _write_h5(job: Job, images, attrs, run: _Run) -> Written:
     # fastMRI's convention: crop to the reconSpace matrix, (slices, h, w);
-    # raw data with several frames: (frames, slices, h, w)
+    # several frames (CMRxRecon cine, raw data): (frames, slices, h, w)
     path = job.output("h5")
     out = _image_volume(job, images)
     stored = out[0] if out.shape[0] == 1 else out
-    write_fastmri_recon(path, stored, job.info, {**attrs, "fmrecon_content": job.content})
+    content = "full-volume" if job.info.format == "cmrxrecon" else job.content
+    write_fastmri_recon(path, stored, job.info, {**attrs, "fmrecon_content": content})
     dims = "(slices, h, w)" if stored.ndim == 3 else "(frames, slices, h, w)"
     what = f"{FASTMRI_KEY} {dims} = {tuple(stored.shape)}"
-    return Written(path, job.info.path, what, "h5"), _View(out, job.frames, job.slices)
+    return Written(path, job.info.path, what, "h5")
 
 
 def _voxels(geometry: Geometry) -> str:
@@ -339,7 +321,7 @@ def _voxels(geometry: Geometry) -> str:
     return text if geometry.known else f"{text} (ASSUMED: no field of view in the input)"
 
 
-def _write_nifti(job: Job, images, attrs, run: _Run) -> tuple[Written, _View]:
+def _write_nifti(job: Job, images, attrs, run: _Run) -> Written:
     path = job.output("nifti")
     vol = _image_volume(job, images)
     geometry = volume_geometry(job.info)
@@ -349,10 +331,10 @@ def _write_nifti(job: Job, images, attrs, run: _Run) -> tuple[Written, _View]:
     dims = (*vol.shape[-2:], vol.shape[1]) + ((vol.shape[0],) if vol.shape[0] > 1 else ())
     what = f"NIfTI float32 (x, y, z{', t' if len(dims) == 4 else ''}) = {dims}, "
     what += f"voxels {_voxels(geometry)}"
-    return Written(path, job.info.path, what, "nifti"), _View(vol, job.frames, job.slices)
+    return Written(path, job.info.path, what, "nifti")
 
 
-def _write_dicom(job: Job, images, attrs, run: _Run) -> tuple[Written, _View]:
+def _write_dicom(job: Job, images, attrs, run: _Run) -> Written:
     path = job.output("dicom")
     vol = _image_volume(job, images)
     geometry = volume_geometry(job.info)
@@ -361,21 +343,23 @@ def _write_dicom(job: Job, images, attrs, run: _Run) -> tuple[Written, _View]:
         run.study_uids[info.subject] = new_uid()
     run.n_series += 1
     name = info.path.name.removesuffix(info.path.suffix)
+    acquisition = volume_acquisition(info)
     series = Series(
         patient_id=info.subject,
         description=f"fmrecon {attrs['fmrecon_model']} {name}",
         frames=job.frames,
         slices=job.slices,
-        temporal=info.format == "cmrxrecon" and not is_mapping_modality(info.modality),
+        temporal=acquisition.temporal,
         study_uid=run.study_uids[info.subject],
         series_number=run.n_series,
+        acquisition=acquisition,
     )
     files = write_dicom_series(path, vol, geometry, series, attrs)
     what = (
         f"DICOM MR series of {len(files)} images ({len(job.slices)} slices x "
         f"{len(job.frames)} frames) uint16, voxels {_voxels(geometry)}"
     )
-    return Written(path, job.info.path, what, "dicom"), _View(vol, job.frames, job.slices)
+    return Written(path, job.info.path, what, "dicom")
 
 
 _WRITERS = {"mat": _write_mat, "h5": _write_h5, "nifti": _write_nifti, "dicom": _write_dicom}

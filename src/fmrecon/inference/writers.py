@@ -39,10 +39,11 @@ DISPLAY_PERCENTILE = 99.5  # previews, NIfTI cal_max and DICOM windows: 0 to thi
 FORMATS = ("mat", "h5", "nifti", "dicom", "png")
 #: one line per format: what it writes
 FORMAT_HELP = {
-    "mat": "CMRxRecon submission <name>.mat: img4ranking single (sx, sy, sz, t), MATLAB v7 "
-    "(v5 format) as the official tools read it",
-    "h5": "fastMRI <name>.h5: reconstruction (slices, h, w) float32, reconSpace crop "
-    "(ISMRMRD raw input with several frames: (frames, slices, h, w))",
+    "mat": "<name>.mat: img4ranking single (sx, sy, sz, t), MATLAB v7 (v5 format) as the "
+    "official CMRxRecon tools read it (CMRxRecon input: the submission; other input: every "
+    "slice and frame)",
+    "h5": "<name>.h5: reconstruction (slices, h, w) float32 as fastMRI writes it, reconSpace "
+    "crop (several frames, CMRxRecon cine or raw data: (frames, slices, h, w))",
     "nifti": "<name>.nii.gz: float32 (x, y, slices[, frames]), every slice and frame",
     "dicom": "<name>_dicom/: MR Image Storage, one file per slice and frame",
     "png": "<name>.png: a preview grid",
@@ -50,8 +51,6 @@ FORMAT_HELP = {
 SUFFIX = {"mat": ".mat", "h5": ".h5", "nifti": ".nii.gz", "dicom": "_dicom", "png": ".png"}
 #: other names users type for a format (file suffixes)
 ALIASES = {"nii": "nifti", "nii.gz": "nifti", "dcm": "dicom", "hdf5": "h5"}
-#: input formats (data.formats names) a format applies to; the others apply to every input
-ONLY_FOR = {"mat": ("cmrxrecon",), "h5": ("fastmri", "ismrmrd")}
 DEFAULT_FORMATS = {"cmrxrecon": ("mat",), "fastmri": ("h5",), "ismrmrd": ("h5",)}
 
 
@@ -216,11 +215,14 @@ def write_fastmri_recon(
     info: VolumeInfo,
     attrs: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``reconstruction`` (slices, h, w) float32, already cropped, plus
-    the source's ``acquisition``/``patient_id`` and ``attrs``. Atomic."""
+    """Write ``reconstruction`` (slices, h, w) (or (frames, slices, h, w))
+    float32, already cropped, plus ``attrs`` and, from fastMRI input, the
+    source's ``acquisition``/``patient_id``. Atomic."""
     path = Path(path)
-    with open_h5(info.path) as f:
-        copied = {k: f.attrs[k] for k in ("acquisition", "patient_id") if k in f.attrs}
+    copied = {}
+    if info.format == "fastmri":
+        with open_h5(info.path) as f:
+            copied = {k: f.attrs[k] for k in ("acquisition", "patient_id") if k in f.attrs}
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset(FASTMRI_KEY, data=np.asarray(images, dtype=np.float32))
         f.attrs.update(copied)
@@ -259,8 +261,11 @@ def write_nifti(
     h, w = data.shape[:2]
     affine = nifti_affine(geometry, h, w, slices)
     img = nib.Nifti1Image(data, affine)
-    img.set_sform(affine, code="aligned")  # orientation and position are a convention
-    img.set_qform(affine, code="aligned")
+    # NIfTI-1 xform codes: "scanner" (1) for raw data's own slice positions and
+    # orientation, "aligned" (2) where they are our stated convention
+    code = "scanner" if geometry.centres is not None else "aligned"
+    img.set_sform(affine, code=code)
+    img.set_qform(affine, code=code)
     hdr = img.header
     hdr.set_xyzt_units("mm", "unknown")  # the frame interval is not in the input files
     hdr["cal_min"], hdr["cal_max"] = 0.0, display_max(data)

@@ -90,6 +90,9 @@ DEFAULTS: dict[str, Any] = {
         "log_every_n_steps": 10,
         "checkpoint_every_n_steps": 0,  # also write last-step.ckpt every N optimiser steps (0: off)
         "progress_bar": True,
+        # validation images (target, reconstruction, error map) logged to TensorBoard at
+        # every validation: this many, spread evenly over the validation batches (0: none)
+        "log_images": 4,
         # true: torch.use_deterministic_algorithms (an op without a deterministic kernel
         # is an error); "warn": a warning instead. The FM models' bilinear resizes have
         # no deterministic CUDA backward: true is refused for them on a GPU

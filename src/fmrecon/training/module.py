@@ -13,6 +13,7 @@ import warnings
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from fmrecon.inference.engine import Engine
 from fmrecon.losses import SSIMLoss, ssim
@@ -69,6 +70,10 @@ class ReconModule(L.LightningModule):
             )
         self._cache_mark = (0, 0)
         self.seed = int((run_config or {}).get("seed", 0))
+        trainer_cfg = (run_config or {}).get("trainer") or {}
+        self.log_images = int(trainer_cfg.get("log_images", 0))
+        self._val_images: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._image_batches: set[int] = set()
 
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(masked_kspace, mask)
@@ -104,6 +109,26 @@ class ReconModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums = torch.zeros(5, dtype=torch.float64, device=self.device)
+        self._val_images = {}
+        self._image_batches = self._log_image_batches()
+
+    def _log_image_batches(self) -> set[int]:
+        """Validation batches whose first image goes to TensorBoard: ``log_images``
+        of them spread evenly over the epoch (fixed, so every epoch shows the same
+        slices); none in Lightning's sanity check, off rank 0 or without TensorBoard."""
+        trainer = self._trainer
+        if (
+            trainer is None
+            or trainer.sanity_checking
+            or trainer.global_rank != 0
+            or not self.log_images
+            or not any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers)
+        ):
+            return set()
+        n = int(sum(trainer.num_val_batches))
+        if n <= 0:
+            return set()
+        return {int(i) for i in np.linspace(0, n - 1, min(self.log_images, n)).round()}
 
     def validation_step(self, batch, batch_idx):
         out = self.engine.predict(batch)
@@ -120,6 +145,8 @@ class ReconModule(L.LightningModule):
         self._val_sums += torch.stack(
             (s.double().sum(), psnr.sum(), nmse.sum(), loss.double(), count)
         )
+        if batch_idx in self._image_batches:
+            self._val_images[batch_idx] = (tgt[0].detach().cpu(), out[0].detach().float().cpu())
 
     def on_validation_epoch_end(self) -> None:
         sums = self._val_sums
@@ -130,6 +157,29 @@ class ReconModule(L.LightningModule):
         for name, value in zip(names, sums[:4] / n, strict=True):
             # already reduced across ranks: every rank logs the same value
             self.log(name, value.float(), prog_bar=name == "val_ssim", sync_dist=False)
+        self._write_val_images()
+
+    def _write_val_images(self) -> None:
+        """Target, reconstruction and error map of the kept validation images, as
+        fastMRI's MriModule logs them (tags ``val_images_idx_<batch>/target``,
+        ``/reconstruction``, ``/error``; the error scaled by its own max). Unlike
+        fastMRI, target and reconstruction share the target's max (clipped at 1),
+        so a reconstruction too bright or too dark shows."""
+        writers = [lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        for idx, (target, output) in sorted(self._val_images.items()):
+            scale = float(target.max()) or 1.0
+            error = (output - target).abs()
+            images = {
+                "target": target / scale,
+                "reconstruction": (output / scale).clamp(0.0, 1.0),
+                "error": error / (float(error.max()) or 1.0),
+            }
+            for name, img in images.items():
+                for w in writers:
+                    w.add_image(
+                        f"val_images_idx_{idx}/{name}", img, self.global_step, dataformats="HW"
+                    )
+        self._val_images = {}
 
     def configure_optimizers(self):
         cfg = self.optim_cfg

@@ -43,6 +43,8 @@ from fmrecon.physics.masks import create_mask
 NOISE_READOUTS = 16
 #: slice thickness and gap of the simulated short-axis stack (mm)
 SLICE_MM = 8.0
+RR_MS = 1000.0  # simulated R-R interval (60 beats per minute)
+TICK_MS = 2.5  # Siemens time-stamp tick, as siemens_to_ismrmrd copies it
 #: readout dwell time per sample (us), for the header only
 DWELL_US = 2.8
 
@@ -138,19 +140,27 @@ def write_ismrmrd(
     lines: np.ndarray | None = None,
     acs: np.ndarray | None = None,
     noise: np.ndarray | None = None,
+    directions: np.ndarray | None = None,
+    centre: Sequence[float] = (0.0, 0.0, 0.0),
 ) -> Path:
     """Write k-space (T, Z, C, H_enc, W) complex64 (T = cardiac phases, Z =
     slices, H_enc = encoded readout) as an ISMRMRD file, atomically: the
     ``header``, the ``noise`` readouts (N, C, H_enc) flagged as noise
     measurement, then a readout per acquired line, slice by slice, line by
     line, phase by phase. ``lines`` (W,) bool: the lines acquired (default
-    all); ``acs`` (W,) bool: the embedded calibration lines among them."""
+    all); ``acs`` (W,) bool: the embedded calibration lines among them.
+    Geometry: ``directions`` (3, 3), rows = the unit read, phase and slice
+    directions in patient coordinates (default the identity: axial), slice
+    ``z`` centred at ``centre + (z - (Z - 1) / 2) * SLICE_MM * slice_dir``."""
     import ismrmrd
 
     t_n, z_n, _, _, w = kspace.shape
     lines = np.ones(w, dtype=bool) if lines is None else np.asarray(lines, dtype=bool)
     acs = np.zeros(w, dtype=bool) if acs is None else np.asarray(acs, dtype=bool)
     acquired = np.nonzero(lines)[0]
+    dirs = np.eye(3) if directions is None else np.asarray(directions, dtype=np.float64)
+    offsets = (np.arange(z_n) - (z_n - 1) / 2) * SLICE_MM
+    where = np.asarray(centre, dtype=np.float64)[None, :] + offsets[:, None] * dirs[2][None, :]
     noise = [] if noise is None else noise
     acqs = [_acquisition(n, [ismrmrd.ACQ_IS_NOISE_MEASUREMENT]) for n in noise]
     for z in range(z_n):
@@ -171,8 +181,12 @@ def write_ismrmrd(
                 )
                 acq.scan_counter = len(acqs)
                 acq.acquisition_time_stamp = len(acqs)  # 2.5 ms ticks, as Siemens counts
-                acq.read_dir[0], acq.phase_dir[1], acq.slice_dir[2] = 1.0, 1.0, 1.0
-                acq.position[2] = (z - (z_n - 1) / 2) * SLICE_MM
+                # trigger delay of cardiac phase t (2.5 ms ticks): phases evenly over a
+                # 1000 ms R-R interval
+                acq.physiology_time_stamp[0] = round(t * RR_MS / t_n / TICK_MS)
+                for k in range(3):
+                    acq.read_dir[k], acq.phase_dir[k], acq.slice_dir[k] = dirs[:, k]
+                    acq.position[k] = where[z, k]
                 acqs.append(acq)
     acqs[-1].set_flag(ismrmrd.ACQ_LAST_IN_MEASUREMENT)
     path = Path(path)
