@@ -49,6 +49,11 @@ class Sample:
     subject: str = ""
     modality: str = ""
     acceleration: float = 0.0
+    # CMRxRecon 2025: center, vendor, field strength (T; None unknown), modality folder
+    center: str = ""
+    vendor: str = ""
+    field_strength: float | None = None
+    modality_folder: str = ""
 
     def pin_memory(self) -> Sample:
         """The sample with every tensor in page-locked memory, for the DataLoader's
@@ -88,6 +93,10 @@ def collate(samples: Sequence[Sample]) -> Sample:
         subject=[s.subject for s in samples],
         modality=[s.modality for s in samples],
         acceleration=[s.acceleration for s in samples],
+        center=[s.center for s in samples],
+        vendor=[s.vendor for s in samples],
+        field_strength=[s.field_strength for s in samples],
+        modality_folder=[s.modality_folder for s in samples],
     )
 
 
@@ -295,6 +304,10 @@ class SliceDataset(Dataset):
             subject=v.subject,
             modality=v.modality,
             acceleration=acceleration,
+            center=v.center or "",
+            vendor=v.vendor or "",
+            field_strength=v.field_strength,
+            modality_folder=v.modality_folder or "",
         )
 
 
