@@ -1,7 +1,7 @@
 """``fmrecon simulate``: write synthetic multi-coil data in the real file formats
 (CMRxRecon 2023 cine, CMRxRecon 2025 multi-center, fastMRI brain, ISMRMRD raw cine)
-plus ``simulation.json`` with the parameters, so the readers, training and evaluation can run end to end
-without the real data sets."""
+plus ``simulation.json`` with the parameters, so the readers, training and
+evaluation can run end to end without the real data sets."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FMT",
         help="cmrxrecon (cine in MultiCoil/Cine/TrainingSet), cmrxrecon2025 (the 2025 layout: "
         "MultiCoil/{Modality}/TrainingSet/FullSample/{Center}/{Vendor}/P001, several simulated "
-        "centers and scanners), fastmri (brain h5 in multicoil_val), ismrmrd (cine as raw scanner data in ismrmrd/FullSample, "
+        "centers and scanners), fastmri (brain h5 in multicoil_val), ismrmrd (cine as raw "
+        "scanner data in ismrmrd/FullSample, "
         "ismrmrd/AccFactorRR with --undersampled), both (cmrxrecon and fastmri, default) "
         "or all",
     )
