@@ -277,13 +277,12 @@ def test_kus_without_mask_and_mask_of_wrong_shape(tmp_path):
     write_mat(mp, {"mask": line_mask(32, 24, 3)})  # 3 frames, k-space 4
     with pytest.raises(
         DataError,
-        match=r"cine_sax_kus_ktGaussian16.mat: mask "
-        r"cine_sax_mask_ktGaussian16.mat has shape \(32, 24, 3\) \(nx, ny\[, nt\]\),"
-        r" k-space \(nx, ny, nt\) = \(32, 24, 4\)",
+        match=r"cine_sax_mask_ktGaussian16.mat: mask \(nx, ny, nt\) = \(32, 24, 3\) does not "
+        r"match the k-space of .*cine_sax_kus_ktGaussian16.mat: \(nx, ny, nt\) = \(32, 24, 4\)",
     ):
         inspect_file(kp)
     write_mat(mp, {"mask": line_mask(24, 32, None)})  # transposed
-    with pytest.raises(DataError, match=r"has shape \(24, 32\)"):
+    with pytest.raises(DataError, match=r"mask \(nx, ny\) = \(24, 32\) does not match"):
         inspect_file(kp)
     mp.unlink()
     with pytest.raises(

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from fmrecon.cli import main
+from fmrecon.data import cmrxrecon
 from fmrecon.data.formats import discover, reader
 from fmrecon.data.simulate import multicenter as m
+from fmrecon.data.slices import SliceDataset
 from fmrecon.errors import ConfigError
 from fmrecon.physics.fft import ifft2c
 
@@ -149,3 +151,70 @@ def test_bad_arguments(tmp_path):
         m.simulate_cmrxrecon2025(tmp_path, centers=["Center009"])
     with pytest.raises(ConfigError, match="unknown simulated modality 'LGE'"):
         m.simulate_cmrxrecon2025(tmp_path, modalities=["LGE"])
+
+
+@pytest.fixture(scope="module")
+def sim_val(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim25val")
+    rc = main(
+        [
+            "simulate",
+            "--format",
+            "cmrxrecon2025",
+            "--out",
+            str(out),
+            "--subjects",
+            "1",
+            "--centers",
+            "Center001",
+            "Center002",
+            "--modalities",
+            "Cine",
+            "BlackBlood",
+            "--no-lax",
+            "--frames",
+            "3",
+            "--undersampled",
+        ]
+    )
+    assert rc == 0
+    return out
+
+
+def test_validation_layout_kus_is_kspace_times_mask(sim_val):
+    infos, skipped = discover(sim_val)
+    kus = [i for i in infos if not i.fully_sampled]
+    assert len(kus) == 2 * 3  # one validation patient x 2 files x 3 scanners
+    assert {i.task for i in kus} == {"TaskR1"} and {i.patient for i in kus} == {"P002"}
+    assert {i.pattern for i in kus} <= set(m.PATTERNS)
+    assert {i.acceleration for i in kus} <= {8.0, 16.0, 24.0}
+    ds = SliceDataset(kus)
+    for idx in range(len(ds)):
+        s = ds[idx]
+        k = s.kspace.numpy()
+        sampled = s.mask[0].numpy()
+        assert np.all(k[:, ~sampled] == 0)  # kus = kspace .* mask
+        assert np.count_nonzero(k[:, sampled]) == k[:, sampled].size  # noisy data: no zeros
+    ds.close()
+    # every training file has the official masks of every pattern and R (Mask_TaskAll)
+    full = [i for i in infos if i.fully_sampled]
+    assert len(skipped) == len(kus) + len(full) * 3 * 3
+
+
+def test_training_masks_are_the_2025_generators_and_used_as_official(sim_val):
+    from fmrecon.physics.masks import cmrxrecon25_mask
+
+    infos, _ = discover(sim_val)
+    info = next(i for i in infos if i.fully_sampled and i.modality == "cine_sax")
+    func = cmrxrecon25_mask("ktRadial", 16)
+    ds = SliceDataset([info], mask_func=func, official_masks=True)
+    path = cmrxrecon.official_mask_path(info.path, 16, "ktRadial")
+    assert path.parts[-5] == "Mask_TaskAll"
+    stored = cmrxrecon.read_mask(path)  # (t, kx, ky)
+    assert stored.shape == (info.n_frames, *info.shape)
+    # the radial generator ignores the seed: the file is the generator's mask
+    np.testing.assert_array_equal(stored, func((info.n_frames, *info.shape)))
+    for idx in range(len(ds)):
+        s = ds[idx]
+        np.testing.assert_array_equal(s.mask[0].numpy(), stored[s.frame])
+    ds.close()

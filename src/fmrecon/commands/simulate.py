@@ -108,17 +108,20 @@ def _acquisition_arguments(parser: argparse.ArgumentParser) -> None:
         "--accelerations",
         type=int,
         nargs="+",
-        default=list(sim.ACCELERATIONS),
         metavar="R",
         help="CMRxRecon AccFactor folders (official mask files) to write, and the "
-        "accelerated ISMRMRD scans of --undersampled (default 4 8 10)",
+        "accelerated ISMRMRD scans of --undersampled (default 4 8 10); cmrxrecon2025 with "
+        "--undersampled: the R of the masks (default 8 16 24)",
     )
     parser.add_argument(
         "--undersampled",
         action="store_true",
         help="also write the undersampled k-space (kspace_subRR) beside each mask file, "
         "as in the challenge's AccFactor folders, and (ismrmrd) accelerated scans that "
-        "acquire only every R-th line and 24 central lines (inputs for `fmrecon reconstruct`)",
+        "acquire only every R-th line and 24 central lines (inputs for `fmrecon reconstruct`); "
+        "cmrxrecon2025: the training masks (TrainingSet/Mask_TaskAll) and one more patient "
+        "per scanner in the validation layout (TaskR1/.../UnderSample_TaskR1/..._kus_*.mat "
+        "with Mask_TaskR1)",
     )
     parser.add_argument(
         "--readout-oversampling",
@@ -218,7 +221,7 @@ def _simulate_cine(args, out: Path, report, record: dict) -> str:
         "n_slices": _pick(args.slices, sim.CARDIAC_SLICES),
         "n_frames": _pick(args.frames, sim.CARDIAC_FRAMES),
         "n_coils": _pick(args.coils, sim.CARDIAC_COILS),
-        "accelerations": list(args.accelerations),
+        "accelerations": list(_pick(args.accelerations, sim.ACCELERATIONS)),
         "lax": not args.no_lax,
         "undersampled": args.undersampled,
     }
@@ -244,6 +247,8 @@ def _simulate_2025(args, out: Path, report, record: dict) -> str:
         "n_frames": _pick(args.frames, sim25.FRAMES),
         "n_coils": args.coils,
         "lax": not args.no_lax,
+        "undersampled": args.undersampled,
+        "accelerations": list(_pick(args.accelerations, sim25.CMRXRECON25_ACCELERATIONS)),
     }
     paths = sim25.simulate_cmrxrecon2025(
         out, seed=args.seed, noise=args.noise, progress=report, **params
@@ -252,6 +257,8 @@ def _simulate_2025(args, out: Path, report, record: dict) -> str:
         **params,
         "scanners": sim25.scanner_table(scanners),
         "mapping_weightings": sim25.MAPPING_WEIGHTINGS,
+        "patterns": list(sim25.PATTERNS) if args.undersampled else [],
+        "validation_task": sim25.TASK if args.undersampled else None,
         "root": "MultiCoil",
         "files": [p.relative_to(out).as_posix() for p in paths],
     }
@@ -292,7 +299,9 @@ def _simulate_raw(args, out: Path, report, record: dict) -> str:
         "n_frames": _pick(args.frames, sim.CARDIAC_FRAMES),
         "n_coils": _pick(args.coils, sim.CARDIAC_COILS),
         "oversampling": args.readout_oversampling,
-        "accelerations": list(args.accelerations) if args.undersampled else [],
+        "accelerations": list(_pick(args.accelerations, sim.ACCELERATIONS))
+        if args.undersampled
+        else [],
     }
     paths = sim.simulate_ismrmrd(out, seed=args.seed, noise=args.noise, progress=report, **params)
     record["formats"]["ismrmrd"] = {

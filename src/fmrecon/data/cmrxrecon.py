@@ -41,6 +41,7 @@ from fmrecon.data.h5io import get_dataset, open_h5, read_complex, read_real
 from fmrecon.data.matv5 import MatV5File, is_matlab_v5, open_mat
 from fmrecon.data.types import NotKspaceFile, VolumeInfo
 from fmrecon.errors import DataError
+from fmrecon.physics.masks import mask_frames, parse_pattern_2025
 
 _SUB_KEY = re.compile(r"^kspace_sub(\d+)$")
 _MASK_KEY = re.compile(r"^mask(\d*)$")
@@ -213,20 +214,14 @@ def _key_2025(path: Path, loc: layout.Location, keys: list[str]) -> str:
 
 def _check_kus_mask(info: VolumeInfo) -> None:
     """The mask of a ``_kus_`` file exists and fits: (nx, ny), or (nx, ny, nt)."""
+    parse_pattern_2025(f"{info.pattern}{int(info.acceleration)}", info.path)
     mask_path = layout.kus_mask_path(info.path)
     if not mask_path.exists():
         raise DataError(
             f"{info.path}: _kus_ file without its mask file "
             f"{Path(*mask_path.parts[-5:]).as_posix()}"
         )
-    mask = read_mask(mask_path)
-    want = (info.n_frames, *info.shape) if mask.ndim == 3 else info.shape
-    if mask.shape != tuple(want):
-        matlab = lambda s: tuple(s[1:]) + (s[0],) if len(s) == 3 else tuple(s)  # noqa: E731
-        raise DataError(
-            f"{info.path}: mask {mask_path.name} has shape {matlab(mask.shape)} (nx, ny[, nt]), "
-            f"k-space (nx, ny, nt) = {(*info.shape, info.n_frames)}"
-        )
+    mask_frames(read_mask(mask_path), info.n_frames, info.shape, mask_path, info.path)
 
 
 def read_kspace(f: h5py.File, info: VolumeInfo, frame: int, slc: int) -> np.ndarray:

@@ -30,13 +30,14 @@ Center002) and the reason splits group by center and patient.
 from __future__ import annotations
 
 import copy
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fmrecon.data.cmrxrecon2025 import MODALITIES_4D, field_strength
+from fmrecon.data.cmrxrecon2025 import MODALITIES_4D, field_strength, training_mask_path
 from fmrecon.data.h5io import write_mat73
 from fmrecon.data.simulate.acquisition import _multicoil_kspace, coil_maps
 from fmrecon.data.simulate.cardiac import cardiac_phantom, sample_cardiac_anatomy
@@ -51,6 +52,7 @@ from fmrecon.data.simulate.common import (
     _rng,
 )
 from fmrecon.errors import ConfigError
+from fmrecon.physics.masks import CMRXRECON25_ACCELERATIONS, cmrxrecon25_mask
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,59 @@ def training_path(out_dir, modality: str, scanner: Scanner, patient: int, name: 
     )
 
 
+#: the patterns of the official masks (MaskGeneration_TrainingSet.m: Uniform,
+#: ktGaussian, ktRadial; ktUniform has no official 2025 file)
+PATTERNS = ("Uniform", "ktGaussian", "ktRadial")
+#: the validation task written with ``undersampled``
+TASK = "TaskR1"
+
+
+def mask_2025(pattern: str, r: int, t: int | None, h: int, w: int, tag: str) -> np.ndarray:
+    """A 2025 mask in MATLAB order, (nx, ny, nt) float64 or (nx, ny) for a 4-D
+    file (``t`` None), seeded by ``tag`` (one fixed mask per file and setting)."""
+    seed = zlib.crc32(tag.encode())
+    mask = cmrxrecon25_mask(pattern, r)((t, h, w) if t else (h, w), seed=seed)
+    return (mask.transpose(1, 2, 0) if t else mask).astype(np.float64)
+
+
+def _validation_path(out_dir, kind: str, modality, scanner, patient, name, pattern, r) -> Path:
+    folder = f"UnderSample_{TASK}" if kind == "kus" else f"Mask_{TASK}"
+    return (
+        Path(out_dir) / TASK / "MultiCoil" / modality / "ValidationSet" / folder
+        / scanner.center / scanner.vendor / f"P{patient:03d}" / f"{name}_{kind}_{pattern}{r}.mat"
+    )  # fmt: skip
+
+
+def _write_training_masks(emit, k, path: Path, modality, accelerations) -> None:
+    """``TrainingSet/Mask_TaskAll/.../{name}_mask_{P}{R}.mat`` for every pattern and R
+    (MaskGeneration_TrainingSet.m), of k-space ``k`` (HDF5 order)."""
+    t = None if modality in MODALITIES_4D else k.shape[0]
+    h, w = k.shape[-1], k.shape[-2]
+    for pattern in PATTERNS:
+        for r in accelerations:
+            mp = training_mask_path(path, pattern, r)
+            emit(mp, {"mask": mask_2025(pattern, r, t, h, w, mp.as_posix())}, "gzip")
+
+
+def _write_validation(emit, k, out_dir, modality, scanner, patient, name, accelerations):
+    """One undersampled file ``{name}_kus_{P}{R}.mat`` (``kus = kspace .* mask``,
+    Format_TaskR1.txt part 3) and its mask; the pattern and R of a file are drawn
+    from its name (fixed per file, varied over the files, as in the official listing)."""
+    pick = zlib.crc32(f"{scanner.center}/{scanner.vendor}/{patient}/{name}".encode())
+    pattern = PATTERNS[pick % len(PATTERNS)]
+    r = accelerations[(pick // len(PATTERNS)) % len(accelerations)]
+    t = None if modality in MODALITIES_4D else k.shape[0]
+    h, w = k.shape[-1], k.shape[-2]
+    mp = _validation_path(out_dir, "mask", modality, scanner, patient, name, pattern, r)
+    mask = mask_2025(pattern, r, t, h, w, mp.relative_to(out_dir).as_posix())
+    # mask (nx, ny[, nt]) -> HDF5 order ([nt,] 1, 1, ny, nx) against k ([T,] Z, C, ky, kx)
+    m = mask.T.astype(np.float32)
+    m = m[:, None, None] if t else m[None, None]
+    kp = _validation_path(out_dir, "kus", modality, scanner, patient, name, pattern, r)
+    emit(kp, {"kus": _matlab_view(np.ascontiguousarray(k * m))}, "gzip")
+    emit(mp, {"mask": mask}, "gzip")
+
+
 def pick_scanners(centers: Sequence[str] | None) -> tuple[Scanner, ...]:
     """The scanners of ``centers`` (all for None), in table order."""
     if not centers:
@@ -249,13 +304,25 @@ def simulate_cmrxrecon2025(
     n_coils: int | None = None,
     noise: float = NOISE,
     lax: bool = True,
+    undersampled: bool = False,
+    accelerations: Sequence[int] = CMRXRECON25_ACCELERATIONS,
+    n_validation: int = 1,
     progress: Progress = None,
 ) -> list[Path]:
     """Write ``n_subjects`` patients per scanner of ``centers`` in the 2025
     training layout ``MultiCoil/{Modality}/TrainingSet/FullSample/{Center}/{Vendor}/
     P001/{name}.mat`` (key ``kspace``, MATLAB v7.3, (nx, ny, nc, nz, nt) complex64
     or (nx, ny, nc, nz) for BlackBlood/T1w/T2w). ``n_coils`` overrides every
-    scanner's coil count. Returns the paths written; ``progress(path)`` after each."""
+    scanner's coil count.
+
+    ``undersampled``: also the official masks of the training files
+    (``TrainingSet/Mask_TaskAll/.../{name}_mask_{P}{R}.mat``, every pattern of
+    :data:`PATTERNS` and R of ``accelerations``) and the validation layout of
+    ``n_validation`` further patients per scanner (``TaskR1/MultiCoil/{Modality}/
+    ValidationSet/UnderSample_TaskR1/.../{name}_kus_{P}{R}.mat``, key ``kus``, one
+    pattern and R per file taking turns, beside ``Mask_TaskR1/.../{name}_mask_{P}{R}.mat``;
+    no ``_info.csv``: its content is not documented). Masks: the 2025 generators of
+    :mod:`fmrecon.physics.masks`. Returns the paths written; ``progress(path)`` after each."""
     _check_size(size, "cmrxrecon2025")
     _rng(seed)
     n_subjects = _check_positive(n_subjects, "subjects")
@@ -272,9 +339,19 @@ def simulate_cmrxrecon2025(
             f"unknown simulated modality '{bad[0]}' (choose from {', '.join(MODALITIES)})"
         )
     scanners = pick_scanners(centers)
+    accelerations = tuple(_check_positive(r, "acceleration", 2) for r in accelerations)
+    n_validation = _check_positive(n_validation, "validation patients", 0)
     written: list[Path] = []
+
+    def emit(path: Path, arrays: dict, compression=None) -> None:
+        write_mat73(path, arrays, compression=compression)
+        written.append(path)
+        if progress is not None:
+            progress(path)
+
     for scanner in scanners:
-        for p in range(1, n_subjects + 1):
+        last = n_subjects + (n_validation if undersampled else 0)
+        for p in range(1, last + 1):
             for modality in modalities:
                 for name in FILES[modality]:
                     if name == "cine_lax" and not lax:
@@ -295,11 +372,15 @@ def simulate_cmrxrecon2025(
                     k = np.ascontiguousarray(np.swapaxes(sim["kspace"], -1, -2))
                     if modality in MODALITIES_4D:
                         k = k[0]  # (nx, ny, nc, nz): no time axis
+                    if p > n_subjects:  # a validation patient
+                        _write_validation(
+                            emit, k, out_dir, modality, scanner, p, name, accelerations
+                        )
+                        continue
                     path = training_path(out_dir, modality, scanner, p, name)
-                    write_mat73(path, {"kspace": _matlab_view(k)})
-                    written.append(path)
-                    if progress is not None:
-                        progress(path)
+                    emit(path, {"kspace": _matlab_view(k)})
+                    if undersampled:
+                        _write_training_masks(emit, k, path, modality, accelerations)
     return written
 
 
