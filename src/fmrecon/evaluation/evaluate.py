@@ -15,7 +15,10 @@ Outputs (stable; scripts depend on them; columns/keys are only ever added):
   see :func:`fmrecon.metrics.convention_metrics`; then, for ``sense`` and
   ``cs-wavelet`` only, ``maps``, ``espirit_eig_median`` and ``espirit_kept``:
   the ESPIRiT calibration's summary, mean over the file's scored images, see
-  :meth:`fmrecon.models.classical.EspiritRecon.calibration_summary`);
+  :meth:`fmrecon.models.classical.EspiritRecon.calibration_summary`; then, for
+  CMRxRecon 2025 data only, ``center``, ``vendor`` (the vendor folder),
+  ``field_strength`` (T, empty when the folder name does not say) and
+  ``modality_folder`` (Cine, Mapping, ...));
 - ``summary.json``: a list of objects with ``model``, ``acceleration``,
   ``center_fraction``, ``ssim``, ``psnr``, ``nmse``, ``n_files``, ``weights``,
   ``checkpoint``, ``fingerprint_db`` (mean PSNR + 10 log10(mean NMSE): what a
@@ -25,7 +28,9 @@ Outputs (stable; scripts depend on them; columns/keys are only ever added):
 - ``summary.md``: the papers' layout, rows = model, columns = acceleration x
   {SSIM, PSNR, NMSE}; with centre fractions (fastMRI masks) one such table per
   centre fraction (the arXiv paper's Tables 2-3 group by centre fraction too);
-  then a table of the fingerprints per model and setting.
+  then a table of the fingerprints per model and setting; for CMRxRecon 2025
+  data, then the means by center, vendor, field strength and modality
+  (:func:`fmrecon.evaluation.tables.breakdown_tables`).
 
 ``weights`` says what the numbers measure (see :func:`weights_label`):
 ``none`` (zero-filled), ``trained`` (an fmrecon checkpoint of a model without
@@ -377,6 +382,7 @@ def _score(
                 "weights": m.weights,
                 "checkpoint": m.checkpoint,
                 **_diagnostics(images.diagnostics.get(m.label, [])),
+                **_site(info),
             }
         )
         if progress is not None:
@@ -387,6 +393,19 @@ def _score(
                 + " ".join(f"{k}={metrics[k]:.4f}" for k in METRIC_NAMES)
             )
     return rows
+
+
+def _site(info: VolumeInfo) -> dict:
+    """CMRxRecon 2025 rows: the center, vendor folder, field strength (T) and
+    modality folder of the file (none for the other data sets)."""
+    if info.center is None:
+        return {}
+    return {
+        "center": info.center,
+        "vendor": info.vendor,
+        "field_strength": info.field_strength,
+        "modality_folder": info.modality_folder,
+    }
 
 
 def _diagnostics(per_image: list[dict]) -> dict:
