@@ -58,9 +58,11 @@ from fmrecon.inference.engine import Engine, stream_batches
 from fmrecon.metrics import (
     CONVENTIONS,
     METRIC_NAMES,
+    RANKING_CONVENTIONS,
     convention_crop_size,
     convention_metrics,
     ranking_indices,
+    ranking_indices_2025,
     scored_region,
 )
 from fmrecon.models.base import build_record
@@ -129,8 +131,11 @@ def weights_label(model) -> str:
     return RANDOM_ENCODER if record.random_encoder else "trained, pretrained encoder"
 
 
-def _ranking_items(info: VolumeInfo) -> list[tuple[int, int]]:
-    slices, frames = ranking_indices(info.n_slices, info.n_frames, info.modality)
+def _ranking_items(info: VolumeInfo, convention: str) -> list[tuple[int, int]]:
+    if convention == "cmrxrecon2025":  # run4Ranking_2025.m decides on the file name
+        slices, frames = ranking_indices_2025(info.n_slices, info.n_frames, info.path.name)
+    else:
+        slices, frames = ranking_indices(info.n_slices, info.n_frames, info.modality)
     return [(t, z) for t in frames for z in slices]
 
 
@@ -140,7 +145,9 @@ def _all_items(info: VolumeInfo) -> list[tuple[int, int]]:
 
 def scored_items(info: VolumeInfo, convention: str) -> list[tuple[int, int]]:
     """(frame, slice) pairs scored in ``convention``: CMRxRecon ranking subset or all."""
-    return _ranking_items(info) if convention == "cmrxrecon" else _all_items(info)
+    if convention in RANKING_CONVENTIONS:
+        return _ranking_items(info, convention)
+    return _all_items(info)
 
 
 def file_batches(index: Sequence[tuple[int, int, int]], batch_size: int) -> list[list[int]]:
@@ -339,7 +346,7 @@ def _capture(setting, info, key, target, zf, recons, max_value, convention) -> F
         zero_filled=zf_c,
         recons=cropped,
         data_range=max_value if convention in ("fastmri", "full-volume") else None,
-        per_image_max=convention in ("cmrxrecon", "full-per-image"),
+        per_image_max=convention in (*RANKING_CONVENTIONS, "full-per-image"),
     )
 
 
@@ -420,7 +427,8 @@ def _score_file(info: VolumeInfo, images: list, convention: str) -> dict:
     recon); the dataset already kept the convention's frames and slices."""
     target = np.stack([img[2] for img in images])
     recon = np.stack([img[3] for img in images])
-    return convention_metrics(target, recon, convention)
+    grid = (len({img[0] for img in images}), len({img[1] for img in images}))
+    return convention_metrics(target, recon, convention, grid=grid)
 
 
 def _num(x: float):
