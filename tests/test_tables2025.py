@@ -126,3 +126,15 @@ def test_evaluate_cli_breaks_down_2025_data(tmp_path):
     c2 = [r for r in rows if r["center"] == "Center002"]
     mean = np.mean([float(r["ssim"]) for r in c2])
     assert f"| zero-filled | x8 | Center002 | {mean:.4f} |" in text
+
+
+def test_figure_names_keep_vendors_apart(tmp_path):
+    from fmrecon.data.formats import discover
+    from fmrecon.evaluation.evaluate import _short_name
+
+    small_2025_tree(tmp_path)
+    p004 = [v for v in discover(tmp_path)[0] if v.patient == "P004" and v.modality == "cine_sax"]
+    names = {_short_name(v) for v in p004}
+    assert names == {"Center002/Siemens_15T_Aera/P004/cine_sax.mat"}
+    all_p004 = {_short_name(v) for v in discover(tmp_path)[0] if v.patient == "P004"}
+    assert "Center002/UIH_30T_umr880/P004/T2w.mat" in all_p004 and len(all_p004) == 3

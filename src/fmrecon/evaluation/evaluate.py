@@ -351,7 +351,11 @@ def _capture(setting, info, key, target, zf, recons, max_value, convention) -> F
 
 
 def _short_name(info: VolumeInfo) -> str:
-    """``P001/cine_sax.mat`` for CMRxRecon (names repeat across subjects), else the name."""
+    """``P001/cine_sax.mat`` for CMRxRecon (names repeat across subjects; 2025:
+    ``Center002/UIH_30T_umr880/P004/cine_sax.mat``, numbers repeat across vendors),
+    else the name."""
+    if info.center is not None:
+        return f"{info.subject}/{info.path.name}"
     return (
         f"{info.path.parent.name}/{info.path.name}"
         if info.format == "cmrxrecon"
