@@ -104,7 +104,9 @@ def make_holdout_split(
     kept = {v.split_group for v in volumes if value(v) not in wanted}
     rest = sorted(kept - held)
     if not rest:
-        raise ConfigError(f"data.holdout: holding out {by} {wanted} leaves no files to train on")
+        raise ConfigError(
+            f"data.holdout.test: holding out {by} {wanted} leaves no files to train on"
+        )
     split = make_split(rest, fractions, seed)
     split["test"] = sorted(set(split["test"]) | held)
     split["grouping"] = GROUPING
