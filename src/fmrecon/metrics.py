@@ -38,6 +38,7 @@ table (see :func:`fingerprint_db`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -407,6 +408,8 @@ def _per_image_mean(target: np.ndarray, recon: np.ndarray) -> dict[str, float]:
 #   reconstruction when it has 4 (two slices and several frames): Test_Score2025.py calls
 #   calmetric(gt, recon) whose parameters are (pred_recon, gt_recon), and calmetric's 2-D/3-D
 #   branches swap the roles back. Reproduced here, so the numbers are the leaderboard's.
+# - the leaderboard is a mean over groups ((center, vendor) for task R1, diseases for the
+#   others) of per-group adjusted means, not a mean over files (challenge_summary_2025).
 
 #: run4Ranking_2025.m: names of the 4-D modalities (one frame) and of the modalities whose
 #: every frame is ranked (detectMap, then T1rho); matched with MATLAB's case-sensitive contains
@@ -546,6 +549,43 @@ def cmrxrecon2025_image_metrics(gt, pred, reference: str = "target") -> dict[str
 def _cmrxrecon2025_metrics(target: np.ndarray, recon: np.ndarray, reference: str) -> dict:
     per = [cmrxrecon2025_image_metrics(t, r, reference) for t, r in zip(target, recon, strict=True)]
     return {k: float(np.mean([m[k] for m in per])) for k in (*METRIC_NAMES, "fingerprint_db")}
+
+
+def challenge_summary_2025(
+    rows: Sequence[Mapping], by: Sequence[str], expected: Mapping[tuple, int] | None = None
+) -> dict:
+    """The 2025 scorer's summary of per-file rows (dicts with ``psnr``, ``ssim``,
+    ``nmse`` and the ``by`` fields, e.g. ("center", "vendor") for task R1):
+    per group, ``PSNR_adj = sum(PSNR) / expected`` (SSIM alike) and
+    ``NMSE_adj = mean(NMSE) * (2 - submitted / expected)``, where ``expected``
+    is the group's file count in the ground truth (default: the rows
+    themselves, when the adjusted means are the plain means), then the mean of
+    the groups' values (``Mean_of_all_centers_*``: every group counts once,
+    whatever its number of files). Rows with a NaN metric are not counted
+    (the scorer keeps records without a comment only).
+
+    Returns ``{"groups": {key: {"n": , "expected": , "psnr": , "ssim": , "nmse": }},
+    "mean": {"psnr": , "ssim": , "nmse": }}``.
+    """
+    grouped: dict[tuple, list[Mapping]] = {}
+    for r in rows:
+        if all(math.isfinite(float(r[k])) for k in METRIC_NAMES):
+            grouped.setdefault(tuple(r[k] for k in by), []).append(r)
+    groups = {}
+    for key, members in sorted(grouped.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        n = len(members)
+        total = n if expected is None else int(expected.get(key, 0))
+        if total <= 0:
+            continue  # the scorer skips groups without ground-truth files
+        psnr_ = sum(float(r["psnr"]) for r in members) / total
+        ssim_ = sum(float(r["ssim"]) for r in members) / total
+        nmse_ = float(np.mean([float(r["nmse"]) for r in members])) * (2 - n / total)
+        groups[key] = {"n": n, "expected": total, "psnr": psnr_, "ssim": ssim_, "nmse": nmse_}
+    mean = {
+        k: float(np.mean([g[k] for g in groups.values()])) if groups else math.nan
+        for k in METRIC_NAMES
+    }
+    return {"groups": groups, "mean": mean}
 
 
 def convention_metrics(
