@@ -60,9 +60,11 @@ def test_ranking_indices_2025(nz, nt):
     for name in ["blackblood.mat", "T1w.mat", "T2w_kus_Uniform24.mat"]:
         if nt == 1:  # 4-D modalities: one frame
             assert ranking_indices_2025(nz, 1, name) == (SLICES[nz], [0])
-        else:  # named 4-D but with a time axis: refused in one line
+        else:  # named 4-D but with a time axis: refused in one line naming the file
             with pytest.raises(DataError, match=f"{name}: named as a 4-D modality"):
                 ranking_indices_2025(nz, nt, name)
+            with pytest.raises(DataError, match=f"^C1/V/P001/{name}: named as a 4-D"):
+                ranking_indices_2025(nz, nt, name, f"C1/V/P001/{name}")
 
 
 # ----------------------------------------------------------------------------- reduction

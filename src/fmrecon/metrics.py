@@ -38,6 +38,7 @@ table (see :func:`fingerprint_db`).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -425,9 +426,12 @@ def is_single_frame_2025(name: str) -> bool:
     return any(k in str(name) for k in RANKING25_SINGLE_FRAME)
 
 
-def ranking_indices_2025(nz: int, nt: int, name: str) -> tuple[list[int], list[int]]:
+def ranking_indices_2025(
+    nz: int, nt: int, name: str, source: str | os.PathLike | None = None
+) -> tuple[list[int], list[int]]:
     """0-based (slice_indices, frame_indices) ``run4Ranking_2025.m`` keeps of a file
-    named ``name`` (its file name: the official code decides on ``fileInfo.name``).
+    named ``name`` (its file name: the official code decides on ``fileInfo.name``;
+    ``source``, e.g. the file's path, is what an error names, default ``name``).
 
     Slices ``round(sz/2)-1 : round(sz/2)`` (1-based, MATLAB round), all when
     ``sz < 3``; frames: one for the 4-D modalities and for ``t == 1``, all for
@@ -440,7 +444,7 @@ def ranking_indices_2025(nz: int, nt: int, name: str) -> tuple[list[int], list[i
     single = is_single_frame_2025(name)
     if single and nt > 1:
         raise DataError(
-            f"{name}: named as a 4-D modality ({'/'.join(RANKING25_SINGLE_FRAME)}: "
+            f"{source or name}: named as a 4-D modality ({'/'.join(RANKING25_SINGLE_FRAME)}: "
             f"(nx, ny, nc, nz), no time axis in run4Ranking_2025.m) but has {nt} frames"
         )
     if nz < 3:
