@@ -393,9 +393,11 @@ def _per_image_mean(target: np.ndarray, recon: np.ndarray) -> dict[str, float]:
 
 # The 2025 ranking reduction is run4Ranking_2025.m (github.com/CmrxRecon/CMRxRecon2025,
 # CMRxReconDemo/); the scoring is the organisers' 2025 scorer (github.com/CmrxRecon/
-# CMRx-evaluation-snippets, test-2025/Test_Score2025.py + Evaluation.py; the validation
-# scorer CMRxRecon2025-snippets/evaluation-2025/ has the same per-image formulas). Where
-# 2025 differs from 2023 (run4Ranking.m and the max-normalised metrics above):
+# CMRx-evaluation-snippets, test-2025/Test_Score2025.py + Evaluation.py. The validation
+# scorer, CMRxRecon2025-snippets/evaluation-2025/Val_Score2025_v3.py, has the same per-image
+# formulas but does not squeeze: it scores an (h, w, 1, T) array with the reconstruction as
+# reference and fails on an (h, w) one). Where 2025 differs from 2023 (run4Ranking.m and
+# the max-normalised metrics above):
 # - frames are chosen from the file name with MATLAB's case-sensitive ``contains``: all
 #   frames for T1map/T2map/T2smap/T1mappost and T1rho, one frame for blackblood/T1w/T2w
 #   (4-D k-space, no time axis) or a single-frame file, else the first 3;
