@@ -276,3 +276,14 @@ def test_dataset_refuses_a_mask_file_of_another_shape(cmrx_tree):
     msg = str(e.value)
     assert str(sub / "cine_sax_mask.mat") in msg and str(sub / "cine_sax.mat") in msg
     assert "(nx, ny, nt) = (24, 40, 3)" in msg and "(nx, ny, nt) = (24, 40, 4)" in msg
+
+
+def test_training_and_evaluation_grids_take_the_2025_kinds():
+    from fmrecon.training.data import build_masks
+
+    funcs = build_masks({"kind": "cmrxrecon25-kt-gaussian", "accelerations": [8, 16, 24]})
+    assert [(f.kind, f.acceleration, f.center_lines) for f in funcs] == [
+        ("cmrxrecon25-kt-gaussian", r, 20) for r in (8.0, 16.0, 24.0)
+    ]
+    with pytest.raises(MaskError, match="applies to fastMRI masks"):
+        M.mask_grid("cmrxrecon25-uniform", [8], [0.08])

@@ -60,9 +60,11 @@ def test_ranking_indices_2025(nz, nt):
     for name in ["blackblood.mat", "T1w.mat", "T2w_kus_Uniform24.mat"]:
         if nt == 1:  # 4-D modalities: one frame
             assert ranking_indices_2025(nz, 1, name) == (SLICES[nz], [0])
-        else:  # named 4-D but with a time axis: refused in one line
+        else:  # named 4-D but with a time axis: refused in one line naming the file
             with pytest.raises(DataError, match=f"{name}: named as a 4-D modality"):
                 ranking_indices_2025(nz, nt, name)
+            with pytest.raises(DataError, match=f"^C1/V/P001/{name}: named as a 4-D"):
+                ranking_indices_2025(nz, nt, name, f"C1/V/P001/{name}")
 
 
 # ----------------------------------------------------------------------------- reduction
@@ -373,3 +375,30 @@ def test_evaluate_cli_scores_as_the_official_scorer(cmrx_tree, tmp_path):
             # fmrecon's images are float32 (eps 6e-8, ~10 FFT stages: ~6e-7 per pixel),
             # amplified in the error by |x| / |x - y| ~ 1 / sqrt(NMSE) ~ 5: < 1e-5
             assert float(row[key]) == pytest.approx(want[key], rel=1e-5), (rel, key)
+
+
+def test_challenge_summary_hand_case():
+    # Test_Score2025.py: per (center, vendor) PSNR_adj = sum / expected, SSIM alike,
+    # NMSE_adj = mean * (2 - submitted / expected); then the mean over the groups
+    from fmrecon.metrics import challenge_summary_2025
+
+    rows = [
+        {"center": "A", "vendor": "V1", "psnr": 30.0, "ssim": 0.9, "nmse": 0.01},
+        {"center": "A", "vendor": "V1", "psnr": 32.0, "ssim": 0.8, "nmse": 0.03},
+        {"center": "B", "vendor": "V2", "psnr": 20.0, "ssim": 0.5, "nmse": 0.10},
+        {"center": "B", "vendor": "V2", "psnr": math.nan, "ssim": 0.1, "nmse": 0.5},  # dropped
+    ]
+    s = challenge_summary_2025(rows, ("center", "vendor"))
+    a, b = s["groups"][("A", "V1")], s["groups"][("B", "V2")]
+    assert (a["n"], b["n"]) == (2, 1)
+    assert (a["psnr"], a["ssim"], a["nmse"]) == pytest.approx((31.0, 0.85, 0.02))
+    assert (b["psnr"], b["ssim"], b["nmse"]) == pytest.approx((20.0, 0.5, 0.10))
+    # every group counts once: (31 + 20) / 2 = 25.5, not the mean over files (27.33)
+    assert (s["mean"]["psnr"], s["mean"]["ssim"], s["mean"]["nmse"]) == pytest.approx(
+        (25.5, 0.675, 0.06)
+    )
+    # 2 of 4 files of A submitted: 62 / 4 = 15.5, 1.7 / 4, 0.02 * (2 - 2/4) = 0.03
+    s = challenge_summary_2025(rows, ("center", "vendor"), {("A", "V1"): 4, ("B", "V2"): 1})
+    a = s["groups"][("A", "V1")]
+    assert (a["psnr"], a["ssim"], a["nmse"]) == pytest.approx((15.5, 0.425, 0.03))
+    assert s["mean"]["psnr"] == pytest.approx(17.75)

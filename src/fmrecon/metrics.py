@@ -38,6 +38,8 @@ table (see :func:`fingerprint_db`).
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -391,9 +393,11 @@ def _per_image_mean(target: np.ndarray, recon: np.ndarray) -> dict[str, float]:
 
 # The 2025 ranking reduction is run4Ranking_2025.m (github.com/CmrxRecon/CMRxRecon2025,
 # CMRxReconDemo/); the scoring is the organisers' 2025 scorer (github.com/CmrxRecon/
-# CMRx-evaluation-snippets, test-2025/Test_Score2025.py + Evaluation.py; the validation
-# scorer CMRxRecon2025-snippets/evaluation-2025/ has the same per-image formulas). Where
-# 2025 differs from 2023 (run4Ranking.m and the max-normalised metrics above):
+# CMRx-evaluation-snippets, test-2025/Test_Score2025.py + Evaluation.py. The validation
+# scorer, CMRxRecon2025-snippets/evaluation-2025/Val_Score2025_v3.py, has the same per-image
+# formulas but does not squeeze: it scores an (h, w, 1, T) array with the reconstruction as
+# reference and fails on an (h, w) one). Where 2025 differs from 2023 (run4Ranking.m and
+# the max-normalised metrics above):
 # - frames are chosen from the file name with MATLAB's case-sensitive ``contains``: all
 #   frames for T1map/T2map/T2smap/T1mappost and T1rho, one frame for blackblood/T1w/T2w
 #   (4-D k-space, no time axis) or a single-frame file, else the first 3;
@@ -407,6 +411,8 @@ def _per_image_mean(target: np.ndarray, recon: np.ndarray) -> dict[str, float]:
 #   reconstruction when it has 4 (two slices and several frames): Test_Score2025.py calls
 #   calmetric(gt, recon) whose parameters are (pred_recon, gt_recon), and calmetric's 2-D/3-D
 #   branches swap the roles back. Reproduced here, so the numbers are the leaderboard's.
+# - the leaderboard is a mean over groups ((center, vendor) for task R1, diseases for the
+#   others) of per-group adjusted means, not a mean over files (challenge_summary_2025).
 
 #: run4Ranking_2025.m: names of the 4-D modalities (one frame) and of the modalities whose
 #: every frame is ranked (detectMap, then T1rho); matched with MATLAB's case-sensitive contains
@@ -422,9 +428,12 @@ def is_single_frame_2025(name: str) -> bool:
     return any(k in str(name) for k in RANKING25_SINGLE_FRAME)
 
 
-def ranking_indices_2025(nz: int, nt: int, name: str) -> tuple[list[int], list[int]]:
+def ranking_indices_2025(
+    nz: int, nt: int, name: str, source: str | os.PathLike | None = None
+) -> tuple[list[int], list[int]]:
     """0-based (slice_indices, frame_indices) ``run4Ranking_2025.m`` keeps of a file
-    named ``name`` (its file name: the official code decides on ``fileInfo.name``).
+    named ``name`` (its file name: the official code decides on ``fileInfo.name``;
+    ``source``, e.g. the file's path, is what an error names, default ``name``).
 
     Slices ``round(sz/2)-1 : round(sz/2)`` (1-based, MATLAB round), all when
     ``sz < 3``; frames: one for the 4-D modalities and for ``t == 1``, all for
@@ -437,7 +446,7 @@ def ranking_indices_2025(nz: int, nt: int, name: str) -> tuple[list[int], list[i
     single = is_single_frame_2025(name)
     if single and nt > 1:
         raise DataError(
-            f"{name}: named as a 4-D modality ({'/'.join(RANKING25_SINGLE_FRAME)}: "
+            f"{source or name}: named as a 4-D modality ({'/'.join(RANKING25_SINGLE_FRAME)}: "
             f"(nx, ny, nc, nz), no time axis in run4Ranking_2025.m) but has {nt} frames"
         )
     if nz < 3:
@@ -546,6 +555,43 @@ def cmrxrecon2025_image_metrics(gt, pred, reference: str = "target") -> dict[str
 def _cmrxrecon2025_metrics(target: np.ndarray, recon: np.ndarray, reference: str) -> dict:
     per = [cmrxrecon2025_image_metrics(t, r, reference) for t, r in zip(target, recon, strict=True)]
     return {k: float(np.mean([m[k] for m in per])) for k in (*METRIC_NAMES, "fingerprint_db")}
+
+
+def challenge_summary_2025(
+    rows: Sequence[Mapping], by: Sequence[str], expected: Mapping[tuple, int] | None = None
+) -> dict:
+    """The 2025 scorer's summary of per-file rows (dicts with ``psnr``, ``ssim``,
+    ``nmse`` and the ``by`` fields, e.g. ("center", "vendor") for task R1):
+    per group, ``PSNR_adj = sum(PSNR) / expected`` (SSIM alike) and
+    ``NMSE_adj = mean(NMSE) * (2 - submitted / expected)``, where ``expected``
+    is the group's file count in the ground truth (default: the rows
+    themselves, when the adjusted means are the plain means), then the mean of
+    the groups' values (``Mean_of_all_centers_*``: every group counts once,
+    whatever its number of files). Rows with a NaN metric are not counted
+    (the scorer keeps records without a comment only).
+
+    Returns ``{"groups": {key: {"n": , "expected": , "psnr": , "ssim": , "nmse": }},
+    "mean": {"psnr": , "ssim": , "nmse": }}``.
+    """
+    grouped: dict[tuple, list[Mapping]] = {}
+    for r in rows:
+        if all(math.isfinite(float(r[k])) for k in METRIC_NAMES):
+            grouped.setdefault(tuple(r[k] for k in by), []).append(r)
+    groups = {}
+    for key, members in sorted(grouped.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        n = len(members)
+        total = n if expected is None else int(expected.get(key, 0))
+        if total <= 0:
+            continue  # the scorer skips groups without ground-truth files
+        psnr_ = sum(float(r["psnr"]) for r in members) / total
+        ssim_ = sum(float(r["ssim"]) for r in members) / total
+        nmse_ = float(np.mean([float(r["nmse"]) for r in members])) * (2 - n / total)
+        groups[key] = {"n": n, "expected": total, "psnr": psnr_, "ssim": ssim_, "nmse": nmse_}
+    mean = {
+        k: float(np.mean([g[k] for g in groups.values()])) if groups else math.nan
+        for k in METRIC_NAMES
+    }
+    return {"groups": groups, "mean": mean}
 
 
 def convention_metrics(

@@ -133,7 +133,9 @@ def weights_label(model) -> str:
 
 def _ranking_items(info: VolumeInfo, convention: str) -> list[tuple[int, int]]:
     if convention == "cmrxrecon2025":  # run4Ranking_2025.m decides on the file name
-        slices, frames = ranking_indices_2025(info.n_slices, info.n_frames, info.path.name)
+        slices, frames = ranking_indices_2025(
+            info.n_slices, info.n_frames, info.path.name, info.path
+        )
     else:
         slices, frames = ranking_indices(info.n_slices, info.n_frames, info.modality)
     return [(t, z) for t in frames for z in slices]

@@ -216,7 +216,7 @@ class MaskFunc(ABC):
     Every mask function draws from ``choices``, the single mask constructions
     behind it (itself for a single one, several for :class:`MaskChoice`);
     ``choose(seed)`` is the one a call with ``seed`` uses. ``official_pattern``
-    names the CMRxRecon 2024 mask files of the kind (``Uniform``,
+    names the CMRxRecon 2024/2025 mask files of the kind (``Uniform``,
     ``ktGaussian``, ...; None for kinds without files of their own).
     """
 
