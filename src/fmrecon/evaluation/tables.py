@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fmrecon.data.h5io import atomic_path
-from fmrecon.metrics import METRIC_NAMES
+from fmrecon.metrics import METRIC_NAMES, challenge_summary_2025
 
 CSV_FIELDS = (
     "model",
@@ -198,6 +198,35 @@ def breakdown_tables(rows: Sequence[dict]) -> list[str]:
     return lines
 
 
+def challenge_table_2025(rows: Sequence[dict]) -> list[str]:
+    """Markdown lines: per model and setting, the organisers' 2025 summary
+    (:func:`fmrecon.metrics.challenge_summary_2025` over (center, vendor) groups:
+    each scanner of each center counts once, ``Mean_of_all_centers_*``), for the
+    rows scored in the ``cmrxrecon2025`` convention; none for other rows."""
+    rows = [r for r in rows if r.get("convention") == "cmrxrecon2025"]
+    if not rows:
+        return []
+    head = ["Model", "Setting", "SSIM", "PSNR", "NMSE", "Groups"]
+    lines = [
+        "",
+        "**Mean over centers and vendors** (the 2025 scorer's Mean_of_all_centers: each "
+        "(center, vendor) group's mean counts once, whatever its number of files)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    settings: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        settings[(r["model"], r["acceleration"], r["center_fraction"])].append(r)
+    for (model, acc, cf), rs in settings.items():
+        summary = challenge_summary_2025(rs, ("center", "vendor"))
+        m = summary["mean"]
+        setting = f"x{acc}" + (f" cf {cf:g}" if cf is not None else "")
+        cells = [model, setting, _fmt(m["ssim"], 4), _fmt(m["psnr"], 2), _fmt(m["nmse"], 4)]
+        lines.append("| " + " | ".join(cells + [str(len(summary["groups"]))]) + " |")
+    return lines
+
+
 def _group(value) -> str:
     if value is None or value == "":
         return "unknown"
@@ -214,7 +243,8 @@ def _num_key(x):
 def write_results(out_dir: str | Path, rows: Sequence[dict], header_note: str = "") -> list[dict]:
     """Write metrics.csv, summary.json and summary.md atomically; return the summary.
     Rows of CMRxRecon 2025 data add the columns :data:`SITE_FIELDS` to metrics.csv
-    and the :func:`breakdown_tables` to summary.md."""
+    and the :func:`breakdown_tables` (and, in the ``cmrxrecon2025`` convention,
+    :func:`challenge_table_2025`) to summary.md."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
@@ -236,6 +266,7 @@ def write_results(out_dir: str | Path, rows: Sequence[dict], header_note: str = 
     with atomic_path(out_dir / "summary.md") as tmp:
         text = markdown_table(summary)
         if sites:
-            text += "\n".join(breakdown_tables(rows)).lstrip("\n").join(["\n", "\n"])
+            extra = breakdown_tables(rows) + challenge_table_2025(rows)
+            text += "\n".join(extra).lstrip("\n").join(["\n", "\n"])
         tmp.write_text((header_note + "\n\n" if header_note else "") + text)
     return summary
