@@ -242,6 +242,15 @@ def test_2025_file_in_2023_layout_is_an_error(tmp_path):
     )
     with pytest.raises(DataError, match=r"CMRxRecon 2025 file \(key 'kus'\) in a 2023/2024"):
         discover(tmp_path / "MultiCoil/Cine/ValidationSet")
+    loose = write_cmrx(
+        tmp_path / "elsewhere" / "cine_sax.mat", random_kspace((24, 40, 2, 1, 2)), key="kspace"
+    )
+    with pytest.raises(
+        DataError,
+        match=r"elsewhere/cine_sax.mat: CMRxRecon 2025 file \(key "
+        r"'kspace'\) outside the 2025 folder layout; expected MultiCoil/",
+    ):
+        inspect_file(loose)
 
 
 def test_2023_file_in_2025_layout_is_an_error(tmp_path):

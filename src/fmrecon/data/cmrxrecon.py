@@ -122,9 +122,13 @@ def _refuse_2025_keys(path, keys) -> None:
         return
     found = [k for k in ("kus", "kspace") if k in keys]
     if found:
-        where = "a 2023/2024 folder layout" if layout.in_2023_layout(path) else "no 2025 layout"
+        where = (
+            "in a 2023/2024 folder layout"
+            if layout.in_2023_layout(path)
+            else "outside the 2025 folder layout"
+        )
         raise DataError(
-            f"{path}: CMRxRecon 2025 file (key '{found[0]}') in {where}; expected "
+            f"{path}: CMRxRecon 2025 file (key '{found[0]}') {where}; expected "
             f"{_2025_FORM}{Path(path).name}"
         )
 
