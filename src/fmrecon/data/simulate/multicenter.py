@@ -320,24 +320,21 @@ def simulate_cmrxrecon2025(
     :data:`PATTERNS` and R of ``accelerations``) and the validation layout of
     ``n_validation`` further patients per scanner (``TaskR1/MultiCoil/{Modality}/
     ValidationSet/UnderSample_TaskR1/.../{name}_kus_{P}{R}.mat``, key ``kus``, one
-    pattern and R per file taking turns, beside ``Mask_TaskR1/.../{name}_mask_{P}{R}.mat``;
+    pattern and R per file, fixed by its name, beside ``Mask_TaskR1/.../{name}_mask_{P}{R}.mat``;
     no ``_info.csv``: its content is not documented). Masks: the 2025 generators of
     :mod:`fmrecon.physics.masks`. Returns the paths written; ``progress(path)`` after each."""
     _check_size(size, "cmrxrecon2025")
     _rng(seed)
     n_subjects = _check_positive(n_subjects, "subjects")
-    n_slices = _check_positive(n_slices, "slices")
-    n_frames = _check_positive(n_frames, "frames")
-    n_weightings = _check_positive(n_weightings, "mapping weightings")
-    if n_coils is not None:
-        _check_positive(n_coils, "coils")
-    if noise < 0:
-        raise ConfigError(f"noise must be >= 0, got {noise}")
-    bad = [m for m in modalities if m not in MODALITIES]
-    if bad:
-        raise ConfigError(
-            f"unknown simulated modality '{bad[0]}' (choose from {', '.join(MODALITIES)})"
-        )
+    scan = {
+        "base_size": size,
+        "n_slices": _check_positive(n_slices, "slices"),
+        "n_frames": _check_positive(n_frames, "frames"),
+        "n_weightings": _check_positive(n_weightings, "mapping weightings"),
+        "n_coils": None if n_coils is None else _check_positive(n_coils, "coils"),
+        "noise": noise,
+    }
+    _check_modalities(modalities, noise)
     scanners = pick_scanners(centers)
     accelerations = tuple(_check_positive(r, "acceleration", 2) for r in accelerations)
     n_validation = _check_positive(n_validation, "validation patients", 0)
@@ -356,18 +353,7 @@ def simulate_cmrxrecon2025(
                 for name in FILES[modality]:
                     if name == "cine_lax" and not lax:
                         continue
-                    sim = simulate_scan(
-                        scanner,
-                        p,
-                        name,
-                        seed,
-                        base_size=size,
-                        n_slices=n_slices,
-                        n_frames=n_frames,
-                        n_weightings=n_weightings,
-                        n_coils=n_coils,
-                        noise=noise,
-                    )
+                    sim = simulate_scan(scanner, p, name, seed, **scan)
                     # HDF5 order (T, Z, C, ky, kx) = MATLAB (kx, ky, coil, slice, time) reversed
                     k = np.ascontiguousarray(np.swapaxes(sim["kspace"], -1, -2))
                     if modality in MODALITIES_4D:
@@ -382,6 +368,16 @@ def simulate_cmrxrecon2025(
                     if undersampled:
                         _write_training_masks(emit, k, path, modality, accelerations)
     return written
+
+
+def _check_modalities(modalities: Sequence[str], noise: float) -> None:
+    if noise < 0:
+        raise ConfigError(f"noise must be >= 0, got {noise}")
+    bad = [m for m in modalities if m not in MODALITIES]
+    if bad:
+        raise ConfigError(
+            f"unknown simulated modality '{bad[0]}' (choose from {', '.join(MODALITIES)})"
+        )
 
 
 def scanner_table(scanners: Sequence[Scanner] = SCANNERS) -> list[dict]:
