@@ -12,7 +12,11 @@ from fmrecon.physics import masks as M
 from fmrecon.physics.masks import MASK_KINDS, MaskFunc, create_mask
 
 FNAME_SEED = tuple(map(ord, "file1000001.h5"))  # fastMRI's per-file seed
-CMRX_KINDS = ["cmrxrecon-uniform", "cmrxrecon24-uniform", "kt-uniform", "kt-gaussian", "kt-radial"]
+CMRX_KINDS = [
+    *["cmrxrecon-uniform", "cmrxrecon24-uniform", "kt-uniform", "kt-gaussian", "kt-radial"],
+    *["cmrxrecon25-uniform", "cmrxrecon25-kt-uniform", "cmrxrecon25-kt-gaussian"],
+    "cmrxrecon25-kt-radial",
+]  # the 2025 kinds' own tests: test_masks_2025.py
 FASTMRI_KINDS = ["random", "equispaced", "equispaced-fraction"]
 
 

@@ -246,6 +246,7 @@ REGION = {
     "cmrxrecon": (slice(10, 20), slice(5, 15)),
     "full-volume": (slice(None), slice(None)),
     "full-per-image": (slice(None), slice(None)),
+    "cmrxrecon2025": (slice(10, 20), slice(5, 15)),  # the same ranking crop as 2023
 }
 
 
@@ -260,7 +261,9 @@ def _peaked(rng, shape):
 
 def test_conventions_are_documented():
     assert set(CONVENTION_HELP) == set(CONVENTIONS)
-    assert {"fastmri", "cmrxrecon", "full-volume", "full-per-image"} == set(CONVENTIONS)
+    assert {"fastmri", "cmrxrecon", "full-volume", "full-per-image"} | {"cmrxrecon2025"} == set(
+        CONVENTIONS
+    )
 
 
 @pytest.mark.parametrize("convention", CONVENTIONS)

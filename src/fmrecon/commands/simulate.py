@@ -1,7 +1,7 @@
 """``fmrecon simulate``: write synthetic multi-coil data in the real file formats
-(CMRxRecon 2023 cine, fastMRI brain, ISMRMRD raw cine) plus ``simulation.json`` with the
-parameters, so the readers, training and evaluation can run end to end
-without the real data sets."""
+(CMRxRecon 2023 cine, CMRxRecon 2025 multi-center, fastMRI brain, ISMRMRD raw cine)
+plus ``simulation.json`` with the parameters, so the readers, training and
+evaluation can run end to end without the real data sets."""
 
 from __future__ import annotations
 
@@ -13,11 +13,15 @@ from pathlib import Path
 from fmrecon import __version__
 from fmrecon.data import simulate as sim
 from fmrecon.data.h5io import atomic_path
+from fmrecon.data.simulate import multicenter as sim25
 from fmrecon.errors import ConfigError
 
-HELP = "write synthetic multi-coil data (CMRxRecon 2023 cine, fastMRI brain, ISMRMRD raw cine)"
+HELP = (
+    "write synthetic multi-coil data (CMRxRecon 2023 cine, CMRxRecon 2025 multi-center, "
+    "fastMRI brain, ISMRMRD raw cine)"
+)
 
-FORMATS = ("cmrxrecon", "fastmri", "ismrmrd", "both", "all")
+FORMATS = ("cmrxrecon", "cmrxrecon2025", "fastmri", "ismrmrd", "both", "all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         default="both",
         metavar="FMT",
-        help="cmrxrecon (cine in MultiCoil/Cine/TrainingSet), fastmri (brain h5 in "
-        "multicoil_val), ismrmrd (cine as raw scanner data in ismrmrd/FullSample, "
+        help="cmrxrecon (cine in MultiCoil/Cine/TrainingSet), cmrxrecon2025 (the 2025 layout: "
+        "MultiCoil/{Modality}/TrainingSet/FullSample/{Center}/{Vendor}/P001, several simulated "
+        "centers and scanners), fastmri (brain h5 in multicoil_val), ismrmrd (cine as raw "
+        "scanner data in ismrmrd/FullSample, "
         "ismrmrd/AccFactorRR with --undersampled), both (cmrxrecon and fastmri, default) "
         "or all",
     )
@@ -36,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help=f"cardiac subjects / brain volumes (default {sim.CARDIAC_SUBJECTS} / "
-        f"{sim.BRAIN_VOLUMES})",
+        f"{sim.BRAIN_VOLUMES}); cmrxrecon2025: patients per scanner (default "
+        f"{sim25.SUBJECTS_PER_SCANNER})",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     _geometry_arguments(parser)
@@ -52,7 +59,9 @@ def _geometry_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("H", "W"),
         help="k-space matrix: cardiac (kx, ky; ismrmrd: the image matrix, the readout "
         "is recorded --readout-oversampling x longer), default "
-        f"{sim.CARDIAC_SIZE[0]} {sim.CARDIAC_SIZE[1]}; brain (H incl. 2x readout "
+        f"{sim.CARDIAC_SIZE[0]} {sim.CARDIAC_SIZE[1]}; cmrxrecon2025: the base matrix each "
+        f"scanner scales (and oversamples), default {sim25.BASE_SIZE[0]} {sim25.BASE_SIZE[1]}; "
+        "brain (H incl. 2x readout "
         f"oversampling, W), default {sim.BRAIN_SIZE[0]} {sim.BRAIN_SIZE[1]}",
     )
     parser.add_argument(
@@ -60,20 +69,36 @@ def _geometry_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="Z",
         help=f"short-axis slices / brain slices (default {sim.CARDIAC_SLICES} / "
-        f"{sim.BRAIN_SLICES})",
+        f"{sim.BRAIN_SLICES}; cmrxrecon2025 {sim25.SLICES})",
     )
     parser.add_argument(
         "--frames",
         type=int,
-        default=sim.CARDIAC_FRAMES,
         metavar="T",
-        help=f"cardiac frames (default {sim.CARDIAC_FRAMES})",
+        help=f"cardiac frames (default {sim.CARDIAC_FRAMES}; cmrxrecon2025 {sim25.FRAMES})",
     )
     parser.add_argument(
         "--coils",
         type=int,
         metavar="C",
-        help=f"receive coils (default {sim.CARDIAC_COILS} cardiac / {sim.BRAIN_COILS} brain)",
+        help=f"receive coils (default {sim.CARDIAC_COILS} cardiac / {sim.BRAIN_COILS} brain; "
+        "cmrxrecon2025: each scanner's own)",
+    )
+    parser.add_argument(
+        "--centers",
+        nargs="+",
+        metavar="CENTER",
+        help="cmrxrecon2025: the simulated centers to write (default all: "
+        + ", ".join(dict.fromkeys(s.center for s in sim25.SCANNERS))
+        + ")",
+    )
+    parser.add_argument(
+        "--modalities",
+        nargs="+",
+        metavar="M",
+        help="cmrxrecon2025: modality folders to write, of "
+        + ", ".join(sim25.MODALITIES)
+        + f" (default {' '.join(sim25.DEFAULT_MODALITIES)})",
     )
 
 
@@ -83,17 +108,20 @@ def _acquisition_arguments(parser: argparse.ArgumentParser) -> None:
         "--accelerations",
         type=int,
         nargs="+",
-        default=list(sim.ACCELERATIONS),
         metavar="R",
         help="CMRxRecon AccFactor folders (official mask files) to write, and the "
-        "accelerated ISMRMRD scans of --undersampled (default 4 8 10)",
+        "accelerated ISMRMRD scans of --undersampled (default 4 8 10); cmrxrecon2025 with "
+        "--undersampled: the R of the masks (default 8 16 24)",
     )
     parser.add_argument(
         "--undersampled",
         action="store_true",
         help="also write the undersampled k-space (kspace_subRR) beside each mask file, "
         "as in the challenge's AccFactor folders, and (ismrmrd) accelerated scans that "
-        "acquire only every R-th line and 24 central lines (inputs for `fmrecon reconstruct`)",
+        "acquire only every R-th line and 24 central lines (inputs for `fmrecon reconstruct`); "
+        "cmrxrecon2025: the training masks (TrainingSet/Mask_TaskAll) and one more patient "
+        "per scanner in the validation layout (TaskR1/.../UnderSample_TaskR1/..._kus_*.mat "
+        "with Mask_TaskR1)",
     )
     parser.add_argument(
         "--readout-oversampling",
@@ -166,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
     summary = []
     if fmt in ("cmrxrecon", "both", "all"):
         summary.append(_simulate_cine(args, out, report, record))
+    if fmt == "cmrxrecon2025":
+        summary.append(_simulate_2025(args, out, report, record))
     if fmt in ("fastmri", "both", "all"):
         summary.append(_simulate_brain(args, out, report, record))
 
@@ -189,9 +219,9 @@ def _simulate_cine(args, out: Path, report, record: dict) -> str:
         "n_subjects": _pick(args.subjects, sim.CARDIAC_SUBJECTS),
         "size": list(_pick(args.size, sim.CARDIAC_SIZE)),
         "n_slices": _pick(args.slices, sim.CARDIAC_SLICES),
-        "n_frames": args.frames,
+        "n_frames": _pick(args.frames, sim.CARDIAC_FRAMES),
         "n_coils": _pick(args.coils, sim.CARDIAC_COILS),
-        "accelerations": list(args.accelerations),
+        "accelerations": list(_pick(args.accelerations, sim.ACCELERATIONS)),
         "lax": not args.no_lax,
         "undersampled": args.undersampled,
     }
@@ -203,6 +233,39 @@ def _simulate_cine(args, out: Path, report, record: dict) -> str:
         "files": [p.relative_to(out).as_posix() for p in paths],
     }
     return f"{params['n_subjects']} cardiac subjects ({len(paths)} files)"
+
+
+def _simulate_2025(args, out: Path, report, record: dict) -> str:
+    """The CMRxRecon 2025 training layout; adds its parameters to ``record``."""
+    scanners = sim25.pick_scanners(args.centers)
+    params = {
+        "n_subjects": _pick(args.subjects, sim25.SUBJECTS_PER_SCANNER),
+        "centers": sorted({s.center for s in scanners}),
+        "modalities": list(_pick(args.modalities, sim25.DEFAULT_MODALITIES)),
+        "size": list(_pick(args.size, sim25.BASE_SIZE)),
+        "n_slices": _pick(args.slices, sim25.SLICES),
+        "n_frames": _pick(args.frames, sim25.FRAMES),
+        "n_coils": args.coils,
+        "lax": not args.no_lax,
+        "undersampled": args.undersampled,
+        "accelerations": list(_pick(args.accelerations, sim25.CMRXRECON25_ACCELERATIONS)),
+    }
+    paths = sim25.simulate_cmrxrecon2025(
+        out, seed=args.seed, noise=args.noise, progress=report, **params
+    )
+    record["formats"]["cmrxrecon2025"] = {
+        **params,
+        "scanners": sim25.scanner_table(scanners),
+        "mapping_weightings": sim25.MAPPING_WEIGHTINGS,
+        "patterns": list(sim25.PATTERNS) if args.undersampled else [],
+        "validation_task": sim25.TASK if args.undersampled else None,
+        "root": "MultiCoil",
+        "files": [p.relative_to(out).as_posix() for p in paths],
+    }
+    return (
+        f"{params['n_subjects']} patients x {len(scanners)} scanners of "
+        f"{len(params['centers'])} centers ({len(paths)} files)"
+    )
 
 
 def _simulate_brain(args, out: Path, report, record: dict) -> str:
@@ -233,10 +296,12 @@ def _simulate_raw(args, out: Path, report, record: dict) -> str:
         "n_subjects": _pick(args.subjects, sim.CARDIAC_SUBJECTS),
         "size": list(_pick(args.size, sim.CARDIAC_SIZE)),
         "n_slices": _pick(args.slices, sim.CARDIAC_SLICES),
-        "n_frames": args.frames,
+        "n_frames": _pick(args.frames, sim.CARDIAC_FRAMES),
         "n_coils": _pick(args.coils, sim.CARDIAC_COILS),
         "oversampling": args.readout_oversampling,
-        "accelerations": list(args.accelerations) if args.undersampled else [],
+        "accelerations": list(_pick(args.accelerations, sim.ACCELERATIONS))
+        if args.undersampled
+        else [],
     }
     paths = sim.simulate_ismrmrd(out, seed=args.seed, noise=args.noise, progress=report, **params)
     record["formats"]["ismrmrd"] = {

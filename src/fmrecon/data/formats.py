@@ -25,6 +25,7 @@ import numpy as np
 
 from fmrecon.data import cmrxrecon, fastmri, ismrmrd_raw
 from fmrecon.data.h5io import open_h5
+from fmrecon.data.matv5 import open_mat
 from fmrecon.data.types import NotKspaceFile, VolumeInfo
 from fmrecon.errors import DataError
 
@@ -46,10 +47,11 @@ FORMATS: tuple[Format, ...] = (
     Format(
         "cmrxrecon",
         (".mat",),
-        ".mat with kspace_full/kspace_subXX",
+        ".mat with kspace_full/kspace_subXX (2025: kspace/kus)",
         cmrxrecon.inspect,
         cmrxrecon.read_kspace,
         cmrxrecon.read_target,
+        open=open_mat,  # 2025 files may be MATLAB v5/v7 too
     ),
     Format(
         "fastmri",

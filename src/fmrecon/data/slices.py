@@ -27,7 +27,7 @@ from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
 from fmrecon.physics.coils import num_low_frequencies, rss
 from fmrecon.physics.fft import ifft2c
-from fmrecon.physics.masks import MaskFunc
+from fmrecon.physics.masks import MaskFunc, mask_frames
 
 
 @dataclass
@@ -49,6 +49,11 @@ class Sample:
     subject: str = ""
     modality: str = ""
     acceleration: float = 0.0
+    # CMRxRecon 2025: center, vendor, field strength (T; None unknown), modality folder
+    center: str = ""
+    vendor: str = ""
+    field_strength: float | None = None
+    modality_folder: str = ""
 
     def pin_memory(self) -> Sample:
         """The sample with every tensor in page-locked memory, for the DataLoader's
@@ -88,6 +93,10 @@ def collate(samples: Sequence[Sample]) -> Sample:
         subject=[s.subject for s in samples],
         modality=[s.modality for s in samples],
         acceleration=[s.acceleration for s in samples],
+        center=[s.center for s in samples],
+        vendor=[s.vendor for s in samples],
+        field_strength=[s.field_strength for s in samples],
+        modality_folder=[s.modality_folder for s in samples],
     )
 
 
@@ -209,7 +218,7 @@ class SliceDataset(Dataset):
         path = cmrxrecon.official_mask_path(v.path, acc, pattern)
         mask = self._mask_files.get(path)
         if mask is None:  # each file read once per process
-            mask = _as_frames(cmrxrecon.read_mask(path), v)
+            mask = _as_frames(cmrxrecon.read_mask(path), v, path)
             self._mask_files[path] = mask
         return mask
 
@@ -221,7 +230,8 @@ class SliceDataset(Dataset):
         v = self.volumes[i]
         h, w = self.image_shape(i)
         if not v.fully_sampled:
-            out = (_as_frames(cmrxrecon.read_mask(_sub_mask_path(v)), v), float(v.acceleration))
+            path = _sub_mask_path(v)
+            out = (_as_frames(cmrxrecon.read_mask(path), v, path), float(v.acceleration))
         elif self.official_masks:
             func = self._choose(i, seed)
             out = (self._official_mask(v, func), float(func.acceleration))
@@ -295,6 +305,10 @@ class SliceDataset(Dataset):
             subject=v.subject,
             modality=v.modality,
             acceleration=acceleration,
+            center=v.center or "",
+            vendor=v.vendor or "",
+            field_strength=v.field_strength,
+            modality_folder=v.modality_folder or "",
         )
 
 
@@ -320,15 +334,7 @@ def _sub_mask_path(v: VolumeInfo):
     return path
 
 
-def _as_frames(mask: np.ndarray, v: VolumeInfo) -> np.ndarray:
-    """A mask file (kx, ky) or (t, kx, ky) as (T, H, W) for volume ``v``."""
-    h, w = v.shape
-    if mask.shape[-2:] != (h, w):
-        raise DataError(
-            f"{v.path}: mask shape {mask.shape[-2:]} does not match k-space (kx, ky) = {(h, w)}"
-        )
-    if mask.ndim == 2:
-        return np.broadcast_to(mask, (v.n_frames, h, w))
-    if mask.shape[0] != v.n_frames:
-        raise DataError(f"{v.path}: k-t mask has {mask.shape[0]} frames, k-space {v.n_frames}")
-    return mask
+def _as_frames(mask: np.ndarray, v: VolumeInfo, path) -> np.ndarray:
+    """A mask file ``path`` (kx, ky) or (t, kx, ky) as (T, H, W) for volume ``v``
+    (a one-line error naming both files and shapes when they do not match)."""
+    return mask_frames(mask, v.n_frames, v.shape, path, v.path)

@@ -31,6 +31,17 @@ class VolumeInfo:
     max_value: float | None = None  # fastMRI attrs["max"]
     # encoded (fastMRI) / acquired (raw data, partial Fourier) phase-encode range [start, end)
     acq_limits: tuple[int, int] | None = None
+    # CMRxRecon 2025 (multi-center, multi-vendor; None for every other data set): the
+    # center and vendor folders, the field strength parsed from the vendor folder
+    # (Siemens_30T_Vida -> 3.0 T; None when the folder name does not say), the modality
+    # folder (Cine, Mapping, BlackBlood, ...), the task of a validation/test file
+    # (TaskR1, ...) and the sampling pattern of a `_kus_` file (Uniform, ktGaussian, ...)
+    center: str | None = None
+    vendor: str | None = None
+    field_strength: float | None = None
+    modality_folder: str | None = None
+    task: str | None = None
+    pattern: str | None = None
 
     @property
     def fully_sampled(self) -> bool:
@@ -39,6 +50,23 @@ class VolumeInfo:
     @property
     def n_images(self) -> int:
         return self.n_frames * self.n_slices
+
+    @property
+    def patient(self) -> str:
+        """The patient folder name (``P004``): unique only within a center and vendor
+        in CMRxRecon 2025, so tables and outputs use :attr:`subject`."""
+        return self.subject.rsplit("/", 1)[-1]
+
+    @property
+    def split_group(self) -> str:
+        """What a train/val/test split keeps together: the subject, or for CMRxRecon
+        2025 the center and patient number (``Center002/P004``). The official listing
+        has one patient number under two vendors of one center; whether that is one
+        person scanned on two scanners is not recorded, so both scans go to the same
+        part (the conservative choice: no possible person in two parts)."""
+        if self.center is None:
+            return self.subject
+        return f"{self.center}/{self.patient}"
 
 
 class NotKspaceFile(DataError):

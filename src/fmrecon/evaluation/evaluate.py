@@ -16,7 +16,10 @@ Outputs (stable; scripts depend on them; columns/keys are only ever added):
   ``cs-wavelet`` only, ``maps``, ``espirit_eig_median``, ``espirit_kept``,
   ``espirit_eig2_median`` and ``espirit_eig2_kept``: the ESPIRiT
   calibration's summary, mean over the file's scored images, see
-  :meth:`fmrecon.models.classical.EspiritRecon.calibration_summary`);
+  :meth:`fmrecon.models.classical.EspiritRecon.calibration_summary`; then, for
+  CMRxRecon 2025 data only, ``center``, ``vendor`` (the vendor folder),
+  ``field_strength`` (T, empty when the folder name does not say) and
+  ``modality_folder`` (Cine, Mapping, ...));
 - ``summary.json``: a list of objects with ``model``, ``acceleration``,
   ``center_fraction``, ``ssim``, ``psnr``, ``nmse``, ``n_files``, ``weights``,
   ``checkpoint``, ``fingerprint_db`` (mean PSNR + 10 log10(mean NMSE): what a
@@ -26,7 +29,9 @@ Outputs (stable; scripts depend on them; columns/keys are only ever added):
 - ``summary.md``: the papers' layout, rows = model, columns = acceleration x
   {SSIM, PSNR, NMSE}; with centre fractions (fastMRI masks) one such table per
   centre fraction (the arXiv paper's Tables 2-3 group by centre fraction too);
-  then a table of the fingerprints per model and setting;
+  then a table of the fingerprints per model and setting; for CMRxRecon 2025
+  data, then the means by center, vendor, field strength and modality
+  (:func:`fmrecon.evaluation.tables.breakdown_tables`);
 - ``report.html`` (``fmrecon evaluate``): all of it on one page,
   :mod:`fmrecon.evaluation.report`.
 
@@ -56,9 +61,11 @@ from fmrecon.inference.engine import Engine, stream_batches
 from fmrecon.metrics import (
     CONVENTIONS,
     METRIC_NAMES,
+    RANKING_CONVENTIONS,
     convention_crop_size,
     convention_metrics,
     ranking_indices,
+    ranking_indices_2025,
     scored_region,
 )
 from fmrecon.models.base import build_record
@@ -128,8 +135,13 @@ def weights_label(model) -> str:
     return RANDOM_ENCODER if record.random_encoder else "trained, pretrained encoder"
 
 
-def _ranking_items(info: VolumeInfo) -> list[tuple[int, int]]:
-    slices, frames = ranking_indices(info.n_slices, info.n_frames, info.modality)
+def _ranking_items(info: VolumeInfo, convention: str) -> list[tuple[int, int]]:
+    if convention == "cmrxrecon2025":  # run4Ranking_2025.m decides on the file name
+        slices, frames = ranking_indices_2025(
+            info.n_slices, info.n_frames, info.path.name, info.path
+        )
+    else:
+        slices, frames = ranking_indices(info.n_slices, info.n_frames, info.modality)
     return [(t, z) for t in frames for z in slices]
 
 
@@ -139,7 +151,9 @@ def _all_items(info: VolumeInfo) -> list[tuple[int, int]]:
 
 def scored_items(info: VolumeInfo, convention: str) -> list[tuple[int, int]]:
     """(frame, slice) pairs scored in ``convention``: CMRxRecon ranking subset or all."""
-    return _ranking_items(info) if convention == "cmrxrecon" else _all_items(info)
+    if convention in RANKING_CONVENTIONS:
+        return _ranking_items(info, convention)
+    return _all_items(info)
 
 
 def file_batches(index: Sequence[tuple[int, int, int]], batch_size: int) -> list[list[int]]:
@@ -359,12 +373,16 @@ def _capture(setting, info, key, target, zf, recons, max_value, convention) -> F
         zero_filled=zf_c,
         recons=cropped,
         data_range=max_value if convention in ("fastmri", "full-volume") else None,
-        per_image_max=convention in ("cmrxrecon", "full-per-image"),
+        per_image_max=convention in (*RANKING_CONVENTIONS, "full-per-image"),
     )
 
 
 def _short_name(info: VolumeInfo) -> str:
-    """``P001/cine_sax.mat`` for CMRxRecon (names repeat across subjects), else the name."""
+    """``P001/cine_sax.mat`` for CMRxRecon (names repeat across subjects; 2025:
+    ``Center002/UIH_30T_umr880/P004/cine_sax.mat``, numbers repeat across vendors),
+    else the name."""
+    if info.center is not None:
+        return f"{info.subject}/{info.path.name}"
     return (
         f"{info.path.parent.name}/{info.path.name}"
         if info.format == "cmrxrecon"
@@ -402,6 +420,7 @@ def _score(
                 "weights": m.weights,
                 "checkpoint": m.checkpoint,
                 **_diagnostics(images.diagnostics.get(m.label, [])),
+                **_site(info),
             }
         )
         if progress is not None:
@@ -412,6 +431,19 @@ def _score(
                 + " ".join(f"{k}={metrics[k]:.4f}" for k in METRIC_NAMES)
             )
     return rows
+
+
+def _site(info: VolumeInfo) -> dict:
+    """CMRxRecon 2025 rows: the center, vendor folder, field strength (T) and
+    modality folder of the file (none for the other data sets)."""
+    if info.center is None:
+        return {}
+    return {
+        "center": info.center,
+        "vendor": info.vendor,
+        "field_strength": info.field_strength,
+        "modality_folder": info.modality_folder,
+    }
 
 
 def _diagnostics(per_image: list[dict]) -> dict:
@@ -426,7 +458,8 @@ def _score_file(info: VolumeInfo, images: list, convention: str) -> dict:
     recon); the dataset already kept the convention's frames and slices."""
     target = np.stack([img[2] for img in images])
     recon = np.stack([img[3] for img in images])
-    return convention_metrics(target, recon, convention)
+    grid = (len({img[0] for img in images}), len({img[1] for img in images}))
+    return convention_metrics(target, recon, convention, grid=grid)
 
 
 def _num(x: float):

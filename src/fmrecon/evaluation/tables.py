@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fmrecon.data.h5io import atomic_path
-from fmrecon.metrics import METRIC_NAMES
+from fmrecon.metrics import METRIC_NAMES, challenge_summary_2025
 
 CSV_FIELDS = (
     "model",
@@ -43,6 +43,15 @@ CSV_FIELDS = (
     # added with two sets of maps: the second eigenvalue (where the object wraps)
     "espirit_eig2_median",
     "espirit_eig2_kept",
+)
+#: CMRxRecon 2025 columns, written after CSV_FIELDS only when the rows have them
+SITE_FIELDS = ("center", "vendor", "field_strength", "modality_folder")
+#: the breakdowns of summary.md for CMRxRecon 2025 data: (column, heading)
+BREAKDOWNS = (
+    ("center", "Center"),
+    ("vendor", "Vendor (scanner)"),
+    ("field_strength", "Field strength (T)"),
+    ("modality_folder", "Modality"),
 )
 RANDOM_ENCODER = "trained, random-init encoder"
 
@@ -154,16 +163,101 @@ def fingerprint_table(summary: Sequence[dict]) -> list[str]:
     return lines
 
 
+def has_sites(rows: Sequence[dict]) -> bool:
+    """True when the rows carry CMRxRecon 2025 centers (see :data:`SITE_FIELDS`)."""
+    return any(r.get("center") is not None for r in rows)
+
+
+def breakdown_tables(rows: Sequence[dict]) -> list[str]:
+    """Markdown lines: the mean SSIM, PSNR and NMSE over files per model, setting
+    and group, for each breakdown of :data:`BREAKDOWNS` (CMRxRecon 2025: center,
+    vendor folder, field strength, modality folder); groups in sorted order, an
+    unknown field strength as "unknown"."""
+    lines: list[str] = []
+    model_order = list(dict.fromkeys(r["model"] for r in rows))
+    for column, heading in BREAKDOWNS:
+        groups: dict[tuple, list[dict]] = defaultdict(list)
+        for r in rows:
+            key = (r["model"], r["acceleration"], r["center_fraction"], _group(r.get(column)))
+            groups[key].append(r)
+        lines += ["", f"**By {heading.split(' (')[0].lower()}** (mean over files)", ""]
+        head = ["Model", "Setting", heading, "SSIM", "PSNR", "NMSE", "Files"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        order = sorted(groups, key=lambda k: (model_order.index(k[0]), _num_key(k[1]), k[3]))
+        for model, acc, cf, group in order:
+            rs = groups[(model, acc, cf, group)]
+            setting = f"x{acc}" + (f" cf {cf:g}" if cf is not None else "")
+            means = [float(np.mean([r[k] for r in rs])) for k in METRIC_NAMES]
+            cells = [
+                model,
+                setting,
+                group,
+                _fmt(means[0], 4),
+                _fmt(means[1], 2),
+                _fmt(means[2], 4),
+                str(len(rs)),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def challenge_table_2025(rows: Sequence[dict]) -> list[str]:
+    """Markdown lines: per model and setting, the organisers' 2025 summary
+    (:func:`fmrecon.metrics.challenge_summary_2025` over (center, vendor) groups:
+    each scanner of each center counts once, ``Mean_of_all_centers_*``), for the
+    rows scored in the ``cmrxrecon2025`` convention; none for other rows."""
+    rows = [r for r in rows if r.get("convention") == "cmrxrecon2025"]
+    if not rows:
+        return []
+    head = ["Model", "Setting", "SSIM", "PSNR", "NMSE", "Groups"]
+    lines = [
+        "",
+        "**Mean over centers and vendors** (the 2025 scorer's Mean_of_all_centers: each "
+        "(center, vendor) group's mean counts once, whatever its number of files)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    settings: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        settings[(r["model"], r["acceleration"], r["center_fraction"])].append(r)
+    for (model, acc, cf), rs in settings.items():
+        summary = challenge_summary_2025(rs, ("center", "vendor"))
+        m = summary["mean"]
+        setting = f"x{acc}" + (f" cf {cf:g}" if cf is not None else "")
+        cells = [model, setting, _fmt(m["ssim"], 4), _fmt(m["psnr"], 2), _fmt(m["nmse"], 4)]
+        lines.append("| " + " | ".join(cells + [str(len(summary["groups"]))]) + " |")
+    return lines
+
+
+def _group(value) -> str:
+    if value is None or value == "":
+        return "unknown"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def _num_key(x):
+    try:
+        return (0, float(x))
+    except (TypeError, ValueError):
+        return (1, str(x))
+
+
 def write_results(out_dir: str | Path, rows: Sequence[dict], header_note: str = "") -> list[dict]:
-    """Write metrics.csv, summary.json and summary.md atomically; return the summary."""
+    """Write metrics.csv, summary.json and summary.md atomically; return the summary.
+    Rows of CMRxRecon 2025 data add the columns :data:`SITE_FIELDS` to metrics.csv
+    and the :func:`breakdown_tables` (and, in the ``cmrxrecon2025`` convention,
+    :func:`challenge_table_2025`) to summary.md."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
+    sites = has_sites(rows)
+    fields = CSV_FIELDS + (SITE_FIELDS if sites else ())
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
     with atomic_path(out_dir / "metrics.csv") as tmp:
         tmp.write_text(buf.getvalue())
     for s in summary:
@@ -173,5 +267,9 @@ def write_results(out_dir: str | Path, rows: Sequence[dict], header_note: str = 
     with atomic_path(out_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     with atomic_path(out_dir / "summary.md") as tmp:
-        tmp.write_text((header_note + "\n\n" if header_note else "") + markdown_table(summary))
+        text = markdown_table(summary)
+        if sites:
+            extra = breakdown_tables(rows) + challenge_table_2025(rows)
+            text += "\n".join(extra).lstrip("\n").join(["\n", "\n"])
+        tmp.write_text((header_note + "\n\n" if header_note else "") + text)
     return summary

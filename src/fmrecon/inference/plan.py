@@ -25,6 +25,7 @@ from fmrecon.inference.writers import (
 )
 from fmrecon.metrics import (
     ranking_indices,
+    ranking_indices_2025,
 )
 from fmrecon.physics.masks import MaskFunc
 
@@ -32,8 +33,13 @@ from fmrecon.physics.masks import MaskFunc
 
 
 def ranking_subset(info: VolumeInfo) -> tuple[list[int], list[int]]:
-    """(frames, slices) the CMRxRecon ranking keeps (``metrics.ranking_indices``)."""
-    slices, frames = ranking_indices(info.n_slices, info.n_frames, info.modality)
+    """(frames, slices) the CMRxRecon ranking keeps (``metrics.ranking_indices``;
+    CMRxRecon 2025 files: ``run4Ranking_2025.m``'s, decided on the file name as the
+    official code does, ``metrics.ranking_indices_2025``)."""
+    if info.center is not None:
+        slices, frames = ranking_indices_2025(info.n_slices, info.n_frames, info.path.name)
+    else:
+        slices, frames = ranking_indices(info.n_slices, info.n_frames, info.modality)
     return frames, slices
 
 
@@ -104,7 +110,10 @@ def output_path(
     """Where the output of ``info`` goes under ``out_dir``.
 
     CMRxRecon: the input path from its (last) ``MultiCoil`` folder on, the
-    challenge's submission layout; without one, the path relative to the
+    challenge's submission layout (CMRxRecon 2025 validation/test files from
+    their task folder on: ``TaskR1/MultiCoil/{Modality}/ValidationSet/
+    UnderSample_TaskR1/{Center}/{Vendor}/{Patient}/{name}_kus_{P}{R}.mat``,
+    ``Submission/Readme.md``); without one, the path relative to the
     input folder given (the file name for a file given directly). A fully
     sampled input undersampled here at ``acceleration`` R goes to
     ``AccFactorRR`` in place of ``FullSample`` (where the challenge keeps
@@ -117,6 +126,8 @@ def output_path(
     parts = list(path.parts)
     if "MultiCoil" in parts:
         idx = len(parts) - 1 - parts[::-1].index("MultiCoil")
+        if info.task is not None and idx > 0:
+            idx -= 1  # the 2025 submission layout starts at the task folder
         rel = parts[idx:]
     else:
         try:

@@ -17,8 +17,13 @@ fastMRI and ISMRMRD raw input), named after the input (``cine_sax.mat`` -> ``cin
   mirrors the input below its ``MultiCoil`` folder (the submission layout,
   ``Submission/MultiCoil/Cine/TestSet/AccFactor04/P001/cine_sax.mat``); a
   fully sampled input undersampled here goes to ``AccFactorRR`` instead of
-  ``FullSample``. Other input (fastMRI, raw data): the same variable and
-  layout holding every slice and frame, cropped to reconSpace as ``h5``.
+  ``FullSample``. CMRxRecon 2025 input (``Submission/Readme.md``): the path from
+  the task folder on, ``TaskR1/MultiCoil/{Modality}/ValidationSet/UnderSample_TaskR1/
+  {Center}/{Vendor}/{Patient}/{name}_kus_{Pattern}{R}.mat``, and ``img4ranking`` as
+  ``run4Ranking_2025.m`` saves it (its slices, frames and crop, MATLAB's dims with
+  trailing singletons dropped: (sx, sy, sz) for BlackBlood/T1w/T2w). Other input
+  (fastMRI, raw data): the same variable and layout holding every slice and
+  frame, cropped to reconSpace as ``h5``.
 - ``h5``: ``reconstruction`` (slices, h, w) float32
   centre-cropped to the ISMRMRD header's reconSpace matrix (fastMRI's
   ``save_reconstructions`` layout), attrs ``acquisition`` and ``patient_id``
@@ -70,7 +75,9 @@ from fmrecon.inference.writers import (
     SUBMISSION_KEY,
     mat_version,
     model_attrs,
+    submission_array_2025,
     write_fastmri_recon,
+    write_img4ranking,
     write_nifti,
     write_preview,
     write_submission,
@@ -288,10 +295,16 @@ def _write_mat(job: Job, images, attrs, run: _Run) -> Written:
     if job.info.format != "cmrxrecon":
         picked = _image_volume(job, picked)
     attrs = {**attrs, "fmrecon_content": job.content}
-    write_submission(path, picked, crop=ranking, attrs=attrs)
     out = cmrxrecon_crop(picked, ranking_crop_size(*picked.shape[-2:])) if ranking else picked
-    dims = (*out.shape[-2:], out.shape[1], out.shape[0])
-    what = f"{SUBMISSION_KEY} single (sx, sy, sz, t) = {dims}"
+    if job.info.center is not None:  # CMRxRecon 2025: run4Ranking_2025.m's dims
+        data = submission_array_2025(picked, crop=ranking)
+        write_img4ranking(path, data, attrs)
+        names = ("sx", "sy", "sz", "t")[: data.ndim]
+        what = f"{SUBMISSION_KEY} single ({', '.join(names)}) = {tuple(data.shape)}"
+    else:
+        write_submission(path, picked, crop=ranking, attrs=attrs)
+        dims = (*out.shape[-2:], out.shape[1], out.shape[0])
+        what = f"{SUBMISSION_KEY} single (sx, sy, sz, t) = {dims}"
     if mat_version(out.nbytes) == "5":
         what += ", MATLAB v7 (MAT v5) format"
     else:

@@ -22,7 +22,7 @@ from fmrecon.data.h5io import atomic_path, open_h5, write_mat73
 from fmrecon.data.types import VolumeInfo
 from fmrecon.errors import ConfigError, DataError
 from fmrecon.inference.geometry import Geometry, nifti_affine
-from fmrecon.metrics import cmrxrecon_crop, ranking_crop_size
+from fmrecon.metrics import cmrxrecon_crop, ranking_array_2025, ranking_crop_size
 from fmrecon.models.base import build_record
 
 SUBMISSION_KEY = "img4ranking"  # CMRxRecon submission variable (run4Ranking.m)
@@ -174,8 +174,29 @@ def write_submission(
     attributes. ``attrs`` go to ``<path>.json`` and, shortened, into the MAT
     header text (a v5 file has no attributes). Atomic.
     """
+    return write_img4ranking(path, submission_array(images, crop=crop), attrs)
+
+
+def submission_array_2025(images: np.ndarray, crop: bool = True) -> np.ndarray:
+    """CMRxRecon 2025: (T, Z, H, W) images -> ``img4ranking`` as
+    ``run4Ranking_2025.m`` saves it (``metrics.ranking_array_2025``: the ranking
+    crop, single, MATLAB order (sx, sy, sz, t) with trailing singleton dims
+    dropped, e.g. (sx, sy, sz) for the 4-D modalities); ``crop=False``: the whole
+    volume in that order, trailing singletons dropped likewise."""
+    if crop:
+        return ranking_array_2025(images)
+    data = submission_array(images, crop=False)
+    while data.ndim > 2 and data.shape[-1] == 1:
+        data = data[..., 0]
+    return np.ascontiguousarray(data)
+
+
+def write_img4ranking(
+    path: str | os.PathLike, data: np.ndarray, attrs: dict[str, str] | None = None
+) -> Path:
+    """Write ``img4ranking`` = ``data`` (MATLAB order) as :func:`write_submission`
+    describes: MAT v5 (v7.3 over v7's limit), provenance in ``<path>.json``. Atomic."""
     path = Path(path)
-    data = submission_array(images, crop=crop)
     version = mat_version(data.nbytes)
     with atomic_path(path) as tmp:
         if version == "5":
@@ -187,7 +208,7 @@ def write_submission(
                 with h5py.File(tmp, "r+") as f:  # keeps the MATLAB user block
                     f.attrs.update({k: str(v) for k, v in attrs.items()})
     if attrs:
-        dims = dict(zip(("sx", "sy", "sz", "t"), data.shape, strict=True))
+        dims = dict(zip(("sx", "sy", "sz", "t"), data.shape, strict=False))
         info = {"variable": SUBMISSION_KEY, "dims": dims, "mat_version": version}
         write_json(provenance_path(path), {**attrs, "fmrecon_file": info})
     return path

@@ -1,4 +1,4 @@
-"""Undersampling masks with the conventions of CMRxRecon 2023/2024 and fastMRI.
+"""Undersampling masks with the conventions of CMRxRecon 2023/2024/2025 and fastMRI.
 
 Shapes: a mask is a NumPy bool array of exactly the requested shape, (H, W) or
 (T, H, W). H is the readout (kx, fully sampled), W the phase-encode axis (ky)
@@ -20,6 +20,12 @@ Kinds (``MASK_KINDS``, built by :func:`create_mask`):
 - ``kt-radial``: CMRxRecon 2024 Task 2 ``ktRadial``. Pseudo-radial spokes in
   the (kx, ky) plane, rotated by 137.5 degrees per frame, plus a 16x16 fully
   sampled centre block. Deterministic.
+- ``cmrxrecon25-uniform``, ``cmrxrecon25-kt-uniform``, ``cmrxrecon25-kt-gaussian``,
+  ``cmrxrecon25-kt-radial``: CMRxRecon 2025 ``ktMaskGenerator.m`` patterns
+  ``Uniform`` (the 2024 Task 1 lines, the same in every frame), ``ktUniform``,
+  ``ktGaussian``, ``ktRadial`` (the 2024 Task 2 constructions), all with 20 ACS
+  lines (a 20x20 block for ``ktRadial``); official R 8, 16, 24. See the
+  "CMRxRecon 2025" section for what differs from 2024.
 - ``random``, ``equispaced``, ``equispaced-fraction``: fastMRI
   (``fastmri/data/subsample.py``) random, equispaced and equispaced-fraction
   masks, including its random draws, so a seed gives fastMRI's mask.
@@ -77,6 +83,8 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
@@ -88,8 +96,14 @@ from fmrecon.physics.coils import num_low_frequencies
 
 __all__ = [
     "MASK_KINDS",
+    "CMRXRECON25_ACCELERATIONS",
+    "CMRXRECON25_PATTERNS",
     "CMRxReconUniformMask",
     "CMRxRecon24UniformMask",
+    "CMRxRecon25KtGaussianMask",
+    "CMRxRecon25KtRadialMask",
+    "CMRxRecon25KtUniformMask",
+    "CMRxRecon25UniformMask",
     "EquispacedMask",
     "EquispacedFractionMask",
     "KtGaussianMask",
@@ -101,8 +115,11 @@ __all__ = [
     "SingleMaskFunc",
     "StoredMask",
     "FRACTION_KINDS",
+    "cmrxrecon25_mask",
     "create_mask",
+    "mask_frames",
     "mask_grid",
+    "parse_pattern_2025",
 ]
 
 Seed = int | Sequence[int] | None
@@ -199,7 +216,7 @@ class MaskFunc(ABC):
     Every mask function draws from ``choices``, the single mask constructions
     behind it (itself for a single one, several for :class:`MaskChoice`);
     ``choose(seed)`` is the one a call with ``seed`` uses. ``official_pattern``
-    names the CMRxRecon 2024 mask files of the kind (``Uniform``,
+    names the CMRxRecon 2024/2025 mask files of the kind (``Uniform``,
     ``ktGaussian``, ...; None for kinds without files of their own).
     """
 
@@ -488,6 +505,9 @@ class KtUniformMask(_CMRxReconMask):
     varies_over_frames = True
     has_offset = True
     integer_acceleration = True
+    #: frames the official code is run with for a 2-D shape (H, W): 2024 takes frame 0
+    #: of an even-length sequence; 2025 runs it with nt = 1 (a 4-D file's mask)
+    two_d_frames: ClassVar[int] = 2
 
     def __init__(
         self,
@@ -503,7 +523,7 @@ class KtUniformMask(_CMRxReconMask):
     def _sample(self, t, h, w, offset, is_2d):
         r = int(self.acceleration)
         off = 0 if offset is None else _check_offset(self.kind, offset, r)
-        nt = 2 if is_2d else t
+        nt = self.two_d_frames if is_2d else t
         lines = _kt_uniform_lines(w, nt, r, off, self.matlab_indexing)[:t]
         lines |= self._acs_lines(w)[None, :]
         return lines[:, None, :]
@@ -530,22 +550,37 @@ def _ktdup_frame(rows: np.ndarray, w: int) -> np.ndarray:
     return taken
 
 
+def _kt_gaussian_edges(w: int, alpha: float) -> np.ndarray:
+    """``randp``'s histc edges ``[0; cumsum(prob)] / sum(prob)`` of the density of
+    ``ktGaussianSampling.m`` over ky = ``-floor(W/2):ceil(W/2)-1``."""
+    p1 = np.arange(-(w // 2), math.ceil(w / 2), dtype=np.float64)
+    sig = w / 5
+    prob = 0.1 + alpha / (1 - alpha + 1e-10) * np.exp(-(p1**2) / (1 * sig**2))
+    return np.concatenate([[0.0], np.cumsum(prob)]) / np.sum(prob)
+
+
+def _kt_gaussian_frame(edges: np.ndarray, w: int, tr: int, frame_seed: int) -> np.ndarray:
+    """(W,) bool lines of one frame: ``randp(prob, sd, tr, 1)`` then ``ktdup``."""
+    x = _matlab_rng(frame_seed).random_sample(tr)  # randp: rng(sd); rand(tr, 1)
+    k = np.searchsorted(edges, x, side="right")  # histc bin, 1-based
+    return _ktdup_frame(np.clip(k, 1, w) - 1, w)
+
+
+def _kt_gaussian_frame_seeds(t: int, matlab_seed: int) -> np.ndarray:
+    """``rng(seed); tmpSd = round(1e6 * rand(nt, 1))``: the per-frame seeds."""
+    return _matlab_round(1e6 * _matlab_rng(matlab_seed).random_sample(t))
+
+
 def _kt_gaussian_lines(
     w: int, t: int, r: float, matlab_seed: int, alpha: float = 0.2
 ) -> np.ndarray:
     """(T, W) bool lines of ``ktGaussianSampling.m`` (without ACS)."""
-    p1 = np.arange(-(w // 2), math.ceil(w / 2), dtype=np.float64)
     tr = int(_matlab_round(w / r))  # lines per frame
-    sig = w / 5
-    prob = 0.1 + alpha / (1 - alpha + 1e-10) * np.exp(-(p1**2) / (1 * sig**2))
-    edges = np.concatenate([[0.0], np.cumsum(prob)]) / np.sum(prob)
-    frame_seeds = _matlab_round(1e6 * _matlab_rng(matlab_seed).random_sample(t))
+    edges = _kt_gaussian_edges(w, alpha)
+    frame_seeds = _kt_gaussian_frame_seeds(t, matlab_seed)
     out = np.zeros((t, w), dtype=bool)
     for f in range(t):
-        x = _matlab_rng(int(frame_seeds[f])).random_sample(tr)  # randp: rng(sd); rand(tr, 1)
-        k = np.searchsorted(edges, x, side="right")  # histc bin, 1-based
-        rows = np.clip(k, 1, w) - 1
-        out[f] = _ktdup_frame(rows, w)
+        out[f] = _kt_gaussian_frame(edges, w, tr, int(frame_seeds[f]))
     return out
 
 
@@ -603,6 +638,30 @@ class KtGaussianMask(_CMRxReconMask):
         self._check_size(h, w)
         m = np.ascontiguousarray(np.broadcast_to(self._frames(t, w, int(matlab_seed)), (t, h, w)))
         return m[0] if is_2d else m
+
+    def matlab_seed_of(self, mask: np.ndarray, seeds: Sequence[int] = range(1, 1001)) -> int | None:
+        """The MATLAB seed among ``seeds`` (default 1..1000, the official
+        ``randi([1 1000])``) whose mask equals ``mask`` ((H, W) or (T, H, W)
+        bool, e.g. an official mask file), or None. The official seed of a file
+        is not recoverable from the file's name (it is the next draw of the
+        generating MATLAB session), but it is one of 1000 candidates, so an
+        official mask can be matched bit for bit by trying them all."""
+        m = np.asarray(mask, dtype=bool)
+        t, h, w, _ = _parse_shape(m.shape)
+        m = m.reshape(t, h, w)
+        if not (m == m[:, :1]).all():  # not a line mask: no seed gives it
+            return None
+        want = m[:, 0, :]
+        tr = int(_matlab_round(w / self.acceleration))
+        edges, acs = _kt_gaussian_edges(w, self.alpha), self._acs_lines(w)
+        for seed in seeds:
+            frame_seeds = _kt_gaussian_frame_seeds(t, int(seed))
+            if all(
+                ((_kt_gaussian_frame(edges, w, tr, int(frame_seeds[f])) | acs) == want[f]).all()
+                for f in range(t)
+            ):
+                return int(seed)
+        return None
 
 
 def _sind_cosd(deg: float) -> tuple[float, float]:
@@ -722,6 +781,132 @@ class KtRadialMask(_CMRxReconMask):
             out[f] = _radial_frame(h, w, self.frame_angles(f))
             out[f, rows, cols] = True
         return out
+
+
+# ----------------------------------------------------------------------------- CMRxRecon 2025
+
+# CMRxRecon 2025 (github.com/CmrxRecon/CMRxRecon2025, CMRxReconMaskGeneration/TaskAll/
+# Toolbox_Mask_Generator/). UniformSampling.m, ktUniformSampling.m, ktGaussianSampling.m,
+# ktRadialSampling.m, ktdup.m, randp.m, zpad.m and crop.m are the 2024 files unchanged (only
+# the author line differs), so the 2025 kinds are the 2024 classes with these differences:
+# - ACS: ChallengeMaskGen_TrainingSet.m sets ncalib = 20 (2024's ChallengeMaskGen_Task1/2_
+#   TrainingSet.m: 16): 20 centred lines, or a 20x20 block for ktRadial;
+# - nt: that script calls the generator with nt = size(kspace, 5) for 5-D k-space and nt = 1
+#   for 4-D k-space (BlackBlood, T1w, T2w), so a 2-D shape (H, W) here means nt = 1; this
+#   matters for ktUniform only (2024's 2-D kt-uniform is frame 0 of nt = 2);
+# - ktMaskGenerator.m gains a 'Uniform' case: UniformSampling's (nx, ny) mask repeated over
+#   the nt frames (2024: MaskGenerator_Task1.m, 2-D only);
+# - MaskGeneration_TrainingSet.m: patterns Uniform, ktGaussian, ktRadial at R = 8, 16, 24
+#   (2024: Uniform at 4/8/10, kt* at 4..24). ktUniform is still a case of the generator but
+#   no official 2025 mask uses it;
+# - alpha 0.2, seed randi([1 1000]), R x 0.6 and 137.5 degrees per frame for ktRadial,
+#   cropcorner = true: as 2024.
+
+#: official accelerations of the CMRxRecon 2025 masks (MaskGeneration_TrainingSet.m)
+CMRXRECON25_ACCELERATIONS = (8, 16, 24)
+
+
+class CMRxRecon25UniformMask(CMRxRecon24UniformMask):
+    """CMRxRecon 2025 ``Uniform`` (``ktMaskGenerator.m``, R 8/16/24): lines
+    ``0::R`` OR 20 ACS lines from ``W // 2 - 10``, the same in every frame.
+    Deterministic. Returns (H, W) or (T, H, W) bool."""
+
+    kind = "cmrxrecon25-uniform"
+    default_acs = 20
+
+
+class CMRxRecon25KtUniformMask(KtUniformMask):
+    """CMRxRecon 2025 ``ktUniform`` (a case of ``ktMaskGenerator.m`` that no
+    official 2025 mask uses): 2024's ``kt-uniform`` with 20 ACS lines; a 2-D
+    shape is the official mask for nt = 1 (index quirk included)."""
+
+    kind = "cmrxrecon25-kt-uniform"
+    default_acs = 20
+    two_d_frames = 1
+
+
+class CMRxRecon25KtGaussianMask(KtGaussianMask):
+    """CMRxRecon 2025 ``ktGaussian`` (R 8/16/24): 2024's ``kt-gaussian``
+    (``round(W/R)`` lines per frame, alpha 0.2) with 20 ACS lines from
+    ``W // 2 - 10``. Seeded as ``kt-gaussian`` (:meth:`from_matlab_seed`,
+    :meth:`matlab_seed_of`)."""
+
+    kind = "cmrxrecon25-kt-gaussian"
+    default_acs = 20
+
+
+class CMRxRecon25KtRadialMask(KtRadialMask):
+    """CMRxRecon 2025 ``ktRadial`` (R 8/16/24): 2024's ``kt-radial``
+    (``floor(180 / (0.6 R)) + 1`` spokes, 137.5 degrees per frame, corners
+    cropped) with a 20x20 fully sampled centre block. Deterministic."""
+
+    kind = "cmrxrecon25-kt-radial"
+    default_acs = 20
+
+
+#: CMRxRecon 2025 pattern names (file names ``*_mask_{Pattern}{R}.mat``,
+#: ``*_kus_{Pattern}{R}.mat``; ``ktMaskGenerator.m`` cases) -> mask kinds
+CMRXRECON25_PATTERNS: dict[str, str] = {
+    cls.official_pattern: cls.kind
+    for cls in (
+        CMRxRecon25UniformMask,
+        CMRxRecon25KtUniformMask,
+        CMRxRecon25KtGaussianMask,
+        CMRxRecon25KtRadialMask,
+    )
+}
+
+
+def parse_pattern_2025(tag: str, source: str | os.PathLike = "") -> tuple[str, int]:
+    """``"ktRadial16"`` -> ``("ktRadial", 16)``: the sampling pattern and R of a
+    CMRxRecon 2025 file-name tag; MaskError (one line naming ``source``) for an
+    unknown pattern or a tag without an integer R."""
+    where = f"{source}: " if str(source) else ""
+    m = re.fullmatch(r"([A-Za-z]+?)(\d+)", str(tag))
+    pattern = m.group(1) if m else str(tag)
+    if pattern not in CMRXRECON25_PATTERNS:
+        raise MaskError(
+            f"{where}unknown CMRxRecon 2025 sampling pattern {pattern!r} "
+            f"(known: {', '.join(CMRXRECON25_PATTERNS)})"
+        )
+    if m is None:
+        raise MaskError(f"{where}pattern tag {tag!r} has no acceleration (e.g. {pattern}8)")
+    return pattern, int(m.group(2))
+
+
+def cmrxrecon25_mask(pattern: str, acceleration: float, seed: Seed = None) -> MaskFunc:
+    """The CMRxRecon 2025 mask function of ``pattern`` (``Uniform``, ``ktUniform``,
+    ``ktGaussian``, ``ktRadial``: ``ktMaskGenerator.m``) at ``acceleration``."""
+    if pattern not in CMRXRECON25_PATTERNS:
+        raise MaskError(
+            f"unknown CMRxRecon 2025 sampling pattern {pattern!r} "
+            f"(known: {', '.join(CMRXRECON25_PATTERNS)})"
+        )
+    return create_mask(CMRXRECON25_PATTERNS[pattern], acceleration, seed=seed)
+
+
+def mask_frames(
+    mask: np.ndarray,
+    n_frames: int,
+    shape: tuple[int, int],
+    mask_path: str | os.PathLike,
+    kspace_path: str | os.PathLike,
+) -> np.ndarray:
+    """A mask read from a file, (H, W) or (T, H, W), as (T, H, W) for k-space of
+    ``n_frames`` frames and matrix ``shape`` = (H, W) (2-D masks are shared by
+    every frame; the official ``kspace .* mask`` broadcast). DataError, one line
+    naming both files and both shapes in MATLAB order (nx, ny[, nt]), when they
+    do not match."""
+    h, w = int(shape[0]), int(shape[1])
+    m = np.asarray(mask)
+    frames_ok = m.ndim == 2 or (m.ndim == 3 and m.shape[0] == n_frames)
+    if m.ndim not in (2, 3) or m.shape[-2:] != (h, w) or not frames_ok:
+        dims = (*m.shape[-2:], *m.shape[:-2])  # (T, H, W) -> MATLAB (nx, ny, nt)
+        raise DataError(
+            f"{mask_path}: mask (nx, ny{', nt' if m.ndim == 3 else ''}) = {dims} does not "
+            f"match the k-space of {kspace_path}: (nx, ny, nt) = {(h, w, n_frames)}"
+        )
+    return np.broadcast_to(m, (n_frames, h, w)) if m.ndim == 2 else m
 
 
 # ----------------------------------------------------------------------------- fastMRI
@@ -859,6 +1044,10 @@ MASK_KINDS: dict[str, type[MaskFunc]] = {
         KtUniformMask,
         KtGaussianMask,
         KtRadialMask,
+        CMRxRecon25UniformMask,
+        CMRxRecon25KtUniformMask,
+        CMRxRecon25KtGaussianMask,
+        CMRxRecon25KtRadialMask,
         RandomMask,
         EquispacedMask,
         EquispacedFractionMask,
@@ -878,9 +1067,9 @@ def create_mask(
     """Build a mask function by name (see ``MASK_KINDS``).
 
     fastMRI kinds need ``center_fraction`` and take no ``num_acs``; CMRxRecon
-    kinds take ``num_acs`` (default 24 for ``cmrxrecon-uniform``, else 16; the
-    block side for ``kt-radial``) and no ``center_fraction``. Raises MaskError
-    with a one-line message on bad input.
+    kinds take ``num_acs`` (default 24 for ``cmrxrecon-uniform``, 20 for the
+    ``cmrxrecon25-*`` kinds, else 16; the block side for the radial kinds) and
+    no ``center_fraction``. Raises MaskError with a one-line message on bad input.
     """
     if kind not in MASK_KINDS:
         raise MaskError(f"unknown mask kind {kind!r}; valid kinds: {', '.join(MASK_KINDS)}")

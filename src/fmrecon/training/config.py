@@ -42,6 +42,12 @@ DEFAULTS: dict[str, Any] = {
         "split": None,  # split JSON (read if it exists, else written); default: <run>/split.json
         "split_seed": 0,
         "split_fractions": [0.7, 0.1, 0.2],
+        # hold out whole groups (CMRxRecon 2025): every file whose center / vendor (the
+        # maker: Siemens, UIH, GE, Philips) / scanner (the vendor folder) / field (tesla)
+        # is in `test` goes to the test part, none to train/val; the rest is split by
+        # split_fractions (e.g. [0.8, 0.2, 0.0]: all of test unseen). A key of its own:
+        # data.split names the split file, which records what was held out
+        "holdout": {"by": None, "test": []},
         "modalities": None,  # e.g. [cine_sax, cine_lax]
         "mask": {
             "kind": "cmrxrecon-uniform",
@@ -114,6 +120,7 @@ _TYPES: dict[str, tuple] = {
     "model.feature_cache": (str, type(None)),
     "data.root": (str, type(None)),
     "data.split": (str, type(None)),
+    "data.holdout.by": (str, type(None)),
     "data.modalities": (list, type(None)),
     "data.image_size": (list, int, type(None)),
     "data.mask.center_fractions": (list, type(None)),
@@ -271,6 +278,23 @@ def _check_values(cfg: dict, require_data: bool = True) -> None:
     fr = cfg["data"]["split_fractions"]
     if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) < 0:
         raise ConfigError(f"data.split_fractions must be 3 numbers summing to 1, got {fr}")
+    _check_holdout(cfg["data"]["holdout"])
+
+
+def _check_holdout(holdout: dict) -> None:
+    from fmrecon.data.split import HOLDOUT_BY
+
+    by, test = holdout["by"], holdout["test"]
+    if by is None:
+        if test:
+            raise ConfigError("config key 'data.holdout.test' needs 'data.holdout.by'")
+        return
+    if by not in HOLDOUT_BY:
+        raise ConfigError(
+            f"config key 'data.holdout.by' must be one of {', '.join(HOLDOUT_BY)}, got '{by}'"
+        )
+    if not test:
+        raise ConfigError(f"config key 'data.holdout.test' must list the held-out {by} values")
 
 
 def _check_deterministic(cfg: dict) -> None:

@@ -250,7 +250,7 @@ class ReconDataModule(L.LightningDataModule):
         found = _keep(found, cfg.get("modalities"), cfg["root"])
         split = splits.load_or_create_split(
             self.split_path, found, cfg["split_fractions"], cfg["split_seed"],
-            write=self._is_global_zero(),
+            write=self._is_global_zero(), holdout=cfg.get("holdout"),
         )  # fmt: skip
         for name in ("train", "val"):
             self.volumes[name] = splits.select(found, split, name)

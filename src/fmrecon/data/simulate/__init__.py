@@ -11,6 +11,10 @@ is the same whatever the number of subjects asked for):
   whose left and right ventricles contract over the cardiac cycle (the blood
   pool shrinks in systole while the myocardium thickens, its area conserved),
   changing from base to apex along the slices.
+- :func:`simulate_cmrxrecon2025`: the CMRxRecon 2025 layout with several
+  simulated centers and scanners (``multicenter``: coil count, matrix, readout
+  oversampling, noise, field strength setting SNR and T1 contrast) and 4-D and
+  5-D modalities (Cine, Mapping, BlackBlood, T1w, T2w).
 - :func:`simulate_fastmri_brain`: axial T1 brain volumes in the fastMRI
   multi-coil layout (``multicoil_val/file_brain_AXT1_sim_0001.h5``), built from
   the MNI152 T1 template that ships inside nilearn (:func:`brain_phantom`), with a
@@ -42,7 +46,8 @@ scale.
 
 Modules: ``common`` (defaults, labels, seeding, shapes, smooth fields),
 ``cardiac`` and ``brain`` (phantoms), ``acquisition`` (coil maps, k-space,
-one subject), ``writers`` (data sets in the file formats), ``raw`` (ISMRMRD
+one subject), ``writers`` (data sets in the file formats), ``multicenter``
+(CMRxRecon 2025 scanners and modalities), ``raw`` (ISMRMRD
 raw data), ``plot`` (overview).
 """
 
@@ -75,6 +80,7 @@ from fmrecon.data.simulate.common import (
     Progress,
     SeedLike,
 )
+from fmrecon.data.simulate.multicenter import SCANNERS, Scanner, simulate_cmrxrecon2025
 from fmrecon.data.simulate.plot import plot_subject
 from fmrecon.data.simulate.raw import NOISE_READOUTS, raw_header, simulate_ismrmrd, write_ismrmrd
 from fmrecon.data.simulate.writers import (
@@ -105,6 +111,8 @@ __all__ = [
     "NOISE",
     "NOISE_READOUTS",
     "Progress",
+    "SCANNERS",
+    "Scanner",
     "SeedLike",
     "brain_phantom",
     "cardiac_curve",
@@ -120,6 +128,7 @@ __all__ = [
     "simulate_brain_volume",
     "simulate_cardiac_subject",
     "simulate_cmrxrecon",
+    "simulate_cmrxrecon2025",
     "simulate_fastmri_brain",
     "simulate_ismrmrd",
     "write_ismrmrd",
