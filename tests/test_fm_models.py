@@ -215,7 +215,7 @@ def test_every_model_has_the_one_interface(name):
         # a solver that returns 0: the output is the measured samples put back, i.e.
         # the zero-filled RSS (k / scale, sigpy's FFT, * scale: fp32 roundings and the
         # FFT's eps x log2(N) of the rms, Higham sec. 24.1)
-        model._solve = lambda y, mps, weights, device: device.xp.zeros(y.shape[1:], y.dtype)
+        model._solve = lambda y, op, device: device.xp.zeros(op.ishape, y.dtype)
         with torch.no_grad():
             out = model(k, m)
         zf = rss(ifft2c(k), dim=1)

@@ -88,7 +88,8 @@ def espirit(kern, shape: tuple[int, int], sets: int):
     """ESPIRiT maps and eigenvalues of kernels (K, C, kh, kw) (:func:`kernels`)
     for an image ``shape``: the eigenvectors of the ``sets`` largest eigenvalues per
     pixel, (sets, C, H, W) of unit norm, each set's phase relative to its first
-    coil, and the eigenvalues (sets, H, W), largest first. Not cropped."""
+    coil, and the eigenvalues (sets, H, W), largest first (zero beyond the
+    coil count). Not cropped."""
     sp = _sp()
     xp = sp.get_array_module(kern)
     g = gram(kern, shape)  # (C, C, H, W)
@@ -96,6 +97,9 @@ def espirit(kern, shape: tuple[int, int], sets: int):
     vals, vecs = xp.linalg.eigh(g.transpose(2, 3, 0, 1))  # ascending, (H, W, C), (H, W, C, C)
     vals = vals[..., ::-1][..., :sets].transpose(2, 0, 1)
     maps = vecs[..., ::-1][..., :sets].transpose(3, 2, 0, 1)
+    if len(vals) < sets:  # fewer coils than sets: the missing ones are zero
+        vals = xp.concatenate([vals, xp.zeros((sets - len(vals), *shape), vals.dtype)])
+        maps = xp.concatenate([maps, xp.zeros((sets - len(maps), *maps.shape[1:]), maps.dtype)])
     first = maps[:, :1]
     mag = xp.abs(first)
     phase = xp.where(mag > 0, first / xp.where(mag > 0, mag, 1), 1)
