@@ -428,3 +428,110 @@ def load_pretrained(
     _load_state(model, state, f"model {where}", bool(ref))
     model.record.checkpoint = where
     return model.to(map_location).eval()
+
+
+# ----------------------------------------------------------------------------- initialisation
+
+
+@dataclasses.dataclass
+class InitReport:
+    """What :func:`init_weights` did: ``source`` (what it was), ``loaded`` (the
+    model's keys given the source's values), ``left`` (the model's keys it
+    left as initialised), ``unused`` (the source's keys the model has not),
+    ``encoder``: a note on the frozen encoder (empty without one)."""
+
+    source: str
+    loaded: list[str]
+    left: list[str]
+    unused: list[str]
+    encoder: str = ""
+    parameters: int = 0  # values loaded
+
+    def lines(self) -> list[str]:
+        """The report, a few lines for the run's log."""
+        out = [
+            f"init_from {self.source}: loaded {len(self.loaded)} tensors "
+            f"({self.parameters:,} values)",
+            "  left initialised: " + (_groups(self.left) or "nothing"),
+        ]
+        if self.unused:
+            out.append("  not used (the new model has no such tensors): " + _groups(self.unused))
+        if self.encoder:
+            out.append("  " + self.encoder)
+        return out
+
+
+def _groups(keys: list[str], most: int = 8) -> str:
+    """``cascades.2.* (15), sens_net.* (14)``: keys summarised by their module
+    (the first name, and its number for numbered modules such as cascades)."""
+    counts: dict[str, int] = {}
+    for k in keys:
+        parts = k.split(".")
+        n = 2 if len(parts) > 2 and parts[1].isdigit() else 1
+        head = ".".join(parts[:n]) + ".*" if len(parts) > n else k
+        counts[head] = counts.get(head, 0) + 1
+    shown = [f"{h} ({n})" for h, n in list(counts.items())[:most]]
+    more = f", ... {len(counts) - most} more" if len(counts) > most else ""
+    return ", ".join(shown) + more
+
+
+def _source_model(source: str | os.PathLike) -> tuple[ReconModel, str]:
+    """The model ``source`` holds and what it is: an fmrecon checkpoint, a
+    fastMRI VarNet state dict (recognised by its keys), an exported folder or a
+    hub id."""
+    if is_hub_id(source) or Path(source).is_dir():
+        return load_model(source), "exported model"
+    ckpt = read_checkpoint(source)
+    if checkpoint_record(ckpt, source) is not None:
+        return load_model(source), "fmrecon checkpoint"
+    if is_fastmri_varnet(ckpt):
+        return _load_fastmri(source, ckpt), "fastMRI VarNet state dict"
+    raise ConfigError(
+        f"init_from {source}: neither an fmrecon checkpoint, a fastMRI VarNet state dict, "
+        "nor a folder written by fmrecon export"
+    )
+
+
+def init_weights(model: ReconModel, source: str | os.PathLike) -> InitReport:
+    """Load the weights ``source`` holds (:func:`_source_model`) into
+    ``model`` by name before training (not a resume: the caller's optimiser
+    and epoch start afresh). Every tensor of the model the source also has is
+    loaded, of the same shape or a one-line ConfigError naming the key and
+    both shapes; the model's frozen encoder is the run's own
+    (``model.encoder_weights``), never the source's (a difference is
+    reported). Nothing in common is a ConfigError."""
+    with torch.random.fork_rng(devices=[]):  # building it draws nothing from the run's RNG
+        src, kind = _source_model(source)
+    theirs = src.state_dict()
+    skip = encoder_keys(model)
+    mine = {k: v for k, v in model.state_dict().items() if k not in skip}
+    name = build_record(model).name if build_record(model) else type(model).__name__
+    for k, v in mine.items():
+        if k in theirs and tuple(theirs[k].shape) != tuple(v.shape):
+            raise ConfigError(
+                f"init_from {source}: {k} has shape {tuple(theirs[k].shape)} there and "
+                f"{tuple(v.shape)} in the new '{name}' model"
+            )
+    loaded = [k for k in mine if k in theirs]
+    if not loaded:
+        raise ConfigError(
+            f"init_from {source} ({kind}, model '{src.record.name}'): none of its tensors "
+            f"is in the new '{name}' model"
+        )
+    model.load_state_dict({k: theirs[k] for k in loaded}, strict=False)
+    report = InitReport(
+        source=f"{source} ({kind}, model '{src.record.name}')",
+        loaded=loaded,
+        left=[k for k in mine if k not in theirs],
+        unused=[k for k in theirs if k not in mine and k not in encoder_keys(src)],
+        parameters=sum(theirs[k].numel() for k in loaded),
+    )
+    enc, their_enc = frozen_encoder(model), frozen_encoder(src)
+    if enc is not None:
+        report.encoder = f"frozen encoder: the run's own ({enc.weight_source}), not init_from's"
+        if their_enc is not None and encoder_digest(their_enc) != encoder_digest(enc):
+            report.encoder += (
+                f"; WARNING: init_from's model was trained with other encoder weights "
+                f"({their_enc.weight_source})"
+            )
+    return report

@@ -36,6 +36,11 @@ DEFAULTS: dict[str, Any] = {
         # how checkpoints keep a pretrained frozen encoder: its weights (self-contained)
         # or a reference (weight source + SHA-256; reloaded and checked on load)
         "checkpoint_encoder": "weights",
+        # start from existing weights (not a resume: fresh optimiser, epoch 0): an fmrecon
+        # checkpoint, a fastMRI VarNet state dict, a folder written by `fmrecon export` or
+        # hf:org/name; tensors of the same name are loaded (same shape or an error), the
+        # others keep their initialisation; the frozen encoder stays encoder_weights'
+        "init_from": None,
     },
     "data": {
         "root": None,
@@ -109,6 +114,7 @@ DEFAULTS: dict[str, Any] = {
 _TYPES: dict[str, tuple] = {
     "name": (str, type(None)),
     "model.feature_cache": (str, type(None)),
+    "model.init_from": (str, type(None)),
     "data.root": (str, type(None)),
     "data.split": (str, type(None)),
     "data.modalities": (list, type(None)),

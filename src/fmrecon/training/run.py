@@ -31,7 +31,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from fmrecon import __version__
 from fmrecon.data.h5io import atomic_path
 from fmrecon.errors import ConfigError, FmreconError
-from fmrecon.models.io import CHECKPOINT_KEY
+from fmrecon.models.io import CHECKPOINT_KEY, init_weights
 from fmrecon.training.config import dump_config, run_dir, split_path
 from fmrecon.training.data import ReconDataModule
 from fmrecon.training.module import THREADS_KEY, ReconModule
@@ -286,6 +286,20 @@ def latest_checkpoint(out: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
+def _init_from(module: ReconModule, source, ckpt_path, log) -> None:
+    """``model.init_from``: the weights loaded into the new run's model before
+    step 0 (every rank loads them); a resume restores its own instead."""
+    if not source:
+        return
+    if ckpt_path is not None:
+        if log:
+            log(f"init_from {source}: not applied, resuming from {ckpt_path}")
+        return
+    report = init_weights(module.model, source)
+    for line in report.lines() if log else []:
+        log(line)
+
+
 def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) -> dict:
     """Run ``cfg``; returns a summary (best checkpoint, best val SSIM, ...)."""
     out = run_dir(cfg)
@@ -309,6 +323,9 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
     process_threads = torch.get_num_threads()
     tf32 = TF32Policy(cfg["trainer"]["tf32"])
     trainer, sync = make_trainer(cfg, out, (threads, tf32, *extra_callbacks))
+    _init_from(
+        module, cfg["model"]["init_from"], ckpt_path, log if trainer.is_global_zero else None
+    )
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.yaml") as tmp:
