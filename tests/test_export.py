@@ -276,7 +276,13 @@ def test_every_load_path_fails_in_one_line(origin, tmp_path, monkeypatch):
         good = save_model(model, tmp_path / "m.ckpt")
     elif origin == "fastmri":
         good = _fastmri_state_dict(tmp_path / "fastmri.pt")
-        assert fmrecon.load_model(good, "e2e-varnet").record.source == "fastmri"
+        fastmri = fmrecon.load_model(good, "e2e-varnet")
+        assert fastmri.record.source == "fastmri"
+        # fastMRI's weights export too (the model name given, as for reconstruct)
+        out = tmp_path / "fastmri-export"
+        assert main(["export", str(good), str(out), "--model", "e2e-varnet"]) == 0
+        _same_model(fastmri, fmrecon.load_model(out))
+        assert "exported from: `fastmri.pt`" in (out / "README.md").read_text()
     else:
         good = _export(tmp_path, model, "m")
     target = good
