@@ -27,7 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "hf:ORG/NAME",
     )
     p.add_argument("out", type=Path, metavar="DIR", help="folder to write (created)")
-    p.add_argument("--model", metavar="NAME", help="model name; must match the checkpoint's")
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="model name; must match the checkpoint's (e2e-varnet for a fastMRI VarNet state dict)",
+    )
     p.add_argument(
         "--metrics",
         type=Path,
