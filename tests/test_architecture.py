@@ -87,7 +87,7 @@ LAYERS = (
     ("encoders",),
     ("models",),
     ("inference",),
-    ("training", "evaluation"),
+    ("training", "evaluation", "api"),
     ("commands", "cli"),
 )
 

@@ -17,7 +17,7 @@ from fmrecon import __version__
 from fmrecon.errors import FmreconError
 
 # the verbs that exist, in the order `fmrecon --help` lists them
-VERBS = ("simulate", "train", "evaluate", "reconstruct", "models")
+VERBS = ("simulate", "train", "evaluate", "reconstruct", "models", "export")
 
 
 class Parser(argparse.ArgumentParser):

@@ -23,3 +23,8 @@ class MaskError(FmreconError):
 
 class ConfigError(FmreconError):
     """A bad command-line argument or configuration value."""
+
+
+class InputError(FmreconError, ValueError):
+    """An array given to the Python API (:func:`fmrecon.reconstruct`) has the
+    wrong kind, dtype or shape; the message names the shapes it accepts."""

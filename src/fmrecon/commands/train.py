@@ -27,6 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="continue the run from its last.ckpt (or from CKPT)",
     )
     p.add_argument(
+        "--init-from",
+        metavar="WEIGHTS",
+        help="start from these weights (model.init_from; wins over the config): an fmrecon "
+        "checkpoint, a fastMRI VarNet state dict, a folder written by `fmrecon export` or "
+        "hf:ORG/NAME. Not a resume: fresh optimiser, epoch 0",
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         help="resolve and validate the config, build the model (cached encoder weights, or "
@@ -42,6 +49,8 @@ def run(args) -> int:
         args.overrides.append(args.resume)
         args.resume = True
     cfg = load_config(args.config, args.overrides, require_data=not args.dry_run)
+    if args.init_from:  # the command line wins over the config file and its overrides
+        cfg["model"]["init_from"] = args.init_from
     if args.dry_run:
         from fmrecon.training.run import build_module, describe_module
 
@@ -57,6 +66,8 @@ def run(args) -> int:
             print("# data.root is not set: the real run needs it (data.root=/path/to/MultiCoil)")
         print("# " + describe_module(module).replace("\n", "\n# "))
         model = cfg["model"]
+        if model["init_from"]:
+            print(f"# model.init_from {model['init_from']}: loaded by the real run, before step 0")
         fell_back = model["encoder_weights"] != "random" and not model["allow_random_encoder"]
         if module.model.record.random_encoder and fell_back:
             print(

@@ -36,6 +36,11 @@ DEFAULTS: dict[str, Any] = {
         # how checkpoints keep a pretrained frozen encoder: its weights (self-contained)
         # or a reference (weight source + SHA-256; reloaded and checked on load)
         "checkpoint_encoder": "weights",
+        # start from existing weights (not a resume: fresh optimiser, epoch 0): an fmrecon
+        # checkpoint, a fastMRI VarNet state dict, a folder written by `fmrecon export` or
+        # hf:org/name; tensors of the same name are loaded (same shape or an error), the
+        # others keep their initialisation; the frozen encoder stays encoder_weights'
+        "init_from": None,
     },
     "data": {
         "root": None,
@@ -111,6 +116,10 @@ DEFAULTS: dict[str, Any] = {
         # BatchNorm statistics over all GPUs of a DDP run (Lightning's sync_batchnorm:
         # SyncBatchNorm); FM-UNETR's conv stem is the only model with BatchNorm
         "sync_batchnorm": False,
+        # experiment trackers beside the CSV log (always written): tensorboard, wandb,
+        # mlflow (one name or a list; [] for the CSV log only). wandb and mlflow are
+        # optional extras: pip install 'fmrecon[wandb]' / 'fmrecon[mlflow]'
+        "logger": ["tensorboard"],
     },
 }
 
@@ -118,6 +127,7 @@ DEFAULTS: dict[str, Any] = {
 _TYPES: dict[str, tuple] = {
     "name": (str, type(None)),
     "model.feature_cache": (str, type(None)),
+    "model.init_from": (str, type(None)),
     "data.root": (str, type(None)),
     "data.split": (str, type(None)),
     "data.holdout.by": (str, type(None)),
@@ -126,6 +136,7 @@ _TYPES: dict[str, tuple] = {
     "data.mask.center_fractions": (list, type(None)),
     "data.mask.num_acs": (int, type(None)),
     "trainer.devices": (int, str, list),
+    "trainer.logger": (str, list),
     "trainer.gradient_clip_val": (int, float, type(None)),
     "trainer.limit_train_batches": (int, float),
     "trainer.limit_val_batches": (int, float),
@@ -234,6 +245,31 @@ def _check_types(cfg: dict) -> None:
             raise ConfigError(f"config key '{key}' must be {names}, got {value!r}")
 
 
+LOGGERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # name: package
+
+
+def logger_names(value) -> list[str]:
+    """``trainer.logger`` as a list of names (one name, a list, or a comma-separated string)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def _check_loggers(value) -> None:
+    import importlib.util
+
+    for name in logger_names(value):
+        if name not in LOGGERS:
+            raise ConfigError(
+                f"trainer.logger: unknown logger '{name}' (choose from {', '.join(LOGGERS)}; "
+                "the CSV log is always written)"
+            )
+        if importlib.util.find_spec(LOGGERS[name]) is None:
+            raise ConfigError(
+                f"trainer.logger {name}: the {LOGGERS[name]} package is not installed "
+                f"(pip install 'fmrecon[{name}]')"
+            )
+
+
 def _check_values(cfg: dict, require_data: bool = True) -> None:
     if require_data and not cfg["data"]["root"]:
         raise ConfigError("config key 'data.root' is required (a folder of k-space files)")
@@ -255,6 +291,7 @@ def _check_values(cfg: dict, require_data: bool = True) -> None:
             f"bf16, 16), got {precision!r}: fmrecon runs fp32 or mixed precision (autocast)"
         )
     _check_deterministic(cfg)
+    _check_loggers(cfg["trainer"]["logger"])
     if cfg["data"]["num_workers"] < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {cfg['data']['num_workers']}")
     model = cfg["model"]

@@ -31,8 +31,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from fmrecon import __version__
 from fmrecon.data.h5io import atomic_path
 from fmrecon.errors import ConfigError, FmreconError
-from fmrecon.models.io import CHECKPOINT_KEY
-from fmrecon.training.config import dump_config, run_dir, split_path
+from fmrecon.models.io import CHECKPOINT_KEY, init_weights
+from fmrecon.training.config import dump_config, logger_names, run_dir, split_path
 from fmrecon.training.data import ReconDataModule
 from fmrecon.training.module import THREADS_KEY, ReconModule
 from fmrecon.utils import count_parameters, restore_tf32, set_tf32, tf32_state
@@ -214,6 +214,47 @@ def _write_json(path: Path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def make_loggers(cfg: dict, out: Path) -> list:
+    """The CSV log (always: a new csv/version_N per attempt, so a resumed run
+    never overwrites its history) and those ``trainer.logger`` names:
+    ``tensorboard`` (``<run>/tensorboard``), ``wandb`` (Weights & Biases:
+    project ``$WANDB_PROJECT`` or ``fmrecon``, the run's name; ``WANDB_MODE=
+    offline`` keeps it in ``<run>/wandb``), ``mlflow`` (experiment
+    ``$MLFLOW_EXPERIMENT_NAME`` or ``fmrecon``, tracking ``$MLFLOW_TRACKING_URI``
+    or the SQLite store ``<run>/mlflow.db``: MLflow 3 refuses its file store
+    by default, SQLite is its default). The optional packages are checked by the config."""
+    names = logger_names(cfg["trainer"]["logger"])
+    loggers: list = [CSVLogger(out, name="csv")]
+    if "tensorboard" in names:
+        loggers.append(TensorBoardLogger(out, name="tensorboard", default_hp_metric=False))
+    if "wandb" in names:
+        from lightning.pytorch.loggers import WandbLogger
+
+        project = os.environ.get("WANDB_PROJECT") or "fmrecon"
+        loggers.append(WandbLogger(name=out.name, save_dir=str(out), project=project))
+    if "mlflow" in names:
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        loggers.append(
+            MLFlowLogger(
+                experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME") or "fmrecon",
+                run_name=out.name,
+                tracking_uri=os.environ.get("MLFLOW_TRACKING_URI")
+                or f"sqlite:///{out / 'mlflow.db'}",
+            )
+        )
+    return loggers
+
+
+def _finish_wandb(cfg: dict) -> None:
+    """End the run's W&B run (Lightning leaves it open until the process exits:
+    its log would be unfinished, and a second ``train`` in the same process, a
+    notebook or a sweep, would log into it)."""
+    wandb = sys.modules.get("wandb")
+    if "wandb" in logger_names(cfg["trainer"]["logger"]) and getattr(wandb, "run", None):
+        wandb.finish()
+
+
 def make_trainer(cfg: dict, out: Path, extra_callbacks=()) -> tuple[L.Trainer, RankSyncCheck]:
     t = cfg["trainer"]
     ckpt_dir = out / "checkpoints"
@@ -243,11 +284,7 @@ def make_trainer(cfg: dict, out: Path, extra_callbacks=()) -> tuple[L.Trainer, R
         )
     sync = RankSyncCheck()
     callbacks += [sync, *extra_callbacks]
-    loggers = [
-        # a new csv/version_N per attempt: a resumed run never overwrites its history
-        CSVLogger(out, name="csv"),
-        TensorBoardLogger(out, name="tensorboard", default_hp_metric=False),
-    ]
+    loggers = make_loggers(cfg, out)
     strategy = t["strategy"]
     if strategy == "ddp" and t["accelerator"] == "cpu":
         from lightning.pytorch.strategies import DDPStrategy
@@ -286,6 +323,20 @@ def latest_checkpoint(out: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
+def _init_from(module: ReconModule, source, ckpt_path, log) -> None:
+    """``model.init_from``: the weights loaded into the new run's model before
+    step 0 (every rank loads them); a resume restores its own instead."""
+    if not source:
+        return
+    if ckpt_path is not None:
+        if log:
+            log(f"init_from {source}: not applied, resuming from {ckpt_path}")
+        return
+    report = init_weights(module.model, source)
+    for line in report.lines() if log else []:
+        log(line)
+
+
 def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) -> dict:
     """Run ``cfg``; returns a summary (best checkpoint, best val SSIM, ...)."""
     out = run_dir(cfg)
@@ -309,6 +360,9 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
     process_threads = torch.get_num_threads()
     tf32 = TF32Policy(cfg["trainer"]["tf32"])
     trainer, sync = make_trainer(cfg, out, (threads, tf32, *extra_callbacks))
+    _init_from(
+        module, cfg["model"]["init_from"], ckpt_path, log if trainer.is_global_zero else None
+    )
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.yaml") as tmp:
@@ -341,6 +395,7 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
     finally:
         torch.set_num_threads(process_threads)
         restore_tf32(process_tf32)
+        _finish_wandb(cfg)
     ckpt = trainer.checkpoint_callback
     summary = {
         "run_dir": str(out),
