@@ -220,7 +220,10 @@ class EspiritRecon(ReconModel):
         obj = self.object_mask(ksp)
         return bool((eig[1][obj] > self.crop).mean() > self.wrap_fraction)
 
-    def _solve(self, y, mps, weights, device):
+    def _solve(self, y, op, device):
+        """The image components (S, H, W) from the weighted k-space ``y``
+        (C, H, W) and the SENSE operator ``op``
+        (:func:`fmrecon.models.espirit.sense_operator`)."""
         raise NotImplementedError
 
     def calibration_summary(self, y, mps, eig) -> dict:
