@@ -8,6 +8,7 @@ without the config.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import lightning as L
@@ -78,8 +79,16 @@ class ReconModule(L.LightningModule):
         state = np.random.SeedSequence(words).generate_state(2)
         torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
+    def _cache_keys(self, batch):
+        """The batch's loader-side content keys for the feature cache's next
+        lookup (no copy of the k-space back to the host to hash it)."""
+        if self.feature_cache is None:
+            return contextlib.nullcontext()
+        return self.feature_cache.batch_keys(getattr(batch, "content_key", None))
+
     def training_step(self, batch, batch_idx):
-        loss = training_loss(self.engine, self.loss, batch)
+        with self._cache_keys(batch):
+            loss = training_loss(self.engine, self.loss, batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch.kspace.shape[0])
         return loss
 
@@ -106,7 +115,8 @@ class ReconModule(L.LightningModule):
         self._val_sums = torch.zeros(5, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch, batch_idx):
-        out = self.engine.predict(batch)
+        with self._cache_keys(batch):
+            out = self.engine.predict(batch)
         tgt = batch.target.float()
         s = ssim(out, tgt, batch.max_value)
         err = ((out - tgt) ** 2).flatten(1)

@@ -303,7 +303,10 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
     process_tf32 = tf32_state()
     set_tf32(cfg["trainer"]["tf32"])
     module = build_module(cfg)
-    data = ReconDataModule(cfg["data"], seed=cfg["seed"], split_path=split_path(cfg))
+    data = ReconDataModule(
+        cfg["data"], seed=cfg["seed"], split_path=split_path(cfg),
+        content_keys=bool(cfg["model"].get("feature_cache")),
+    )  # fmt: skip
     # a resume trains with the thread count the run so far had (bit-exact on CPU)
     threads = ThreadCount(checkpoint_threads(ckpt_path) if ckpt_path else None)
     process_threads = torch.get_num_threads()
