@@ -35,7 +35,8 @@ SCHEMA = "fmrecon-bench/1"
 def bench_model(cfg: BenchConfig, name: str, size, device: str, log) -> tuple[list, list]:
     """Rows for one model at one size, and the errors met (see the module doc)."""
     common = {"model": name, "options": options_of(cfg, name), "size": list(size),
-              "coils": cfg.coils, "device": device, "threads": cfg.threads}  # fmt: skip
+              "coils": cfg.coils, "device": device, "threads": cfg.threads,
+              "compile": cfg.compile}  # fmt: skip
     ckpts = [False, True] if supports_checkpointing(name) else [None]
     variants = [(p, c) for c in ckpts for p in cfg.precisions]
     where = f"{name} {size_label(size)}"

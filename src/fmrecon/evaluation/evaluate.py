@@ -197,6 +197,7 @@ def evaluate_models(
     progress: Callable[[str], None] | None = None,
     figure: FigurePick | None = None,
     resize: KspaceResize | None = None,
+    compile: dict | None = None,
 ) -> tuple[list[dict], list[FigureCapture]]:
     """Reconstruct every scored slice of every volume under every setting with
     every model and score each file in ``convention``.
@@ -206,10 +207,12 @@ def evaluate_models(
     slice is reconstructed even when the convention does not score it).
     ``resize`` (e.g. 224 x 224) transforms each slice's fully sampled k-space
     before masking, exactly as training does (the same SliceDataset code).
-    Every model runs through the inference engine (device, precision, checks).
+    Every model runs through the inference engine (device, precision, checks);
+    ``compile`` (:func:`fmrecon.utils.compile_options`) compiles the trained ones.
     """
     _check_evaluation(models, convention, batch_size)
-    run = _Run(models, volumes, convention, torch.device(device), precision, progress, figure)
+    run = _Run(models, volumes, convention, torch.device(device), precision, progress, figure,
+               compile)  # fmt: skip
     for setting in settings:
         run.setting(setting, num_workers, batch_size, resize)
     return run.rows, run.captures
@@ -230,14 +233,15 @@ def _check_evaluation(models: Sequence[EvalModel], convention: str, batch_size: 
 class _Run:
     """One evaluation: the engines, and the rows and figures gathered so far."""
 
-    def __init__(self, models, volumes, convention, device, precision, progress, figure):
+    def __init__(self, models, volumes, convention, device, precision, progress, figure,
+                 compile=None):  # fmt: skip
         self.models, self.volumes, self.convention = list(models), list(volumes), convention
         self.progress, self.figure = progress, figure
         # the zero-filled reconstruction is computed once per batch and shared by
         # the zero-filled row and the figures' input column
         self.zero_filled = Engine(ZeroFilled(), device, "32", "zero-filled")
         self.engines = {
-            m.label: Engine(m.model, device, precision, m.label)
+            m.label: Engine(m.model, device, precision, m.label, compile=compile)
             for m in self.models
             if m.model is not None
         }

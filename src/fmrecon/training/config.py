@@ -102,6 +102,12 @@ DEFAULTS: dict[str, Any] = {
         # BatchNorm statistics over all GPUs of a DDP run (Lightning's sync_batchnorm:
         # SyncBatchNorm); FM-UNETR's conv stem is the only model with BatchNorm
         "sync_batchnorm": False,
+        # torch.compile (inductor) of the model: false, true, a mode, or {mode: default |
+        # reduce-overhead | max-autotune | max-autotune-no-cudagraphs, dynamic: null | true |
+        # false}. Compiled region by region in place (fmrecon.utils.compile_model): the
+        # state-dict keys and checkpoints are those of the eager model; compiled graphs
+        # are cached on disk (TORCHINDUCTOR_CACHE_DIR, default ~/.cache/fmrecon/inductor)
+        "compile": False,
     },
 }
 
@@ -122,11 +128,13 @@ _TYPES: dict[str, tuple] = {
     "trainer.val_check_interval": (int, float),
     "trainer.precision": (str, int),
     "trainer.deterministic": (bool, str),
+    "trainer.compile": (bool, str, dict),
     "optim.lr": (int, float),
     "optim.weight_decay": (int, float),
     "optim.lr_gamma": (int, float),
 }
 _FREE = ("model.options", "model.encoder_config")
+_LEAVES = ("trainer.compile",)  # one value, which may be a mapping
 # trainer.precision values that run (Lightning's names and its aliases 32, 16, bf16):
 # fp32 or autocast. "-true" casts the weights to bf16/fp16 while the inputs and the
 # k-space physics stay fp32/complex64 ("Input type (FloatTensor) and weight type
@@ -139,7 +147,7 @@ _PRECISION_ALIASES = {32: "32-true", "32": "32-true", 16: "16-mixed", "16": "16-
 def _walk(d: dict, prefix: str = ""):
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and key not in _FREE:
+        if isinstance(v, dict) and key not in _FREE and key not in _LEAVES:
             yield from _walk(v, key + ".")
         else:
             yield key, v
@@ -245,6 +253,9 @@ def _check_values(cfg: dict, require_data: bool = True) -> None:
             f"bf16, 16), got {precision!r}: fmrecon runs fp32 or mixed precision (autocast)"
         )
     _check_deterministic(cfg)
+    from fmrecon.utils import compile_options
+
+    compile_options(cfg["trainer"]["compile"], "trainer.compile")
     if cfg["data"]["num_workers"] < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {cfg['data']['num_workers']}")
     model = cfg["model"]

@@ -21,6 +21,7 @@ from fmrecon.models import io as model_io
 from fmrecon.models.io import CHECKPOINT_KEY
 from fmrecon.models.registry import create_model
 from fmrecon.training.objective import training_loss
+from fmrecon.utils import compile_options
 
 THREADS_KEY = "torch_threads"  # intra-op threads of the attempt that wrote a checkpoint
 
@@ -52,7 +53,11 @@ class ReconModule(L.LightningModule):
         if model_cfg.get("checkpoint_encoder", "weights") == "reference":
             self.encoder_reference = model_io.encoder_reference(self.model)
         # the one inference path: Lightning places the model and sets the precision
-        self.engine = Engine(self.model, label=model_cfg["name"])
+        # trainer.compile: the model compiled in place, region by region (its state-dict
+        # keys, so checkpoints and resume, are the eager model's)
+        trainer_cfg = (run_config or {}).get("trainer") or {}
+        self.compile = compile_options(trainer_cfg.get("compile"), "trainer.compile")
+        self.engine = Engine(self.model, label=model_cfg["name"], compile=self.compile)
         self.loss = SSIMLoss()
         self.optim_cfg = optim_cfg
         self._val_sums: torch.Tensor | None = None
