@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         "reduce-overhead, max-autotune, max-autotune-no-cudagraphs): compiled in the warm-up, "
         "the compile time in its own column; graphs cached in TORCHINDUCTOR_CACHE_DIR",
     )  # fmt: skip
+    p.add_argument(
+        "--profile", action="store_true",
+        help="where the time goes: E2E-VarNet's and FM-VarNet's inference split into "
+        "components (sensitivity net, encoder, decoder, preprocess / resize, FFT / SENSE / DC, "
+        "output RSS) with time share and GFLOP/s, at the first size",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
     p.add_argument(
         "--timeout", type=float, default=3600.0, metavar="S",
@@ -117,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         eval_checkpoint=args.eval_checkpoint,
         tf32=args.tf32,
         compile=compile_options(args.compile, "--compile"),
+        profile=args.profile,
     )
     result = run_bench(cfg)
     print(format_report(result))

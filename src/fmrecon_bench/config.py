@@ -50,6 +50,9 @@ class BenchConfig:
     # torch.compile options of every measured model (fmrecon.utils.compile_options), None:
     # eager. Compiled in the warm-up (at least one warm-up call), compile time reported apart
     compile: dict | None = None
+    # where the time goes: a per-component table of E2E-VarNet and FM-VarNet
+    # (fmrecon_bench.profile) at the first size
+    profile: bool = False
 
     def __post_init__(self) -> None:
         if self.interleave is None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fmrecon.data.h5io import atomic_path
 from fmrecon.models.memory import format_table
+from fmrecon_bench.profile import format_profile
 from fmrecon_bench.table import onoff
 
 
@@ -131,6 +132,11 @@ def format_report(result: dict) -> str:
         out += _rows(result)
     if result["goals"]:
         out += _goals(result)
+    profiles = [p for p in result.get("profile") or [] if "rows" in p]
+    if profiles:  # where the time goes (fmrecon_bench.profile)
+        rate = (result["machine"].get("calibration_gflops") or {}).get("start")
+        out += ["", "where the time goes (inference forward; GFLOP/s of matmuls and "
+                "convolutions, FlopCounterMode):"] + format_profile(profiles, rate)  # fmt: skip
     if result.get("memory_estimate"):
         out += ["", "memory estimate (fmrecon.models.memory, GPU, batch 1):"]
         out.append(format_table(result["memory_estimate"]))
