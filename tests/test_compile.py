@@ -98,3 +98,32 @@ def test_compiled_e2e_varnet_matches_eager_and_keeps_its_keys(tmp_path, monkeypa
     assert all(c._compiled_call_impl is not None for c in model.cascades)
     cache = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
     assert any((cache / "fxgraph").rglob("*")), "no FX graph cache entry written"
+
+
+def test_evaluate_and_reconstruct_pass_compile_to_their_engines(cmrx_tree, tmp_path, monkeypatch,
+                                                                capsys):  # fmt: skip
+    """``--compile [MODE]`` reaches evaluate_models and the reconstruction engine
+    (compile_model recorded here instead of compiling: inductor takes minutes), and
+    the compile time is reported apart."""
+    from fmrecon.cli import main
+    from fmrecon.commands import evaluate
+    from fmrecon.inference import engine
+
+    seen: list = []
+    real = evaluate.evaluate_models
+    monkeypatch.setattr(evaluate, "evaluate_models",
+                        lambda *a, **k: seen.append(k["compile"]) or real(*a, **k))  # fmt: skip
+    monkeypatch.setattr(engine, "compile_model", lambda model, options: seen.append(options))
+    assert main(["evaluate", "--model", "zero-filled", "--data", str(cmrx_tree),
+                 "--accelerations", "4", "--quiet", "--no-figures", "--out",
+                 str(tmp_path / "e"), "--compile", "max-autotune"]) == 0  # fmt: skip
+    assert seen == [compile_options("max-autotune")]
+    files = sorted(cmrx_tree.rglob("cine_sax.mat"))[:1]
+    capsys.readouterr()
+    assert main(["reconstruct", str(files[0]), "--model", "zero-filled", "--mask",
+                 "cmrxrecon-uniform", "--acceleration", "4", "--quiet",
+                 "--out", str(tmp_path / "r"), "--compile"]) == 0  # fmt: skip
+    assert seen[1:] == [compile_options(True)]
+    assert "torch.compile (default): " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reconstruct", str(files[0]), "--compile", "fastest"])
