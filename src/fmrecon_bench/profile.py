@@ -113,8 +113,8 @@ def _flops(model: nn.Module, batch) -> dict[str, int]:
 def component_profile(model: str, size, coils: int = 10, device: str = "cpu",
                       threads: int | None = None, options: dict | None = None,
                       repeats: int = 3) -> dict:  # fmt: skip
-    """One model's inference forward at ``size``: seconds (median of ``repeats``
-    after a warm-up), share and GFLOP/s per component."""
+    """One model's inference forward at ``size``: seconds (the run of median total
+    time among ``repeats`` after a warm-up), share and GFLOP/s per component."""
     prepare_process(threads)
     dev = resolve_device(device)
     net = build_model(model, options, dev).eval()
@@ -131,7 +131,9 @@ def component_profile(model: str, size, coils: int = 10, device: str = "cpu",
             finally:
                 timer.remove()
             runs.append(dict(timer.seconds))
-    med = {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in runs[0]}
+    # the run of median total time, whole (medians taken per component would come
+    # from different runs and need not add up)
+    med = sorted(runs, key=lambda r: r["model"])[len(runs) // 2]
     fm = bool(groups["encoder"])
     parts = {
         "sensitivity net": (med["sens"], flops["sens"]),
