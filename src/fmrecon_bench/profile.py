@@ -13,7 +13,9 @@ components are disjoint, so the shares add up to 100%):
   up-sampling, skips, merges, head); E2E-VarNet: the cascades' U-Nets
   (``NormUnet``, with their normalisation);
 - ``preprocess / resize``: the rest of FM-VarNet's regularizer (magnitude,
-  percentile scaling, the resize to the encoder's 224 x 224, mean/std);
+  percentile scaling, the resize to the encoder's 224 x 224, mean/std, and the
+  bilinear resizes between the decoder's layers and back to H x W, which are
+  functions in its forward, not modules);
 - ``FFT / SENSE / DC``: the rest of each cascade (SENSE reduce and expand, the
   FFTs, soft data consistency);
 - ``output RSS``: the rest of the model (the final inverse FFT and RSS).
