@@ -198,3 +198,138 @@ def test_training_with_the_cache_gives_the_same_losses(tmp_path, official_cine):
     stats = module.feature_cache.summary()
     assert stats["misses"] == 6 and stats["hits"] > 0  # each slice encoded once
     assert len(list((tmp_path / "features").rglob("*.fc"))) == 6
+
+
+# ------------------------------------------------------------- keys from the loader side
+
+
+def _official_items(root: Path, content_keys: bool = True):
+    from fmrecon.data.formats import discover
+    from fmrecon.data.slices import SliceDataset
+    from fmrecon.physics.masks import create_mask
+
+    vols = [v for v in discover(root)[0] if v.fully_sampled]
+    return SliceDataset(vols, create_mask("cmrxrecon-uniform", 4), official_masks=True,
+                        content_keys=content_keys)  # fmt: skip
+
+
+def test_loader_keys_are_the_host_keys_and_never_stale(tmp_path, official_cine):
+    """The key a loader computes on the CPU equals the one the forward computes
+    by hashing its input on the host; another mask or k-space gives another key,
+    so no stale entry is hit; keys are consumed by one forward."""
+    from fmrecon.data.slices import collate, content_key
+
+    model = _model()
+    cache = attach_feature_cache(model, tmp_path, fixed_masks=True)
+    ds = _official_items(official_cine)
+    batch = collate([ds[0], ds[1]])
+    assert all(len(c) == 64 for c in batch.content_key)
+    assert _official_items(official_cine, content_keys=False)[0].content_key == ""
+    cache.bind(model)
+    with cache.batch_keys(batch.content_key):
+        loader = cache.item_keys(batch.kspace, batch.mask, "m")
+    assert cache._pending is None  # consumed
+    assert loader == cache.item_keys(batch.kspace, batch.mask, "m")  # host-hashed, same keys
+    assert (cache.stats["loader_keys"], cache.stats["host_keys"]) == (2, 2)
+    with pytest.raises(ValueError, match="2 content keys for a batch of 1"):
+        with cache.batch_keys(batch.content_key):
+            cache.item_keys(batch.kspace[:1], batch.mask[:1], "m")
+    # a changed mask, a changed k-space: other content keys, so misses, never a stale hit
+    one = ds[0]
+    cols = one.mask[0, 0]
+    fewer, more = one.mask.clone(), one.mask.clone()
+    fewer[..., int(cols.nonzero()[0])] = False  # a sampled line dropped: other k-space bytes
+    more[..., int((~cols).nonzero()[0])] = True  # a line added: same k-space bytes, other mask
+    k2 = one.kspace.clone()
+    k2[0, 0, 0] += 1e-3
+    inputs = [(one.kspace, one.mask), (one.kspace * fewer, fewer), (one.kspace, more),
+              (k2, one.mask)]  # fmt: skip
+    assert len({content_key(k, m) for k, m in inputs}) == 4
+    assert one.content_key == content_key(*inputs[0])
+    with torch.no_grad():
+        for k, m in inputs[1:]:
+            want = model.encode(_pixels(model, k[None]))  # the encoder on this very input
+            with cache.batch_keys(content_key(k, m)):
+                got = cache.features(model, k[None], m[None], _pixels(model, k[None]))
+            assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    assert cache.stats["misses"] == 3 and cache.stats["hits"] == 0
+    # the loader's own item again: hits, each with the right features
+    with torch.no_grad(), cache.batch_keys(one.content_key):
+        cache.features(model, one.kspace[None], one.mask[None], _pixels(model, one.kspace[None]))
+    assert cache.stats["misses"] == 4
+    with torch.no_grad(), cache.batch_keys(one.content_key):
+        cache.features(model, one.kspace[None], one.mask[None], _pixels(model, one.kspace[None]))
+    assert cache.stats["hits"] == 1
+
+
+class _HostCopies:
+    """Records every way a complex tensor (the k-space, or what the forward makes
+    of it) could reach the host: ``cpu()``, ``numpy()``, ``tolist()``,
+    ``to(<cpu>)``, the byte view used for hashing, and the content-key hash."""
+
+    def __init__(self, monkeypatch):
+        from fmrecon.models import feature_cache as fc
+        from fmrecon.utils import tensor_bytes
+
+        self.calls: list[str] = []
+        for name in ("cpu", "numpy", "tolist", "to"):
+            real = getattr(torch.Tensor, name)
+
+            def spy(t, *a, _n=name, _real=real, **k):
+                to_host = _n != "to" or any(
+                    str(x).startswith("cpu") for x in (*a, k.get("device")) if x is not None
+                )
+                if t.is_complex() and to_host:
+                    self.calls.append(f"Tensor.{_n}")
+                return _real(t, *a, **k)
+
+            monkeypatch.setattr(torch.Tensor, name, spy)
+
+        def hashed(*a, **k):
+            self.calls.append("content_key")
+            raise AssertionError("the forward hashed its input")
+
+        monkeypatch.setattr(fc, "content_key", hashed)
+
+        def raw(t):  # the features written on a miss are real: only complex ones count
+            if t.is_complex():
+                self.calls.append("bytes")
+            return tensor_bytes(t)
+
+        monkeypatch.setattr(fc, "tensor_bytes", raw)
+
+
+def test_training_step_never_copies_the_kspace_to_the_host(tmp_path, official_cine, monkeypatch):
+    """Training and validation steps with the cache (a miss, then a hit) key the
+    batch by its loader-side content keys: nothing complex is copied to the host
+    and nothing is hashed in the forward; without loader keys, it would be."""
+    from fmrecon.data.slices import collate
+    from fmrecon.training.config import DEFAULTS
+    from fmrecon.training.module import ReconModule
+
+    model_cfg = {
+        "name": "fm-unetr-clip", "options": dict(TINY["fm-unetr"]), "encoder_weights": "random",
+        "allow_random_encoder": True, "encoder_config": dict(TINY_OVERRIDES["clip"]),
+        "feature_cache": str(tmp_path / "features"),
+    }  # fmt: skip
+    module = ReconModule(model_cfg, dict(DEFAULTS["optim"]),
+                         run_config={"data": {"mask": {"official": True}}})  # fmt: skip
+    module.log = lambda *a, **k: None  # no trainer attached
+    batch = collate([_official_items(official_cine)[i] for i in (0, 1)])
+    spy = _HostCopies(monkeypatch)
+    for _ in range(2):  # misses (computed, written), then hits (read back)
+        module.train()
+        module.training_step(batch, 0).backward()
+        module.eval()
+        module.on_validation_epoch_start()
+        with torch.no_grad():
+            module.validation_step(batch, 0)
+    stats = module.feature_cache.stats
+    assert spy.calls == [] and stats["host_keys"] == 0
+    assert (stats["misses"], stats["hits"], stats["loader_keys"]) == (2, 6, 8)
+    # the check can fail: the same step with a batch that carries no keys
+    batch.content_key = ["", ""]
+    module.train()
+    with pytest.raises(AssertionError, match="hashed its input"):
+        module.training_step(batch, 0)
+    assert spy.calls[:2] == ["Tensor.to", "content_key"]

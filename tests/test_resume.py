@@ -94,20 +94,26 @@ def threads(n: int):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("model", "workers", "run_threads", "resume_threads"),
+    ("model", "workers", "run_threads", "resume_threads", "compiled"),
     # CPU kernels round differently with 1 and 2 intra-op threads (an E2E-VarNet's
     # 1x1 convolution by 2e-7): resumed by a process with another count, the run
     # must go on with its own (fmrecon.training.run.checkpoint_threads)
-    [("e2e-varnet", 1, 2, 1), ("unet", 2, 1, 2)],
-)
+    # trainer.compile (dynamo's graphs without inductor's code generation, which
+    # takes minutes on 2 cores): compiled in place, the same checkpoints and resume
+    [("e2e-varnet", 1, 2, 1, None), ("unet", 2, 1, 2, None),
+     ("e2e-varnet", 0, 1, 2, "{backend: eager}")],
+)  # fmt: skip
 def test_killed_mid_epoch_and_resumed_with_workers_is_bit_exact(
-    model, workers, run_threads, resume_threads, tmp_path, cine, capsys
+    model, workers, run_threads, resume_threads, compiled, tmp_path, cine, capsys
 ):
     cfg = _config(tmp_path, cine, model)
+    extra = [f"trainer.compile={compiled}"] if compiled else []
+    if compiled:  # nothing compiled yet in this process: the first run compiles
+        torch._dynamo.reset()
     # the uninterrupted run, without workers (the result must not depend on them)
     with threads(run_threads):
-        assert main(["train", "--config", str(cfg), "name=straight"]) == 0
-    over = [f"data.num_workers={workers}"]
+        assert main(["train", "--config", str(cfg), "name=straight", *extra]) == 0
+    over = [f"data.num_workers={workers}", *extra]
     child = tmp_path / "child.py"
     child.write_text(CHILD)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": str(run_threads)}
@@ -138,6 +144,13 @@ def test_killed_mid_epoch_and_resumed_with_workers_is_bit_exact(
     b = _state(tmp_path / "runs/straight/checkpoints/last.ckpt")
     assert a["global_step"] == b["global_step"] == EPOCHS * STEPS_PER_EPOCH
     assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert not any("_orig_mod" in k for k in a["state_dict"])  # compiled in place
+    if compiled:  # the first run compiled and says how long it took (the resumed one in
+        # this process found the graphs dynamo had compiled for the first)
+        straight = json.loads((tmp_path / "runs/straight/train_summary.json").read_text())
+        assert straight["compile_seconds"] > 0
+        env = json.loads((run / "environment.json").read_text())
+        assert env["compile"]["backend"] == "eager" and env["compile_cache_dir"]
     for k, v in b["state_dict"].items():
         assert torch.equal(a["state_dict"][k], v), k
     # the optimiser's moments and the schedule too (lr halved after each of 3 epochs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -42,6 +44,92 @@ def autocast_context(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# torch.compile's modes (torch.compile(mode=...)); "reduce-overhead" adds CUDA graphs
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_COMPILE_KEYS = ("mode", "dynamic", "fullgraph", "backend")
+
+
+def compile_options(value, key: str = "trainer.compile") -> dict | None:
+    """``false`` / ``true`` / a mode name / ``{mode, dynamic, fullgraph, backend}`` ->
+    None (eager) or the keyword arguments of ``torch.compile``. ``dynamic``: None =
+    torch's default (static shapes, dynamic after a shape change), true / false to
+    force it. ``backend``: "inductor" (the default; the only one with modes) or
+    another dynamo backend ("eager", "aot_eager": the plumbing without code
+    generation, for dry runs). One-line ConfigError naming ``key``."""
+    if value is None or value is False or value in ("false", "off", "no"):
+        return None
+    if value is True or value in ("true", "on", "yes"):
+        value = {}
+    if isinstance(value, str):
+        value = {"mode": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config key '{key}' must be false, true, a mode or "
+                          f"{{mode: ..., dynamic: ...}}, got {value!r}")  # fmt: skip
+    unknown = sorted(set(value) - set(_COMPILE_KEYS))
+    if unknown:
+        raise ConfigError(f"config key '{key}': unknown option '{unknown[0]}' "
+                          f"(options: {', '.join(_COMPILE_KEYS)})")  # fmt: skip
+    out = {"mode": value.get("mode") or "default", "dynamic": value.get("dynamic"),
+           "fullgraph": bool(value.get("fullgraph", False)),
+           "backend": value.get("backend") or "inductor"}  # fmt: skip
+    if out["backend"] not in ("inductor", "eager", "aot_eager"):
+        raise ConfigError(f"config key '{key}': unknown backend {out['backend']!r} "
+                          "(choose from inductor, eager, aot_eager)")  # fmt: skip
+    if out["mode"] not in COMPILE_MODES:
+        raise ConfigError(f"config key '{key}': unknown mode {out['mode']!r} "
+                          f"(choose from {', '.join(COMPILE_MODES)})")  # fmt: skip
+    if out["dynamic"] not in (None, True, False):
+        raise ConfigError(f"config key '{key}': dynamic must be true, false or null, "
+                          f"got {out['dynamic']!r}")  # fmt: skip
+    return out
+
+
+def compile_cache_dir() -> Path:
+    """Where inductor keeps its compiled graphs: ``TORCHINDUCTOR_CACHE_DIR`` when
+    set, else ``$XDG_CACHE_HOME/fmrecon/inductor`` (``~/.cache/...``), set here
+    for this process and its children (torch's own default is under /tmp, which
+    clusters and reboots wipe)."""
+    if not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(base) / "fmrecon" / "inductor")
+    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+
+
+def compile_model(model: nn.Module, options: dict) -> list[str]:
+    """Compile ``model`` in place with ``torch.compile(**options)`` (inductor), region by
+    region: ``model.compile_regions()`` where a model has it (a VarNet: the sensitivity
+    network and each cascade, whose compiled code all twelve cascades share), else the
+    whole model. ``nn.Module.compile`` keeps the module, so state-dict keys, checkpoints
+    and DDP wrapping are unchanged (no ``_orig_mod.`` prefix). Turns on inductor's
+    FX-graph and AOTAutograd caches in :func:`compile_cache_dir`, so another process
+    compiling the same graphs loads them. Returns the compiled regions' names."""
+    compile_cache_dir()
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = True  # the default in torch >= 2.5; stated, not assumed
+    functorch_config.enable_autograd_cache = True  # backward graphs too
+    regions = getattr(model, "compile_regions", None)
+    named = regions() if callable(regions) else [("", model)]
+    kwargs = dict(options)
+    if kwargs.get("backend", "inductor") != "inductor":
+        kwargs.pop("mode", None)  # modes are inductor's
+    if getattr(model, "_fmrecon_compile", None) != options:  # once per model and options
+        for _, region in named:
+            region.compile(**kwargs)
+        object.__setattr__(model, "_fmrecon_compile", dict(options))
+    return [name or type(model).__name__ for name, _ in named]
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling (torch.compile frames, forward and
+    backward graphs, cache lookups included), from dynamo's timing table."""
+    from torch._dynamo.utils import compilation_time_metrics as times
+
+    keys = ("_compile.compile_inner", "compile_fx.<locals>.bw_compiler")
+    return float(sum(sum(times.get(k, ())) for k in keys))
 
 
 def set_tf32(enabled: bool) -> dict:

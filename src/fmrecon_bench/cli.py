@@ -21,6 +21,7 @@ import argparse
 import sys
 
 from fmrecon.errors import ConfigError, FmreconError
+from fmrecon.utils import COMPILE_MODES, compile_options
 from fmrecon_bench.config import GOALS, MODELS, PRECISIONS, BenchConfig, parse_size
 from fmrecon_bench.report import format_report, write_json
 from fmrecon_bench.run import run_bench
@@ -71,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="TF32 for fp32 matmuls and convolutions on Ampere+ GPUs (default off: the fp32 "
         "rows and baselines are fp32)",
     )  # fmt: skip
+    p.add_argument(
+        "--compile", nargs="?", const="default", default=None, choices=COMPILE_MODES,
+        metavar="MODE",
+        help="torch.compile every model (fmrecon's option, inductor; MODE default, "
+        "reduce-overhead, max-autotune, max-autotune-no-cudagraphs): compiled in the warm-up, "
+        "the compile time in its own column; graphs cached in TORCHINDUCTOR_CACHE_DIR",
+    )  # fmt: skip
+    p.add_argument(
+        "--profile", action="store_true",
+        help="where the time goes: E2E-VarNet's and FM-VarNet's inference split into "
+        "components (sensitivity net, encoder, decoder, preprocess / resize, FFT / SENSE / DC, "
+        "output RSS) with time share and GFLOP/s, at the first size",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
     p.add_argument(
         "--timeout", type=float, default=3600.0, metavar="S",
@@ -108,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         eval_checkpoint=args.eval_checkpoint,
         tf32=args.tf32,
+        compile=compile_options(args.compile, "--compile"),
+        profile=args.profile,
     )
     result = run_bench(cfg)
     print(format_report(result))

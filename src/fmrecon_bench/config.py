@@ -47,6 +47,12 @@ class BenchConfig:
     # TF32 matmuls / convolutions on Ampere+ GPUs (fmrecon.utils.set_tf32), in every
     # measurement process; off: the fp32 rows and baselines (goals 1, 3) are fp32
     tf32: bool = False
+    # torch.compile options of every measured model (fmrecon.utils.compile_options), None:
+    # eager. Compiled in the warm-up (at least one warm-up call), compile time reported apart
+    compile: dict | None = None
+    # where the time goes: a per-component table of E2E-VarNet and FM-VarNet
+    # (fmrecon_bench.profile) at the first size
+    profile: bool = False
 
     def __post_init__(self) -> None:
         if self.interleave is None:

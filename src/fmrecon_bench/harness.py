@@ -158,7 +158,8 @@ class Runner:
     engine's images, then backward and an optimizer step); ``infer(batch,
     precision)`` one forward under inference mode -> (B, H, W) float32.
     ``precision`` is ``"fp32"`` or ``"bf16"`` (autocast). The optimizer is
-    Adam (lr ``lr``) unless one is given; None when nothing is trainable."""
+    Adam (lr ``lr``) unless one is given; None when nothing is trainable.
+    ``compile``: torch.compile options (fmrecon's, through the engine), None: eager."""
 
     def __init__(
         self,
@@ -167,8 +168,10 @@ class Runner:
         label: str | None = None,
         lr: float = 1e-4,
         optimizer: torch.optim.Optimizer | None = None,
+        compile: dict | None = None,
     ):
         self.model, self.device, self.label = model, device, label
+        self.compile = compile  # torch.compile options of the engines (None: eager)
         params = [p for p in model.parameters() if p.requires_grad]
         if optimizer is None and params:
             optimizer = torch.optim.Adam(params, lr=lr)
@@ -182,7 +185,8 @@ class Runner:
 
     def engine(self, precision: str) -> Engine:
         if precision not in self._engines:
-            self._engines[precision] = Engine(self.model, self.device, precision, self.label)
+            self._engines[precision] = Engine(self.model, self.device, precision, self.label,
+                                              compile=self.compile)  # fmt: skip
         return self._engines[precision]
 
     def train(self, batch: Sample, precision: str = "fp32") -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fmrecon.data.h5io import atomic_path
 from fmrecon.models.memory import format_table
+from fmrecon_bench.profile import format_profile
 from fmrecon_bench.table import onoff
 
 
@@ -62,12 +63,19 @@ def _header(result: dict) -> list[str]:
         f"fmrecon-bench{' --quick' if s['quick'] else ''}: {m['cpu']}, "
         f"{m['logical_cores']} logical cores, torch {m['torch']} ({m['torch_threads']} threads), "
         f"device {s['device']}{' ' + m['gpu'] if m.get('gpu') else ''}, bf16 hardware {bf_text}, "
-        f"TF32 {'on' if s.get('tf32') else 'off'}",
+        f"TF32 {'on' if s.get('tf32') else 'off'}"
+        + (f", torch.compile {_compiled(s['compile'])}" if s.get("compile") else ", eager"),
         f"batch 1, {s['coils']} coils, simulated cardiac slices, x4 mask; median of "
         f"{s['repeats']} after {s['warmup']} warm-up; fp32 matmul {cal.get('start')} -> "
         f"{cal.get('end')} GFLOP/s (start -> end); {result['elapsed_s']:.0f} s",
         "",
     ]
+
+
+def _compiled(options: dict) -> str:
+    """``inductor default`` / ``eager backend``: what the compiled rows ran."""
+    backend = options.get("backend", "inductor")
+    return f"inductor {options.get('mode')}" if backend == "inductor" else f"{backend} backend"
 
 
 def _rows(result: dict) -> list[str]:
@@ -87,6 +95,14 @@ def _rows(result: dict) -> list[str]:
         f"Adam state included ({method}, "
         f"one fresh process per variant); base MB = memory after building",
     ]
+    if s.get("compile"):  # one timing process per model and size: its compile time
+        spent = {(r["model"], r["size"]): r["compile_s"] for r in result["rows"]
+                 if r.get("compile_s") is not None}  # fmt: skip
+        out.append(
+            f"torch.compile ({_compiled(s['compile'])}, fmrecon's option): every variant compiled "
+            "before timing and memory; seconds compiling: "
+            + (", ".join(f"{m} {size} {t:.0f}" for (m, size), t in spent.items()) or "-")
+        )
     if not s.get("interleave", True):
         out.append(
             "quick: each variant timed once in its own process, so ratios between "
@@ -116,6 +132,11 @@ def format_report(result: dict) -> str:
         out += _rows(result)
     if result["goals"]:
         out += _goals(result)
+    profiles = [p for p in result.get("profile") or [] if "rows" in p]
+    if profiles:  # where the time goes (fmrecon_bench.profile)
+        rate = (result["machine"].get("calibration_gflops") or {}).get("start")
+        out += ["", "where the time goes (inference forward; GFLOP/s of matmuls and "
+                "convolutions, FlopCounterMode):"] + format_profile(profiles, rate)  # fmt: skip
     if result.get("memory_estimate"):
         out += ["", "memory estimate (fmrecon.models.memory, GPU, batch 1):"]
         out.append(format_table(result["memory_estimate"]))

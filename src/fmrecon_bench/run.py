@@ -22,7 +22,13 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from fmrecon.utils import resolve_device, set_tf32
-from fmrecon_bench.config import BenchConfig, options_of, size_label, supports_checkpointing
+from fmrecon_bench.config import (
+    BenchConfig,
+    fm_varnet,
+    options_of,
+    size_label,
+    supports_checkpointing,
+)
 from fmrecon_bench.goals import GOALS, compute_goals
 from fmrecon_bench.goals.base import Goal
 from fmrecon_bench.machine import machine_info, matmul_gflops
@@ -35,7 +41,8 @@ SCHEMA = "fmrecon-bench/1"
 def bench_model(cfg: BenchConfig, name: str, size, device: str, log) -> tuple[list, list]:
     """Rows for one model at one size, and the errors met (see the module doc)."""
     common = {"model": name, "options": options_of(cfg, name), "size": list(size),
-              "coils": cfg.coils, "device": device, "threads": cfg.threads}  # fmt: skip
+              "coils": cfg.coils, "device": device, "threads": cfg.threads,
+              "compile": cfg.compile}  # fmt: skip
     ckpts = [False, True] if supports_checkpointing(name) else [None]
     variants = [(p, c) for c in ckpts for p in cfg.precisions]
     where = f"{name} {size_label(size)}"
@@ -89,6 +96,15 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
             errors += e
     for goal in (g for g in measured if not g.before_table):
         _measure_goal(goal, cfg, device, extras, errors, log)
+    profiles = []
+    for name in ("e2e-varnet", fm_varnet(cfg)) if cfg.profile else ():
+        log(f"{name} {size_label(cfg.sizes[0])}: where the time goes")
+        res = run_task("profile", {"model": name, "size": list(cfg.sizes[0]), "coils": cfg.coils,
+                                   "device": device, "threads": cfg.threads,
+                                   "options": options_of(cfg, name)}, cfg)  # fmt: skip
+        profiles.append(res)
+        if "error" in res:
+            errors.append(f"profile {name}: {res['error']}")
     machine["calibration_gflops"]["end"] = matmul_gflops()
     settings = asdict(cfg)
     settings.update(sizes=[size_label(s) for s in cfg.sizes], device=device, batch=1)
@@ -103,5 +119,6 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
         "goals": compute_goals(rows, extras, cfg, machine),
         "memory_estimate": estimate.get("table"),
         "extras": {k: v for k, v in extras.items() if k != "memory_estimate"},
+        "profile": profiles,
         "errors": errors,
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from fmrecon.utils import count_parameters, resolve_device, tf32_state
+from fmrecon.utils import compile_seconds, count_parameters, resolve_device, tf32_state
 from fmrecon_bench.config import size_label
 from fmrecon_bench.harness import (
     Runner,
@@ -49,26 +49,41 @@ def _memory(runner: Runner, batch, precision: str, ckpt: bool | None, switch) ->
 
 
 def measure_model(model, options, size, coils, variants, memory, repeats, warmup, device,
-                  threads) -> dict:  # fmt: skip
+                  threads, compile=None) -> dict:  # fmt: skip
     """One model at one size. With ``memory`` (one variant, in a fresh
     process): the first training step's peak, then an inference's, which also
     warm the process up. Then ``warmup`` + ``repeats`` rounds, each timing every
     precision's inference and every (precision, checkpointing) training step,
-    round-robin so that all variants see the same machine state."""
+    round-robin so that all variants see the same machine state.
+
+    ``compile`` (torch.compile options): the model is compiled through fmrecon's
+    option; every variant is called once before the memory probe and the timing
+    (compilation is neither timed nor measured), and the seconds this process
+    spent compiling are returned as ``compile_s``."""
     prepare_process(threads)
     dev = resolve_device(device)
     net = build_model(model, options, dev)
     batch = simulated_batches(*size, coils, device=dev)[0]
-    runner = Runner(net, dev, label=model)
+    runner = Runner(net, dev, label=model, compile=compile)
     switch = checkpointing_switch(net)
     variants = [(p, c) for p, c in variants]
+    if compile:  # compile every variant (precision, checkpointing: other graphs) first
+        for p, c in variants:
+            if c is not None:
+                switch(c)
+            if runner.trainable:
+                runner.train(batch, p)
+            if not c:
+                runner.infer(batch, p)
     out = {
         "trainable_params": count_parameters(net, trainable_only=True),
         "total_params": count_parameters(net),
         "threads": torch.get_num_threads(),
         "tf32": tf32_state(),  # as this measurement ran (BenchConfig.tf32)
+        "compile": compile,
         "memory": _memory(runner, batch, *variants[0], switch) if memory else None,
     }
+    out["compile_s"] = round(compile_seconds(), 2) if compile else None
 
     def train(p: str, c: bool | None) -> None:
         if c is not None:
@@ -115,6 +130,8 @@ def _row(name, size, coils, precision, ckpt, timing: dict, mem: dict) -> dict:
         "trainable_params": timing.get("trainable_params"),
         "total_params": timing.get("total_params"),
         "tf32": timing.get("tf32"),
+        "compile": timing.get("compile"),
+        "compile_s": timing.get("compile_s"),  # seconds compiling in the timing process
         "error": timing.get("error") or mem.get("error"),
     }
 

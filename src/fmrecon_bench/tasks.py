@@ -22,11 +22,13 @@ import fmrecon_bench
 from fmrecon.utils import set_tf32
 from fmrecon_bench.config import BenchConfig
 from fmrecon_bench.goals import GOALS
+from fmrecon_bench.profile import component_profile
 from fmrecon_bench.report import json_default
 from fmrecon_bench.table import measure_model
 
 TASKS: dict[str, Callable[..., dict]] = {
     "run": measure_model,
+    "profile": component_profile,
     **{g.key: g.measure for g in GOALS if g.measure is not None},
 }
 _CHILD = "import sys; from fmrecon_bench.tasks import child_main; sys.exit(child_main())"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from fmrecon.utils import PRECISIONS
+from fmrecon.utils import COMPILE_MODES, PRECISIONS
 
 
 def add_precision_arguments(p: argparse.ArgumentParser) -> None:
-    """``--precision`` and ``--tf32``, the same for every verb that runs a model."""
+    """``--precision``, ``--tf32`` and ``--compile``, the same for every verb that
+    runs a model."""
     p.add_argument(
         "--precision", choices=PRECISIONS, default="32", help="32 = fp32, bf16 = bf16 autocast"
     )
@@ -18,6 +19,17 @@ def add_precision_arguments(p: argparse.ArgumentParser) -> None:
         default=False,
         help="TF32 for fp32 matmuls and convolutions on Ampere+ GPUs (default off: fp32 is "
         "fp32, as the training default trainer.tf32: false)",
+    )
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        choices=COMPILE_MODES,
+        metavar="MODE",
+        help="torch.compile the models (inductor; MODE default, reduce-overhead, "
+        "max-autotune, max-autotune-no-cudagraphs); the compile time is reported apart, "
+        "compiled graphs are cached in TORCHINDUCTOR_CACHE_DIR (~/.cache/fmrecon/inductor)",
     )
 
 

@@ -44,7 +44,13 @@ from fmrecon.evaluation.report import REPORT_NAME, write_report
 from fmrecon.evaluation.tables import RANDOM_ENCODER, write_results
 from fmrecon.metrics import CONVENTION_HELP
 from fmrecon.physics.masks import MASK_KINDS, mask_grid
-from fmrecon.utils import resolve_device, set_tf32
+from fmrecon.utils import (
+    compile_cache_dir,
+    compile_options,
+    compile_seconds,
+    resolve_device,
+    set_tf32,
+)
 
 HELP = "evaluate trained checkpoints and/or baselines (zero-filled, SENSE, CS) on a data folder"
 
@@ -464,6 +470,7 @@ def run(args) -> int:
             f"image size: {resize.describe()} before masking; targets are the RSS of the "
             f"transformed coil images; masks: {args.mask} generated at that size"
         )
+    compiling = compile_seconds()
     rows, captures = evaluate_models(
         models,
         full,
@@ -477,7 +484,9 @@ def run(args) -> int:
         figure=figure,
         resize=resize,
         show_progress=not args.quiet,
+        compile=compile_options(args.compile, "--compile"),
     )
+    compiled = compile_seconds() - compiling
     note = f"Convention: {args.convention}; mask: {args.mask}; data: {args.data}"
     if resize is not None:
         note += f"; image size: {resize.describe()} (masks generated at that size)"
@@ -487,7 +496,12 @@ def run(args) -> int:
             f"{m.label} = {m.checkpoint or 'no training'} ({m.weights})" for m in trained
         )
         tf32 = "on" if args.tf32 else "off"
-        note += f". Device {device.type}, precision {args.precision}, TF32 {tf32}."
+        note += f". Device {device.type}, precision {args.precision}, TF32 {tf32}"
+        if args.compile:  # the compile time apart from the reconstruction times
+            note += f", torch.compile {args.compile} ({compiled:.1f} s compiling)"
+            log(f"torch.compile ({args.compile}): {compiled:.1f} s compiling, cache in "
+                f"{compile_cache_dir()}")  # fmt: skip
+        note += "."
         for m in trained:
             if m.weights == RANDOM_ENCODER:
                 note += (

@@ -216,6 +216,7 @@ def evaluate_models(
     figure: FigurePick | None = None,
     resize: KspaceResize | None = None,
     show_progress: bool = False,
+    compile: dict | None = None,
 ) -> tuple[list[dict], list[FigureCapture]]:
     """Reconstruct every scored slice of every volume under every setting with
     every model and score each file in ``convention``.
@@ -225,14 +226,16 @@ def evaluate_models(
     slice is reconstructed even when the convention does not score it).
     ``resize`` (e.g. 224 x 224) transforms each slice's fully sampled k-space
     before masking, exactly as training does (the same SliceDataset code).
-    Every model runs through the inference engine (device, precision, checks).
+    Every model runs through the inference engine (device, precision, checks);
+    ``compile`` (:func:`fmrecon.utils.compile_options`) compiles the trained ones.
     ``progress(line)`` gets one line per file and model scored; with
     ``show_progress`` a bar on a terminal's stderr counts the images (every
     setting's), the files done of all, the ETA and names the current file.
     """
     _check_evaluation(models, convention, batch_size)
     settings = list(settings)
-    run = _Run(models, volumes, convention, torch.device(device), precision, progress, figure)
+    run = _Run(models, volumes, convention, torch.device(device), precision, progress, figure,
+               compile)  # fmt: skip
     total = len(settings) * sum(len(run._items(v)) for v in run.volumes)
     run.bar = ProgressBar(total, show_progress, report=progress or _silent)
     run.n_files = len(settings) * len(run.volumes)
@@ -263,14 +266,15 @@ def _check_evaluation(models: Sequence[EvalModel], convention: str, batch_size: 
 class _Run:
     """One evaluation: the engines, and the rows and figures gathered so far."""
 
-    def __init__(self, models, volumes, convention, device, precision, progress, figure):
+    def __init__(self, models, volumes, convention, device, precision, progress, figure,
+                 compile=None):  # fmt: skip
         self.models, self.volumes, self.convention = list(models), list(volumes), convention
         self.progress, self.figure = progress, figure
         # the zero-filled reconstruction is computed once per batch and shared by
         # the zero-filled row and the figures' input column
         self.zero_filled = Engine(ZeroFilled(), device, "32", "zero-filled")
         self.engines = {
-            m.label: Engine(m.model, device, precision, m.label)
+            m.label: Engine(m.model, device, precision, m.label, compile=compile)
             for m in self.models
             if m.model is not None
         }

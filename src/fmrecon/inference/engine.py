@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from fmrecon.data.slices import Sample, collate
 from fmrecon.errors import ConfigError
 from fmrecon.metrics import center_crop
-from fmrecon.utils import autocast_context
+from fmrecon.utils import autocast_context, compile_model, compile_seconds
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -34,6 +34,10 @@ class Engine:
     ``precision``: ``"32"`` or ``"bf16"`` (autocast); training leaves it to
     Lightning (``"32"``). ``label`` names the model in error messages.
     Gradients flow unless the caller disables them (:meth:`stream` does).
+    ``compile``: None (eager) or ``torch.compile`` options
+    (:func:`fmrecon.utils.compile_options`): the model is compiled in place
+    (:func:`fmrecon.utils.compile_model`); ``compile_seconds`` adds up the time
+    this engine's calls spent compiling (the first call, a new shape).
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class Engine:
         device: str | torch.device | None = None,
         precision: str = "32",
         label: str | None = None,
+        compile: dict | None = None,
     ):
         self.device = torch.device(device) if device is not None else None
         self.autocast = autocast_context(self.device or torch.device("cpu"), precision)
@@ -49,12 +54,17 @@ class Engine:
             model = model.to(self.device)
         self.model = model
         self.label = label or type(model).__name__
+        self.compiled = compile is not None and isinstance(model, torch.nn.Module)
+        if self.compiled:
+            compile_model(model, compile)
+        self.compile_seconds = 0.0
 
     def __call__(self, kspace: torch.Tensor, mask: torch.Tensor, where: str = "") -> torch.Tensor:
         """(B, C, H, W) complex, (B, 1, H, W) bool -> (B, H, W) float32, on the
         model's device. ``where`` (file, frame, slice) goes into error messages."""
         if self.device is not None:
             kspace, mask = kspace.to(self.device), mask.to(self.device)
+        before = compile_seconds() if self.compiled else 0.0
         try:
             with self.autocast:
                 out = self.model(kspace, mask)
@@ -64,6 +74,8 @@ class Engine:
                 f"model '{self.label}' failed{' on ' + where if where else ''}: "
                 f"{type(err).__name__}: {first}"
             ) from err
+        if self.compiled:
+            self.compile_seconds += compile_seconds() - before
         want = (kspace.shape[0], *kspace.shape[-2:])
         if tuple(out.shape) != want:
             raise ConfigError(

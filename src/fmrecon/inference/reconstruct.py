@@ -185,17 +185,19 @@ def reconstruct_files(
     precision: str = "32",
     show_progress: bool = True,
     report: Callable[[str], None] | None = None,
+    compile: dict | None = None,
 ) -> list[Written]:
     """Reconstruct every k-space file under ``inputs`` (or the planned
     ``jobs``) and write its outputs under ``out_dir`` in ``formats`` (see the
     module docstring; ``png`` adds a preview). ``report(line)`` is called
-    once per file written."""
+    once per file written. ``compile``: torch.compile options of the model
+    (:func:`fmrecon.utils.compile_options`), None for eager."""
     if jobs is None:
         jobs, _ = plan_jobs(inputs or [], out_dir, mask_func, full_volume, formats, png)
     elif png:
         jobs = [replace(j, formats=_add_png(j.formats)) for j in jobs]
     attrs = model_attrs(model)
-    engine = Engine(model.eval(), device, precision, attrs["fmrecon_model"])
+    engine = Engine(model.eval(), device, precision, attrs["fmrecon_model"], compile=compile)
     bar = ProgressBar(sum(j.n_images for j in jobs), show_progress, report=report or _silent)
     run = _Run(attrs, bar.say)
     written: list[Written] = []

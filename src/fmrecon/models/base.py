@@ -81,6 +81,11 @@ class ReconModel(nn.Module):
         super().__init__()
         self.record = None
 
+    def compile_regions(self) -> list[tuple[str, nn.Module]]:
+        """The parts :func:`fmrecon.utils.compile_model` compiles one by one, as
+        (name, module): the whole model, unless a model has repeated blocks."""
+        return [("", self)]
+
 
 def build_record(model) -> BuildRecord | None:
     """The build record of any callable: None unless it is a :class:`ReconModel`

@@ -10,12 +10,23 @@ instead of running the encoder.
 Keying (content addressed, so a stale entry can never be used):
 
 - item key = SHA-256 of (model identity digest, compute mode, the item's
-  masked k-space bytes + shape + dtype, its mask bytes + shape). The masked
+  content key). The content key
+  (:func:`fmrecon.data.slices.content_key`) is a SHA-256 of the item's masked
+  k-space bytes + shape + dtype and its mask bytes + shape. The masked
   k-space determines the encoder input entirely, so the file path, slice and
   frame need not be trusted: a changed file, a different mask or acceleration,
   another slice all give other bytes, hence another key. Hashing costs ~5 ms
   for a 10-coil 246x512 slice (10 MB; the bench reports it) against ~0.3-0.4 s
   for a ViT-B forward on a CPU core.
+- where the hashing happens: on the loader side. The trainer's datasets
+  compute each item's content key where the k-space already is, on the CPU
+  (``SliceDataset(content_keys=True)``, ``Sample.content_key``), and the
+  training and validation steps hand the batch's keys to the next forward
+  (:meth:`FeatureCache.batch_keys`), so the forward never copies the k-space
+  to the host (on a GPU: a sync and a 10 MB copy per slice and step). Keys
+  are consumed by one forward and checked against its batch size; a forward
+  without keys (a direct call) hashes its input on the host, the same
+  function, so both give the same key.
 - model identity = encoder name, family, weight source and path, transformers
   config, number of blocks, input size, a SHA-256 of every encoder weight and
   buffer (so two random inits, or re-trained weights, never share entries),
@@ -41,7 +52,8 @@ Enabling: ``model.feature_cache: DIR`` (and ``model.feature_cache_dtype``) in
 a run config; :class:`fmrecon.training.module.ReconModule` attaches it with
 :func:`attach_feature_cache` and :class:`fmrecon.models.fm_unetr.FMUNETR`
 consults it. The model's interface does not change (every model is still
-called as ``model(masked_kspace, mask)``) and no batch metadata is needed.
+called as ``model(masked_kspace, mask)``); batch keys are an optimisation,
+never needed for correctness.
 Masks drawn per epoch never repeat, so the cache refuses them
 (``data.mask.official: true`` is required; config error otherwise), and so
 are fine-tuned encoders (``encoder_lora_rank`` / ``encoder_unfreeze_last``),
@@ -76,12 +88,13 @@ import torch
 from torch import nn
 
 from fmrecon.data.h5io import atomic_path
+from fmrecon.data.slices import content_key
 from fmrecon.encoders.preprocess import DEFAULT_PERCENTILE, normalization_stats
 from fmrecon.errors import ConfigError
 from fmrecon.models.base import build_record
 from fmrecon.utils import state_digest, tensor_bytes
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: item keys from the loader-side content key
 MAGIC = b"FMRFC001"
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _DTYPE_NAMES = {
@@ -146,8 +159,9 @@ class FeatureCache:
     ``features(model, masked_kspace, mask, pixels)`` returns the tapped
     blocks' tokens for a batch, reading hits from disk and running
     ``model.encode`` on the misses only. ``stats`` counts hits, misses,
-    writes, corrupt entries, write errors and the seconds spent hashing and
-    reading/writing.
+    writes, corrupt entries, write errors, the items keyed by the loader
+    (``loader_keys``) and by hashing on the host (``host_keys``), and the
+    seconds spent hashing on the host and reading/writing.
     """
 
     def __init__(self, root: str | os.PathLike, dtype: str = "float32", verify: bool = True):
@@ -161,9 +175,11 @@ class FeatureCache:
         self._version: int | None = None  # encoder tensors' version sum at the last weight hash
         self._weights: str | None = None
         self.stats = dict.fromkeys(
-            ("hits", "misses", "writes", "corrupt", "write_errors", "bytes_read", "bytes_written"),
+            ("hits", "misses", "writes", "corrupt", "write_errors", "bytes_read", "bytes_written",
+             "loader_keys", "host_keys"),
             0,
-        )
+        )  # fmt: skip
+        self._pending: list[str] | None = None  # keys of the next batch (batch_keys)
         self.stats.update(hash_seconds=0.0, io_seconds=0.0)
 
     # ------------------------------------------------------------------ identity
@@ -192,21 +208,37 @@ class FeatureCache:
         return self.root / self.digest[:16]
 
     # ----------------------------------------------------------------------- keys
+    @contextlib.contextmanager
+    def batch_keys(self, keys: Sequence[str] | str | None):
+        """The content keys (:func:`fmrecon.data.slices.content_key`, computed by
+        the loader) of the batch the next forward inside this block runs on. The
+        first forward consumes them; empty or missing keys leave hashing to the
+        forward (on the host)."""
+        keys = [keys] if isinstance(keys, str) else list(keys or [])
+        self._pending = keys if keys and all(keys) else None
+        try:
+            yield self
+        finally:
+            self._pending = None
+
     def item_keys(self, masked_kspace: torch.Tensor, mask: torch.Tensor, mode: str) -> list[str]:
-        """One key per batch item from its masked k-space and mask bytes."""
-        t0 = time.perf_counter()
-        k = masked_kspace.detach().to("cpu")
-        m = mask.detach().to("cpu").bool()
-        keys = []
-        for i in range(k.shape[0]):
-            mi = m[i] if m.shape[0] == k.shape[0] else m[0]
-            h = hashlib.sha256(f"{self.digest}|{mode}|".encode())
-            h.update(f"{tuple(k[i].shape)}|{k.dtype}|{tuple(mi.shape)}|".encode())
-            h.update(tensor_bytes(k[i]))
-            h.update(tensor_bytes(mi))
-            keys.append(h.hexdigest())
-        self.stats["hash_seconds"] += time.perf_counter() - t0
-        return keys
+        """One key per batch item: from the loader's content keys when
+        :meth:`batch_keys` gave them (nothing read from the device), else from
+        the item's masked k-space and mask, copied to the host and hashed."""
+        n = masked_kspace.shape[0]
+        given, self._pending = getattr(self, "_pending", None), None
+        if given is not None:
+            if len(given) != n:
+                raise ValueError(f"feature cache: {len(given)} content keys for a batch of {n}")
+            self.stats["loader_keys"] += n
+        else:
+            t0 = time.perf_counter()
+            k = masked_kspace.detach().to("cpu")
+            m = mask.detach().to("cpu")
+            given = [content_key(k[i], m[i] if m.shape[0] == n else m[0]) for i in range(n)]
+            self.stats["host_keys"] += n
+            self.stats["hash_seconds"] += time.perf_counter() - t0
+        return [hashlib.sha256(f"{self.digest}|{mode}|{c}".encode()).hexdigest() for c in given]
 
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.fc"

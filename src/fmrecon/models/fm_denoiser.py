@@ -160,7 +160,8 @@ class FMDenoiser(nn.Module):
         y = self.bottleneck(tokens_to_map(self.fusion(feats[: self.fuse_layers]), grid))
         # the input-level skip sees the image at its own size, scaled like the encoder input
         s = scale.view(-1, 1, 1)
-        x_in = torch.stack(((x.real / s), (x.imag / s)), dim=1)
+        # (B, 2, H, W) from the real view (inductor has no code for complex tensors)
+        x_in = torch.view_as_real(x).movedim(-1, 1) / s.unsqueeze(1)
         for i, (up, merge) in enumerate(zip(self.ups, self.merges, strict=True)):
             if i < len(self.skip_layers):
                 y = up(F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False))
@@ -171,4 +172,4 @@ class FMDenoiser(nn.Module):
                 y = up(F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False))
                 y = merge(torch.cat((y, self.input_skip(x_in)), dim=1))
         out = self.head(y) * s.unsqueeze(1)
-        return torch.complex(out[:, 0], out[:, 1]).unsqueeze(1)
+        return torch.view_as_complex(out.movedim(1, -1).contiguous()).unsqueeze(1)

@@ -246,7 +246,9 @@ class NormUnet(nn.Module):
         if not x.is_complex():
             raise ValueError("NormUnet expects a complex tensor (B, Ch, H, W)")
         b, _, h, w = x.shape
-        parts = torch.stack([x.real, x.imag], dim=1)  # (B, 2, Ch, H, W)
+        # (B, 2, Ch, H, W) from the real view (not x.real / x.imag: strided views of a
+        # complex tensor, which torch.compile's backward could not handle)
+        parts = torch.view_as_real(x).movedim(-1, 1)
         flat = parts.reshape(b, 2, -1)
         mean = flat.mean(dim=2).view(b, 2, 1, 1, 1)
         std = flat.std(dim=2).view(b, 2, 1, 1, 1)
@@ -258,7 +260,7 @@ class NormUnet(nn.Module):
         y = self.unet(y)[..., top : top + h, left : left + w]
 
         y = y.reshape(b, 2, -1, h, w) * std + mean
-        return torch.complex(y[:, 0], y[:, 1])
+        return torch.view_as_complex(y.movedim(1, -1).contiguous())
 
 
 class UNetRecon(ReconModel):

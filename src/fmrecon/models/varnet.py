@@ -104,13 +104,15 @@ class SensitivityModel(nn.Module):
         mask: torch.Tensor,
         num_low_frequencies: int | None = None,
     ) -> torch.Tensor:
-        if self.mask_center:
+        if self.mask_center:  # on the real view, as below (inductor: no complex code)
             keep = low_frequency_mask(mask, num_low_frequencies)
-            masked_kspace = masked_kspace * keep
+            kept = torch.view_as_real(masked_kspace) * keep[..., None]
+            masked_kspace = torch.view_as_complex(kept)
         b, c, h, w = masked_kspace.shape
         images = ifft2c(masked_kspace).reshape(b * c, 1, h, w)
         sens = self.norm_unet(images).reshape(b, c, h, w)
-        return sens / rss(sens, dim=1).unsqueeze(1)
+        norm = rss(sens, dim=1)[:, None, :, :, None]
+        return torch.view_as_complex(torch.view_as_real(sens) / norm)
 
 
 class VarNetBlock(nn.Module):
@@ -141,12 +143,12 @@ class VarNetBlock(nn.Module):
         mask: torch.Tensor,
         sens: torch.Tensor,
     ) -> torch.Tensor:
-        soft_dc = (
-            torch.where(mask.bool(), kspace - ref_kspace, torch.zeros_like(kspace)) * self.dc_weight
-        )
+        # on real views (..., 2): inductor generates no code for complex tensors
+        k, k0 = torch.view_as_real(kspace), torch.view_as_real(ref_kspace)
+        soft_dc = torch.where(mask.bool()[..., None], k - k0, 0.0) * self.dc_weight
         image = sens_reduce(kspace, sens).unsqueeze(1)  # (B, 1, H, W)
-        model_term = sens_expand(self.model(image)[:, 0], sens)
-        return kspace - soft_dc - model_term
+        model_term = torch.view_as_real(sens_expand(self.model(image)[:, 0], sens))
+        return torch.view_as_complex(k - soft_dc - model_term)
 
 
 class VarNet(ReconModel):
@@ -185,6 +187,15 @@ class VarNet(ReconModel):
             VarNetBlock(regularizer_factory(i)) for i in range(num_cascades)
         )
         self.checkpoint_cascades = checkpoint_cascades
+
+    def compile_regions(self) -> list[tuple[str, nn.Module]]:
+        """Regional compilation (the PyTorch recipe for repeated blocks): the
+        sensitivity network and each cascade. The cascades share their code, so
+        dynamo compiles it once for all of them (12x less compile time than the
+        unrolled model); the final RSS stays eager."""
+        return [("sens_net", self.sens_net)] + [
+            (f"cascades.{i}", c) for i, c in enumerate(self.cascades)
+        ]
 
     def forward(
         self,

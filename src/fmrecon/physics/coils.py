@@ -13,19 +13,41 @@ import torch
 from fmrecon.physics.fft import fft2c, ifft2c
 
 
+def complex_mul(a: torch.Tensor, b: torch.Tensor, conj_b: bool = False) -> torch.Tensor:
+    """``a * b`` (``a * conj(b)`` with ``conj_b``) of complex tensors (broadcasting),
+    as real arithmetic on their real views (..., 2), as fastMRI's ``complex_mul``
+    and ``complex_conj`` do: torch.compile's inductor has no code generation for
+    complex tensors (each complex op ran eagerly, unfused) and its backward of
+    ``conj`` failed to compile (torch 2.13: "view ComplexFloat as Float"). Real
+    views in and out: the caller's tensors stay complex64."""
+    return torch.view_as_complex(_mul_real(torch.view_as_real(a), torch.view_as_real(b), conj_b))
+
+
+def _mul_real(a: torch.Tensor, b: torch.Tensor, conj_b: bool) -> torch.Tensor:
+    """Complex product of real views (..., 2) -> real view (..., 2)."""
+    ar, ai, br, bi = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+    if conj_b:
+        return torch.stack((ar * br + ai * bi, ai * br - ar * bi), dim=-1)
+    return torch.stack((ar * br - ai * bi, ar * bi + ai * br), dim=-1)
+
+
 def sens_expand(image: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
     """E: coil-combined image (..., H, W) -> multi-coil k-space (..., C, H, W)."""
-    return fft2c(image.unsqueeze(-3) * sens)
+    return fft2c(complex_mul(image.unsqueeze(-3), sens))
 
 
 def sens_reduce(kspace: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
     """R = E^H: multi-coil k-space (..., C, H, W) -> image (..., H, W)."""
-    return (ifft2c(kspace) * sens.conj()).sum(dim=-3)
+    coils = _mul_real(torch.view_as_real(ifft2c(kspace)), torch.view_as_real(sens), True)
+    return torch.view_as_complex(coils.sum(dim=-4))  # the coil axis of (..., C, H, W, 2)
 
 
 def rss(x, dim: int = -3):
     """Root-sum-of-squares of complex or real coil images along ``dim``."""
     if isinstance(x, torch.Tensor):
+        if x.is_complex():  # |x|^2 = re^2 + im^2 on the real view (inductor fuses it)
+            d = dim if dim < 0 else dim - x.dim()
+            return torch.sqrt(torch.view_as_real(x).square().sum(dim=(d - 1, -1)))
         return torch.sqrt((x.abs() ** 2).sum(dim=dim))
     return np.sqrt((np.abs(x) ** 2).sum(axis=dim))
 

@@ -27,13 +27,23 @@ def _check_dtype(x: torch.Tensor, name: str) -> None:
         )
 
 
+def _shift(x: torch.Tensor, inverse: bool) -> torch.Tensor:
+    """``torch.fft.fftshift`` (``ifftshift`` when ``inverse``) over the last two axes,
+    done on the real view (..., H, W, 2): the same values (a permutation), but
+    torch.compile's inductor generates code for it (it has none for complex
+    tensors, so a complex roll ran as one eager index copy per axis) and fuses it."""
+    h, w = x.shape[-2:]
+    shifts = (-(h // 2), -(w // 2)) if inverse else (h // 2, w // 2)
+    return torch.view_as_complex(torch.roll(torch.view_as_real(x), shifts, dims=(-3, -2)))
+
+
 def fft2c(x):
     """Image -> k-space. ``x``: complex (..., H, W) tensor or array."""
     if isinstance(x, torch.Tensor):
         _check_dtype(x, "fft2c")
-        x = torch.fft.ifftshift(x, dim=_DIMS)
+        x = _shift(x, inverse=True)
         x = torch.fft.fft2(x, dim=_DIMS, norm="ortho")
-        return torch.fft.fftshift(x, dim=_DIMS)
+        return _shift(x, inverse=False)
     x = np.fft.ifftshift(np.asarray(x), axes=_DIMS)
     x = np.fft.fft2(x, axes=_DIMS, norm="ortho")
     return np.fft.fftshift(x, axes=_DIMS)
@@ -43,9 +53,9 @@ def ifft2c(k):
     """K-space -> image. ``k``: complex (..., H, W) tensor or array."""
     if isinstance(k, torch.Tensor):
         _check_dtype(k, "ifft2c")
-        k = torch.fft.ifftshift(k, dim=_DIMS)
+        k = _shift(k, inverse=True)
         k = torch.fft.ifft2(k, dim=_DIMS, norm="ortho")
-        return torch.fft.fftshift(k, dim=_DIMS)
+        return _shift(k, inverse=False)
     k = np.fft.ifftshift(np.asarray(k), axes=_DIMS)
     k = np.fft.ifft2(k, axes=_DIMS, norm="ortho")
     return np.fft.fftshift(k, axes=_DIMS)

@@ -120,6 +120,12 @@ DEFAULTS: dict[str, Any] = {
         # mlflow (one name or a list; [] for the CSV log only). wandb and mlflow are
         # optional extras: pip install 'fmrecon[wandb]' / 'fmrecon[mlflow]'
         "logger": ["tensorboard"],
+        # torch.compile (inductor) of the model: false, true, a mode, or {mode: default |
+        # reduce-overhead | max-autotune | max-autotune-no-cudagraphs, dynamic: null | true |
+        # false}. Compiled region by region in place (fmrecon.utils.compile_model): the
+        # state-dict keys and checkpoints are those of the eager model; compiled graphs
+        # are cached on disk (TORCHINDUCTOR_CACHE_DIR, default ~/.cache/fmrecon/inductor)
+        "compile": False,
     },
 }
 
@@ -143,11 +149,13 @@ _TYPES: dict[str, tuple] = {
     "trainer.val_check_interval": (int, float),
     "trainer.precision": (str, int),
     "trainer.deterministic": (bool, str),
+    "trainer.compile": (bool, str, dict),
     "optim.lr": (int, float),
     "optim.weight_decay": (int, float),
     "optim.lr_gamma": (int, float),
 }
 _FREE = ("model.options", "model.encoder_config")
+_LEAVES = ("trainer.compile",)  # one value, which may be a mapping
 # trainer.precision values that run (Lightning's names and its aliases 32, 16, bf16):
 # fp32 or autocast. "-true" casts the weights to bf16/fp16 while the inputs and the
 # k-space physics stay fp32/complex64 ("Input type (FloatTensor) and weight type
@@ -160,7 +168,7 @@ _PRECISION_ALIASES = {32: "32-true", "32": "32-true", 16: "16-mixed", "16": "16-
 def _walk(d: dict, prefix: str = ""):
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and key not in _FREE:
+        if isinstance(v, dict) and key not in _FREE and key not in _LEAVES:
             yield from _walk(v, key + ".")
         else:
             yield key, v
@@ -292,6 +300,9 @@ def _check_values(cfg: dict, require_data: bool = True) -> None:
         )
     _check_deterministic(cfg)
     _check_loggers(cfg["trainer"]["logger"])
+    from fmrecon.utils import compile_options
+
+    compile_options(cfg["trainer"]["compile"], "trainer.compile")
     if cfg["data"]["num_workers"] < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {cfg['data']['num_workers']}")
     model = cfg["model"]

@@ -229,9 +229,18 @@ class ReconDataModule(L.LightningDataModule):
     """Train/val data from a folder of CMRxRecon or fastMRI files, split by
     subject (the split file is created on first use and shared afterwards)."""
 
-    def __init__(self, cfg: dict, seed: int = 0, split_path=None, global_rank: int | None = None):
+    def __init__(
+        self,
+        cfg: dict,
+        seed: int = 0,
+        split_path=None,
+        global_rank: int | None = None,
+        content_keys: bool = False,
+    ):
         super().__init__()
         self.cfg = cfg
+        # items carry their content key (FM-UNETR's feature cache), hashed in the loader
+        self.content_keys = bool(content_keys)
         self.seed = int(seed)
         self.split_path = split_path or cfg.get("split")
         # the process's global rank, for writing a new split on rank 0 only (None: the
@@ -280,13 +289,15 @@ class ReconDataModule(L.LightningDataModule):
         vols = self.volumes[name]
         resize = data_resize(cfg)
         if name == "train" and not official:
-            base = SliceDataset(vols, MaskChoice(funcs), mask_seed="random", resize=resize)
+            base = SliceDataset(vols, MaskChoice(funcs), mask_seed="random", resize=resize,
+                                content_keys=self.content_keys)  # fmt: skip
         else:  # official mask files, and validation: the fixed per-file masks of evaluation
             # (official files of several accelerations: file i of the part uses
             # accelerations[i % n] for validation, see SliceDataset)
             base = SliceDataset(
-                vols, MaskChoice(funcs), mask_seed="file", official_masks=official, resize=resize
-            )
+                vols, MaskChoice(funcs), mask_seed="file", official_masks=official, resize=resize,
+                content_keys=self.content_keys,
+            )  # fmt: skip
         # training indices carry the epoch (EpochBatchSampler): decode them; official
         # mask files of several accelerations: the acceleration is drawn per item
         fixed = official and len(funcs) == 1

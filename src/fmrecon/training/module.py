@@ -8,6 +8,7 @@ without the config.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import lightning as L
@@ -21,6 +22,7 @@ from fmrecon.models import io as model_io
 from fmrecon.models.io import CHECKPOINT_KEY
 from fmrecon.models.registry import create_model
 from fmrecon.training.objective import training_loss
+from fmrecon.utils import compile_options
 
 THREADS_KEY = "torch_threads"  # intra-op threads of the attempt that wrote a checkpoint
 
@@ -52,7 +54,11 @@ class ReconModule(L.LightningModule):
         if model_cfg.get("checkpoint_encoder", "weights") == "reference":
             self.encoder_reference = model_io.encoder_reference(self.model)
         # the one inference path: Lightning places the model and sets the precision
-        self.engine = Engine(self.model, label=model_cfg["name"])
+        # trainer.compile: the model compiled in place, region by region (its state-dict
+        # keys, so checkpoints and resume, are the eager model's)
+        trainer_cfg = (run_config or {}).get("trainer") or {}
+        self.compile = compile_options(trainer_cfg.get("compile"), "trainer.compile")
+        self.engine = Engine(self.model, label=model_cfg["name"], compile=self.compile)
         self.loss = SSIMLoss()
         self.optim_cfg = optim_cfg
         self._val_sums: torch.Tensor | None = None
@@ -83,8 +89,16 @@ class ReconModule(L.LightningModule):
         state = np.random.SeedSequence(words).generate_state(2)
         torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
+    def _cache_keys(self, batch):
+        """The batch's loader-side content keys for the feature cache's next
+        lookup (no copy of the k-space back to the host to hash it)."""
+        if self.feature_cache is None:
+            return contextlib.nullcontext()
+        return self.feature_cache.batch_keys(getattr(batch, "content_key", None))
+
     def training_step(self, batch, batch_idx):
-        loss = training_loss(self.engine, self.loss, batch)
+        with self._cache_keys(batch):
+            loss = training_loss(self.engine, self.loss, batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch.kspace.shape[0])
         return loss
 
@@ -131,7 +145,8 @@ class ReconModule(L.LightningModule):
         return {int(i) for i in np.linspace(0, n - 1, min(self.log_images, n)).round()}
 
     def validation_step(self, batch, batch_idx):
-        out = self.engine.predict(batch)
+        with self._cache_keys(batch):
+            out = self.engine.predict(batch)
         tgt = batch.target.float()
         s = ssim(out, tgt, batch.max_value)
         err = ((out - tgt) ** 2).flatten(1)

@@ -35,7 +35,14 @@ from fmrecon.models.io import CHECKPOINT_KEY, init_weights
 from fmrecon.training.config import dump_config, logger_names, run_dir, split_path
 from fmrecon.training.data import ReconDataModule
 from fmrecon.training.module import THREADS_KEY, ReconModule
-from fmrecon.utils import count_parameters, restore_tf32, set_tf32, tf32_state
+from fmrecon.utils import (
+    compile_cache_dir,
+    compile_seconds,
+    count_parameters,
+    restore_tf32,
+    set_tf32,
+    tf32_state,
+)
 
 
 class _QuietTips(logging.Filter):
@@ -172,6 +179,9 @@ def environment(module: ReconModule, cfg: dict) -> dict:
         "trainable_params": count_parameters(module.model, trainable_only=True),
         "tf32": cfg["trainer"]["tf32"],  # what the config asked (fmrecon.utils.set_tf32)
         "tf32_flags": tf32_state(),  # what torch was set to
+        # trainer.compile as resolved, and where inductor caches compiled graphs
+        "compile": module.compile,
+        "compile_cache_dir": str(compile_cache_dir()) if module.compile else None,
         "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
     }
 
@@ -354,7 +364,10 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
     process_tf32 = tf32_state()
     set_tf32(cfg["trainer"]["tf32"])
     module = build_module(cfg)
-    data = ReconDataModule(cfg["data"], seed=cfg["seed"], split_path=split_path(cfg))
+    data = ReconDataModule(
+        cfg["data"], seed=cfg["seed"], split_path=split_path(cfg),
+        content_keys=bool(cfg["model"].get("feature_cache")),
+    )  # fmt: skip
     # a resume trains with the thread count the run so far had (bit-exact on CPU)
     threads = ThreadCount(checkpoint_threads(ckpt_path) if ckpt_path else None)
     process_threads = torch.get_num_threads()
@@ -390,6 +403,7 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
                 f"the transformed coil images; masks: {mask['kind']} generated at that size "
                 "(not the challenge's mask files, which exist at the native size only)"
             )
+    compiling = compile_seconds()
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     finally:
@@ -406,6 +420,9 @@ def train(cfg: dict, resume: str | bool = False, extra_callbacks=(), log=print) 
         "global_step": trainer.global_step,
         "ranks": sync.result,
         "is_global_zero": trainer.is_global_zero,
+        # seconds this process spent in torch.compile (trainer.compile; forward and
+        # backward graphs, inductor's cache lookups included), apart from training
+        "compile_seconds": round(compile_seconds() - compiling, 2) if module.compile else None,
     }
     if trainer.is_global_zero:
         env = json.loads((out / "environment.json").read_text())

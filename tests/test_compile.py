@@ -1,0 +1,129 @@
+"""torch.compile as fmrecon's option (``trainer.compile``, ``--compile``): the models
+compiled region by region in place, outputs and gradients against eager, state-dict
+keys unchanged, the compile time counted apart and the compiled graphs in inductor's
+on-disk cache. Compilation on 2 cores is slow: one tiny E2E-VarNet (one cascade, one
+pool level, 24 x 20) compiled for a training step."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmrecon.errors import ConfigError
+from fmrecon.inference.engine import Engine
+from fmrecon.models.registry import create_model
+from fmrecon.training.config import load_config
+from fmrecon.utils import compile_options
+from test_fm_models import _inputs
+
+TINY = {"num_cascades": 1, "chans": 2, "pools": 1, "sens_chans": 2, "sens_pools": 1}
+# fp32 unit roundoff u = 2^-24. Inductor fuses and reorders reductions; a sum of n
+# terms in another order differs by at most ~n*u relative. The longest reductions
+# here are the NormUnet's mean/std over 2*H*W = 960 values at 24 x 20 (the coil sums
+# have 2 terms), so 960 * 5.96e-8 = 5.7e-5 bounds outputs and gradients (measured:
+# ~1e-6, e2e-varnet at 48 x 40 with 4 cascades 1.1e-6).
+RTOL = 2 * 24 * 20 * 2.0**-24
+BASE = {"dynamic": None, "fullgraph": False, "backend": "inductor"}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize(
+    "value, want",
+    [
+        (False, None), (None, None),
+        (True, dict(BASE, mode="default")),
+        ("max-autotune", dict(BASE, mode="max-autotune")),
+        ({"mode": "reduce-overhead", "dynamic": True}, dict(BASE, mode="reduce-overhead",
+                                                            dynamic=True)),
+        ({"backend": "eager"}, dict(BASE, mode="default", backend="eager")),
+    ],
+)  # fmt: skip
+def test_compile_options(value, want):
+    assert compile_options(value) == want
+
+
+@pytest.mark.parametrize("value", ["fast", {"mode": "fast"}, {"modes": "default"}, 3,
+                                   {"dynamic": "yes"}, {"backend": "tvm"}])  # fmt: skip
+def test_bad_compile_options_are_one_line_errors(value):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"trainer.compile={value}"], require_data=False)
+    assert "'trainer.compile'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_trainer_compile_config_key():
+    cfg = load_config(None, [], require_data=False)
+    assert cfg["trainer"]["compile"] is False
+    cfg = load_config(None, ["trainer.compile={mode: max-autotune, dynamic: false}"],
+                      require_data=False)  # fmt: skip
+    assert cfg["trainer"]["compile"] == {"mode": "max-autotune", "dynamic": False}
+
+
+@pytest.mark.slow  # ~60 s on 2 cores with an empty inductor cache (measured)
+def test_compiled_e2e_varnet_matches_eager_and_keeps_its_keys(tmp_path, monkeypatch):
+    """A training step (forward + backward) compiled through the engine against the
+    same model eager (an inference graph too would double the compile time); the
+    regions compile once; the state dict keeps its keys; the FX graph cache is
+    written in TORCHINDUCTOR_CACHE_DIR."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch.manual_seed(0)
+    model = create_model("e2e-varnet", **TINY)
+    keys = list(model.state_dict())
+    k, mask = _inputs(b=1, c=2, h=24, w=20)
+
+    def step(engine: Engine):
+        model.zero_grad(set_to_none=True)
+        out = engine(k, mask)
+        out.square().mean().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    want, want_grads = step(Engine(model))
+    engine = Engine(model, compile=compile_options(True))
+    got, grads = step(engine)
+    assert engine.compile_seconds > 0
+    first = engine.compile_seconds
+    got2, _ = step(engine)  # compiled once: no more compiling
+    assert engine.compile_seconds == first and torch.equal(got2, got)
+    assert _rel(got, want) < RTOL
+    assert max(_rel(g, w) for g, w in zip(grads, want_grads, strict=True)) < RTOL
+    # nn.Module.compile in place: the same keys (no "_orig_mod."), the same module
+    assert list(model.state_dict()) == keys
+    assert not any("_orig_mod" in key for key in model.state_dict())
+    assert model.sens_net._compiled_call_impl is not None
+    assert all(c._compiled_call_impl is not None for c in model.cascades)
+    cache = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    assert any((cache / "fxgraph").rglob("*")), "no FX graph cache entry written"
+
+
+def test_evaluate_and_reconstruct_pass_compile_to_their_engines(cmrx_tree, tmp_path, monkeypatch,
+                                                                capsys):  # fmt: skip
+    """``--compile [MODE]`` reaches evaluate_models and the reconstruction engine
+    (compile_model recorded here instead of compiling: inductor takes minutes), and
+    the compile time is reported apart."""
+    from fmrecon.cli import main
+    from fmrecon.commands import evaluate
+    from fmrecon.inference import engine
+
+    seen: list = []
+    real = evaluate.evaluate_models
+    monkeypatch.setattr(evaluate, "evaluate_models",
+                        lambda *a, **k: seen.append(k["compile"]) or real(*a, **k))  # fmt: skip
+    monkeypatch.setattr(engine, "compile_model", lambda model, options: seen.append(options))
+    assert main(["evaluate", "--model", "zero-filled", "--data", str(cmrx_tree),
+                 "--accelerations", "4", "--quiet", "--no-figures", "--out",
+                 str(tmp_path / "e"), "--compile", "max-autotune"]) == 0  # fmt: skip
+    assert seen == [compile_options("max-autotune")]
+    files = sorted(cmrx_tree.rglob("cine_sax.mat"))[:1]
+    capsys.readouterr()
+    assert main(["reconstruct", str(files[0]), "--model", "zero-filled", "--mask",
+                 "cmrxrecon-uniform", "--acceleration", "4", "--quiet",
+                 "--out", str(tmp_path / "r"), "--compile"]) == 0  # fmt: skip
+    assert seen[1:] == [compile_options(True)]
+    assert "torch.compile (default): " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reconstruct", str(files[0]), "--compile", "fastest"])
