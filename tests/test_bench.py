@@ -15,7 +15,7 @@ from fmrecon.encoders import TINY_OVERRIDES
 from fmrecon.errors import ConfigError
 from fmrecon_bench import config, run, table, tasks
 from fmrecon_bench.cli import main
-from fmrecon_bench.goals import compute_goals, reference
+from fmrecon_bench.goals import compute_goals, feature_cache, reference
 from fmrecon_bench.machine import FASTMRI_HINT
 from fmrecon_bench.memory_probe import MemoryProbe
 from fmrecon_bench.report import format_figure, format_report
@@ -110,6 +110,44 @@ def test_goals_are_ratios_of_this_runs_measurements():
     # rows missing: no figure, and the reason
     goals = {g["id"]: g for g in compute_goals([], extras, cfg, machine)}
     assert goals["4"]["figure"] is None and goals["4"]["met"] is None
+
+
+def _cache_measurement(cached: list[list[float]]) -> dict:
+    """A goal-5 measurement of 2 items: uncached training steps whose fastest
+    repeats are 1.0 and 0.9 s, an encoder forward of 0.19 s at best."""
+    return {
+        "model": "fm-unetr-clip", "items": 2, "size": [96, 80], "coils": 4, "threads": 2,
+        "repeats": 2, "cold_epoch_s": 2.5, "first_epoch_misses": 2, "cache_bytes": 1000,
+        "item_s": {"train": [[1.0, 1.2], [1.1, 0.9]], "train_cached": cached,
+                   "infer": [[0.4, 0.5], [0.4, 0.4]], "infer_cached": [[0.3, 0.3], [0.2, 0.3]]},
+        "encoder_s": [0.2, 0.19],
+        "cache": {"hits": 8, "misses": 2, "hash_seconds": 0.01, "io_seconds": 0.02},
+    }  # fmt: skip
+
+
+def test_feature_cache_goal_is_the_speedup_as_a_fraction_of_its_ceiling():
+    cfg = config.BenchConfig(sizes=((64, 48),), goals=(5,))
+
+    def goal5(cached):
+        extras = {"feature_cache": _cache_measurement(cached)}
+        (g,) = compute_goals([], extras, cfg, {"bf16": {}})
+        return g
+
+    # epoch 1.0 + 0.9 = 1.9 s; a mean step of 0.95 s of which 0.19 s is the encoder:
+    # ceiling 0.95 / (0.95 - 0.19) = 1.25x exactly
+    g = goal5([[0.85, 0.9], [0.8, 0.95]])  # cached epoch 0.85 + 0.8 = 1.65 s
+    d = g["detail"]
+    assert d["ceiling"] == pytest.approx(1.25, abs=1e-3)
+    assert d["speedup"] == pytest.approx(1.9 / 1.65, abs=1e-3)
+    assert g["unit"] == "fraction" and g["target"] == ">= 90% of ceiling"
+    assert g["figure"] == d["fraction_of_ceiling"] == pytest.approx(1.9 / 1.65 / 1.25, abs=1e-3)
+    assert g["met"] is True  # 92% of the ceiling
+    assert "1.15x of a 1.25x ceiling" in g["note"] and format_figure(g) == "92.1%"
+    # a cache that saves less: 1.9 / 1.7 = 1.12x of 1.25x = 89%, not met
+    g = goal5([[0.85, 0.9], [0.85, 0.95]])
+    assert g["figure"] == pytest.approx(1.9 / 1.7 / 1.25, abs=1e-3) and g["met"] is False
+    # an encoder measured slower than the step bounds nothing: no fraction of it is met
+    assert feature_cache.ceiling(0.1, 0.2) == math.inf
 
 
 def test_figures_are_formatted_with_units():
