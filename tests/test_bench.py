@@ -10,10 +10,11 @@ import sys
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from fmrecon.encoders import TINY_OVERRIDES
 from fmrecon.errors import ConfigError
-from fmrecon_bench import config, run, table, tasks
+from fmrecon_bench import config, harness, run, table, tasks
 from fmrecon_bench.cli import main
 from fmrecon_bench.goals import compute_goals, feature_cache, reference
 from fmrecon_bench.machine import FASTMRI_HINT
@@ -33,7 +34,8 @@ TINY = {
 ROW_KEYS = {
     "model", "size", "coils", "batch", "precision", "checkpointing", "infer_s", "infer_times",
     "train_s", "train_times", "infer_mem_mb", "train_mem_mb", "train_peak_mb", "mem_base_mb",
-    "mem_method", "trainable_params", "total_params", "error",
+    "mem_method", "trainable_params", "total_params", "error", "infer_flop",
+    "infer_gflops_per_s", "infer_matmul_fraction",
 }  # fmt: skip
 GOAL_KEYS = {"id", "goal", "figure", "target", "met", "unit", "note", "detail"}
 
@@ -186,6 +188,21 @@ def test_run_bench_in_process_tiny_models():
     for r in rows:
         assert r["train_s"] > 0 and r["infer_s"] > 0 and len(r["train_times"]) == 1
         assert r["train_mem_mb"] is not None and r["mem_base_mb"] > 0
+    # achieved GFLOP/s: the forward's FLOPs, counted here independently, / the row's time,
+    # and that as a fraction of the run's matmul rate (rounding: 2 decimals, 4 for the fraction)
+    matmul = result["machine"]["calibration_gflops"]["start"]
+    for name in TINY:
+        net = harness.build_model(name, TINY[name], torch.device("cpu")).eval()
+        batch = harness.simulated_batches(32, 32, 2, device=torch.device("cpu"))[0]
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(batch.kspace, batch.mask)
+        flop = counter.get_total_flops()
+        assert flop > 0
+        for r in (r for r in rows if r["model"] == name):
+            assert r["infer_flop"] == flop  # every precision and checkpointing: one forward
+            rate = flop / 1e9 / r["infer_s"]
+            assert r["infer_gflops_per_s"] == pytest.approx(rate, abs=0.006)
+            assert r["infer_matmul_fraction"] == pytest.approx(rate / matmul, abs=6e-5)
     goals = {g["id"]: g for g in result["goals"]}
     assert set(goals) == {"1a", "1b", "2", "3a", "3b", "4", "6"}
     # goal 3a / 4 are ratios of rows of this very result
@@ -201,7 +218,11 @@ def test_run_bench_in_process_tiny_models():
     report = format_report(result)
     lines = report.splitlines()
     assert any(line.startswith("model") and "train MB" in line for line in lines)
+    assert any(line.startswith("model") and "GFLOP/s (% of matmul)" in line for line in lines)
     assert sum(line.startswith("fm-varnet-clip  32x32") for line in lines) == 4
+    r = rows[0]
+    shown = f"{r['infer_gflops_per_s']:.3g} ({100 * r['infer_matmul_fraction']:.0f}%)"
+    assert any(line.split()[:2] == [r["model"], "32x32"] and shown in line for line in lines)
     assert any(line.startswith("goal") and "target" in line for line in lines)
     assert any(line.startswith("4 checkpointing") for line in lines)
 
@@ -225,6 +246,9 @@ def test_cli_quick_json(tmp_path, capsys):
     assert {"schema", "settings", "machine", "rows", "goals", "errors"} <= set(result)
     assert result["settings"]["sizes"] == ["32x32"] and result["settings"]["quick"] is True
     assert len(result["rows"]) == 2 and all(ROW_KEYS <= set(r) for r in result["rows"])
+    # quick: timing and memory in one process; the inference's FLOPs counted there too
+    assert all(r["infer_flop"] > 0 and r["infer_matmul_fraction"] > 0 for r in result["rows"])
+    assert "GFLOP/s (% of matmul)" in text
     # a fresh process per variant: each row has its own memory measurement
     assert all(r["train_mem_mb"] > 0 for r in result["rows"])
     assert result["goals"] == [] and result["errors"] == []

@@ -95,12 +95,36 @@ class _Timer:
             h.remove()
 
 
+def forward_flops(model: nn.Module, batch) -> dict[str, int]:
+    """FLOPs of one inference forward of ``model`` on ``batch``, counted by
+    ``FlopCounterMode`` (matmuls and convolutions): per module name
+    (``"Model.cascades.0..."``) and ``"Global"``, the whole forward. A compiled
+    model runs eagerly for the count (same operators, same FLOPs). The one FLOP
+    count of the bench: the profile's components and the table's GFLOP/s."""
+    was_training = model.training
+    model.eval()
+    try:
+        with (torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter,
+              torch.no_grad()):  # fmt: skip
+            model(batch.kspace, batch.mask)
+    finally:
+        model.train(was_training)
+    return {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
+
+
+def achieved(flop: int | None, seconds: float | None, matmul_gflops: float | None):
+    """(GFLOP/s, fraction of the matmul rate) of ``flop`` done in ``seconds``;
+    None where a figure is missing or zero."""
+    if not flop or not seconds:
+        return None, None
+    rate = flop / 1e9 / seconds
+    return rate, (rate / matmul_gflops if matmul_gflops else None)
+
+
 def _flops(model: nn.Module, batch) -> dict[str, int]:
     """FLOPs per group (FlopCounterMode's per-module counts, by module name)."""
     names = {id(m): n for n, m in model.named_modules()}
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(batch.kspace, batch.mask)
-    counts = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
+    counts = forward_flops(model, batch)
     root = type(model).__name__
 
     def total(mods) -> int:

@@ -78,22 +78,33 @@ def _compiled(options: dict) -> str:
     return f"inductor {options.get('mode')}" if backend == "inductor" else f"{backend} backend"
 
 
+def _achieved(r: dict) -> str:
+    """An inference row's GFLOP/s and its fraction of the run's matmul rate."""
+    rate, frac = r.get("infer_gflops_per_s"), r.get("infer_matmul_fraction")
+    if rate is None:
+        return "-"
+    return f"{rate:.3g}" + (f" ({100 * frac:.0f}%)" if frac is not None else "")
+
+
 def _rows(result: dict) -> list[str]:
     s = result["settings"]
-    head = ("model", "size", "prec", "ckpt", "infer s", "train s", "infer MB",
-            "train MB", "base MB")  # fmt: skip
+    head = ("model", "size", "prec", "ckpt", "infer s", "GFLOP/s (% of matmul)", "train s",
+            "infer MB", "train MB", "base MB")  # fmt: skip
     lines = [
         (r["model"], r["size"], r["precision"], onoff(r["checkpointing"]),
-         _s(r["infer_s"]), _s(r["train_s"]), _mb(r["infer_mem_mb"]),
+         _s(r["infer_s"]), _achieved(r), _s(r["train_s"]), _mb(r["infer_mem_mb"]),
          _mb(r["train_mem_mb"]), _mb(r["mem_base_mb"]))
         for r in result["rows"]
     ]  # fmt: skip
+    rate = (result["machine"].get("calibration_gflops") or {}).get("start")
     method = next((r["mem_method"] for r in result["rows"] if r.get("mem_method")), "-")
     out = _table(head, lines) + [
         f"infer s = seconds per slice, train s = seconds per training step (forward, SSIM "
         f"loss, backward, Adam); MB = peak above the built model and inputs, gradients and "
         f"Adam state included ({method}, "
         f"one fresh process per variant); base MB = memory after building",
+        "GFLOP/s = the inference's FLOPs (FlopCounterMode: matmuls and convolutions) / infer s, "
+        f"and its share of this run's fp32 matmul rate ({rate} GFLOP/s at the start)",
     ]
     if s.get("compile"):  # one timing process per model and size: its compile time
         spent = {(r["model"], r["size"]): r["compile_s"] for r in result["rows"]

@@ -38,8 +38,10 @@ from fmrecon_bench.tasks import run_task
 SCHEMA = "fmrecon-bench/1"
 
 
-def bench_model(cfg: BenchConfig, name: str, size, device: str, log) -> tuple[list, list]:
-    """Rows for one model at one size, and the errors met (see the module doc)."""
+def bench_model(cfg: BenchConfig, name: str, size, device: str, log,
+                matmul_gflops: float | None = None) -> tuple[list, list]:  # fmt: skip
+    """Rows for one model at one size, and the errors met (see the module doc);
+    ``matmul_gflops``: the run's matmul rate (the rows' GFLOP/s as a fraction of it)."""
     common = {"model": name, "options": options_of(cfg, name), "size": list(size),
               "coils": cfg.coils, "device": device, "threads": cfg.threads,
               "compile": cfg.compile}  # fmt: skip
@@ -62,7 +64,7 @@ def bench_model(cfg: BenchConfig, name: str, size, device: str, log) -> tuple[li
             res = run_task("run", dict(common, variants=[(p, c)], memory=True,
                            repeats=cfg.repeats, warmup=max(cfg.warmup - 1, 0)), cfg)  # fmt: skip
             results[(p, c)] = (res, res)
-    return table_rows(name, size, cfg.coils, results)
+    return table_rows(name, size, cfg.coils, results, matmul_gflops)
 
 
 def _measure_goal(goal: Goal, cfg: BenchConfig, device: str, extras: dict, errors: list,
@@ -91,7 +93,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
         _measure_goal(goal, cfg, device, extras, errors, log)
     for name in cfg.models:
         for size in cfg.sizes:
-            r, e = bench_model(cfg, name, tuple(size), device, log)
+            # the rate the profile's fractions use too (report.format_report)
+            r, e = bench_model(cfg, name, tuple(size), device, log,
+                               machine["calibration_gflops"]["start"])  # fmt: skip
             rows += r
             errors += e
     for goal in (g for g in measured if not g.before_table):

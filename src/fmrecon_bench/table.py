@@ -22,6 +22,7 @@ from fmrecon_bench.harness import (
     time_rounds,
 )
 from fmrecon_bench.memory_probe import MemoryProbe
+from fmrecon_bench.profile import achieved, forward_flops
 
 
 def onoff(ckpt: bool | None) -> str:
@@ -99,10 +100,14 @@ def measure_model(model, options, size, coils, variants, memory, repeats, warmup
         {"precision": p, "checkpointing": c, "times": times[(p, c)]}
         for p, c in (steps if runner.trainable else {})
     ]
+    # the FLOPs of the timed inference (after timing and memory: neither sees this
+    # forward); precision changes the arithmetic's speed, not its count
+    out["infer_flop"] = forward_flops(net, batch)["Global"] if infer and repeats else None
     return out
 
 
-def _row(name, size, coils, precision, ckpt, timing: dict, mem: dict) -> dict:
+def _row(name, size, coils, precision, ckpt, timing: dict, mem: dict,
+         matmul_gflops: float | None) -> dict:  # fmt: skip
     train_times = []
     for v in timing.get("train", []):
         if v["precision"] == precision and v["checkpointing"] == ckpt:
@@ -110,6 +115,8 @@ def _row(name, size, coils, precision, ckpt, timing: dict, mem: dict) -> dict:
     infer_times = timing.get("infer", {}).get(precision, []) if not ckpt else []
     memory = mem.get("memory") or {}
     tm, im = memory.get("train") or {}, memory.get("infer") or {}
+    flop = timing.get("infer_flop") if infer_times else None
+    rate, frac = achieved(flop, median(infer_times), matmul_gflops)
     return {
         "model": name,
         "size": size_label(size),
@@ -119,6 +126,11 @@ def _row(name, size, coils, precision, ckpt, timing: dict, mem: dict) -> dict:
         "checkpointing": ckpt,
         "infer_s": median(infer_times),
         "infer_times": infer_times,
+        # achieved inference GFLOP/s (FlopCounterMode's count / median time) and its
+        # fraction of this run's fp32 1024x1024 matmul rate (machine.matmul_gflops)
+        "infer_flop": flop,
+        "infer_gflops_per_s": None if rate is None else round(rate, 2),
+        "infer_matmul_fraction": None if frac is None else round(frac, 4),
         "train_s": median(train_times),
         "train_times": train_times,
         "infer_mem_mb": im.get("delta_mb"),
@@ -136,9 +148,11 @@ def _row(name, size, coils, precision, ckpt, timing: dict, mem: dict) -> dict:
     }
 
 
-def table_rows(name: str, size, coils: int, results: dict) -> tuple[list[dict], list[str]]:
+def table_rows(name: str, size, coils: int, results: dict,
+               matmul_gflops: float | None = None) -> tuple[list[dict], list[str]]:  # fmt: skip
     """Rows of one model at one size from ``results`` ((precision, ckpt) ->
-    (timing result, memory result)), and the errors they report."""
+    (timing result, memory result)), and the errors they report;
+    ``matmul_gflops``: the run's matmul rate, for the inference's fraction of it."""
     where = f"{name} {size_label(size)}"
     errors, rows = [], []
     for (p, c), (timing, mem) in results.items():
@@ -146,12 +160,13 @@ def table_rows(name: str, size, coils: int, results: dict) -> tuple[list[dict], 
             msg = f"{where} {p} ckpt {onoff(c)} {what}: {res.get('error')}"
             if "error" in res and msg not in errors:
                 errors.append(msg)
-        rows.append(_row(name, size, coils, p, c, timing, mem))
+        rows.append(_row(name, size, coils, p, c, timing, mem, matmul_gflops))
     # checkpointing acts only with gradients: inference is that of the plain model
     plain = {r["precision"]: r for r in rows if not r["checkpointing"]}
     for r in rows:
         if r["checkpointing"] and r["precision"] in plain:
-            for k in ("infer_s", "infer_times", "infer_mem_mb", "infer_peak_mb"):
+            for k in ("infer_s", "infer_times", "infer_mem_mb", "infer_peak_mb", "infer_flop",
+                      "infer_gflops_per_s", "infer_matmul_fraction"):  # fmt: skip
                 r[k] = plain[r["precision"]][k]
             r["infer_note"] = "same as checkpointing off (it acts only with gradients)"
     return rows, errors
