@@ -104,7 +104,8 @@ def _rows(result: dict) -> list[str]:
         f"Adam state included ({method}, "
         f"one fresh process per variant); base MB = memory after building",
         "GFLOP/s = the inference's FLOPs (FlopCounterMode: matmuls and convolutions) / infer s, "
-        f"and its share of this run's fp32 matmul rate ({rate} GFLOP/s at the start)",
+        f"and its share of this run's fp32 matmul rate ({rate} GFLOP/s at the start; bf16 "
+        "rows can exceed 100%)",
     ]
     if s.get("compile"):  # one timing process per model and size: its compile time
         spent = {(r["model"], r["size"]): r["compile_s"] for r in result["rows"]
