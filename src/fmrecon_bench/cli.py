@@ -6,7 +6,9 @@ machine-readable file.
 JSON layout (``schema`` "fmrecon-bench/1"): ``settings`` (what ran), ``machine``
 (CPU, cores, memory, bf16 support, versions, matmul calibration at start and
 end), ``rows`` (one per model, size, precision and checkpointing: ``infer_s``,
-``train_s`` medians with all ``*_times``, ``infer_mem_mb`` / ``train_mem_mb``
+``train_s`` medians with all ``*_times``, ``infer_flop`` / ``infer_gflops_per_s`` /
+``infer_matmul_fraction`` (the inference's FLOPs, achieved rate and its fraction
+of the matmul rate at the start), ``infer_mem_mb`` / ``train_mem_mb``
 peak above the built model, ``*_peak_mb`` absolute, ``mem_base_mb``,
 ``mem_method``, parameter counts), ``goals`` (``id``, ``goal``, ``figure``,
 ``target``, ``met``, ``unit``, ``note``, ``detail``), ``memory_estimate``
