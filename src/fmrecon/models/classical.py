@@ -173,7 +173,7 @@ class EspiritRecon(ReconModel):
             shift.append(calib_shift(axis, n, cw))
         return tuple(cal), tuple(ker), tuple(shift)
 
-    def maps(self, ksp, cal: tuple, ker: tuple, shift: tuple[int, int], device):
+    def maps(self, ksp, cal: tuple, ker: tuple, shift: tuple[int, int], device, obj=None):
         """ESPIRiT maps (S, C, H, W) of one item's k-space (C, H, W), each set
         cropped where its eigenvalue is below ``crop``, calibrated on the
         ``cal`` block that the roll ``shift`` brings to the centre
@@ -186,7 +186,8 @@ class EspiritRecon(ReconModel):
         else one set with ``thresh``. The looser threshold keeps the larger
         signal space that a folded object has (two sensitivities superposed);
         without wrap the tighter one keeps less noise in the maps (docs/NOTES.md,
-        "Classical baselines")."""
+        "Classical baselines"). ``obj``: the object (:meth:`object_mask`),
+        computed from ``ksp`` when not given."""
         sp, _ = _sigpy()
         xp = device.xp
         with device:
@@ -196,7 +197,9 @@ class EspiritRecon(ReconModel):
             loose = self.maps_option != 1
             mps, eig = espirit(kernels(svd, self.wrap_thresh if loose else self.thresh), shape, 2)
             sets = 2 if self.maps_option == 2 else 1
-            if self.maps_option == "auto" and self.wraps(ksp, eig):
+            if obj is None and self.maps_option == "auto":
+                obj = self.object_mask(sp.rss(sp.ifft(ksp, axes=(-2, -1)), axes=(0,)))
+            if self.maps_option == "auto" and self.wraps(obj, eig):
                 sets = 2
             elif self.maps_option == "auto":  # the first set's eigenvalue, of the maps used
                 mps, first = espirit(kernels(svd, self.thresh), shape, 1)
@@ -204,20 +207,18 @@ class EspiritRecon(ReconModel):
             mps = mps[:sets] * (eig[:sets] > self.crop)[:, None]
         return mps, eig
 
-    def object_mask(self, ksp):
-        """The object: pixels of the zero-filled RSS image above 10% of its 99th
-        percentile."""
+    @staticmethod
+    def object_mask(zf):
+        """The object: pixels of the zero-filled RSS image ``zf`` (H, W) above
+        10% of its 99th percentile."""
         sp, _ = _sigpy()
-        xp = sp.get_array_module(ksp)
-        zf = sp.rss(sp.ifft(ksp, axes=(-2, -1)), axes=(0,))
-        return zf > 0.1 * xp.percentile(zf, 99)
+        return zf > 0.1 * sp.get_array_module(zf).percentile(zf, 99)
 
-    def wraps(self, ksp, eig) -> bool:
+    def wraps(self, obj, eig) -> bool:
         """Whether one set of maps does not explain the object: the second
         eigenvalue is above ``crop`` on more than ``wrap_fraction`` of it
         (an object wider than the field of view has two coil sensitivities
         superposed in its folded part; docs/NOTES.md, "Classical baselines")."""
-        obj = self.object_mask(ksp)
         return bool((eig[1][obj] > self.crop).mean() > self.wrap_fraction)
 
     def _solve(self, y, op, device):
@@ -226,7 +227,7 @@ class EspiritRecon(ReconModel):
         (:func:`fmrecon.models.espirit.sense_operator`)."""
         raise NotImplementedError
 
-    def calibration_summary(self, y, mps, eig) -> dict:
+    def calibration_summary(self, obj, mps, eig) -> dict:
         """Per item, for the evaluation's CSV: ``maps`` (sets of ESPIRiT maps
         used), and over the object (:meth:`object_mask`) the median of the
         largest calibration eigenvalue, the fraction of pixels whose first set
@@ -237,8 +238,7 @@ class EspiritRecon(ReconModel):
         object wider than the field of view (docs/NOTES.md, "Classical
         baselines")."""
         sp, _ = _sigpy()
-        xp = sp.get_array_module(y)
-        obj = self.object_mask(y)
+        xp = sp.get_array_module(obj)
         if not bool(obj.any()):
             obj = xp.ones_like(obj)
         first, second = eig[0][obj], eig[1][obj]
@@ -256,13 +256,15 @@ class EspiritRecon(ReconModel):
         xp = device.xp
         with device:
             axes = (-2, -1)
-            scale = float(xp.percentile(sp.rss(sp.ifft(ksp, axes=axes), axes=(0,)), 99))
+            zf = sp.rss(sp.ifft(ksp, axes=axes), axes=(0,))  # the object and the scale
+            scale = float(xp.percentile(zf, 99))
             if not scale > 0:
                 self.diagnostics.append({"maps": 0})
                 return xp.zeros(ksp.shape[1:], dtype=xp.float32)
             y = (ksp / scale).astype(xp.complex64)
-            mps, eig = self.maps(y, *calibration, device)
-            self.diagnostics.append(self.calibration_summary(y, mps, eig))
+            obj = self.object_mask(zf)
+            mps, eig = self.maps(y, *calibration, device, obj=obj)
+            self.diagnostics.append(self.calibration_summary(obj, mps, eig))
             x = self._solve(y * mask2d**0.5, sense_operator(mps, mask2d), device)
             coil = sp.fft((mps * x[:, None]).sum(axis=0), axes=axes)
             coil = xp.where(mask2d > 0, y, coil)  # the measured samples, kept
