@@ -4,6 +4,12 @@ argument and the problem; the CLI prints it and exits with code 2."""
 from __future__ import annotations
 
 
+def one_line(err: BaseException, limit: int = 160) -> str:
+    """A caught library exception's text on one line, cut at ``limit``
+    characters, to quote inside a one-line error."""
+    return " ".join(str(err).split())[:limit]
+
+
 class FmreconError(Exception):
     """Base class of every error fmrecon raises on bad input."""
 

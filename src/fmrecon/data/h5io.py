@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fmrecon.errors import DataError
+from fmrecon.errors import DataError, one_line
 
 _MATLAB_CLASS = {
     np.dtype(np.float64): "double",
@@ -54,7 +54,7 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
         reason = (
             "truncated or corrupt HDF5 file" if _is_hdf5_signature(path) else "not an HDF5 file"
         )
-        raise DataError(f"{path}: {reason} ({_short(err)})") from None
+        raise DataError(f"{path}: {reason} ({one_line(err)})") from None
 
 
 def _is_hdf5_signature(path: Path) -> bool:
@@ -65,10 +65,6 @@ def _is_hdf5_signature(path: Path) -> bool:
             if fh.read(8) == sig:
                 return True
     return False
-
-
-def _short(err: Exception) -> str:
-    return " ".join(str(err).split())[:160]
 
 
 def get_dataset(f: h5py.File, key: str, ndim: int | tuple[int, ...] | None = None) -> h5py.Dataset:
@@ -97,7 +93,7 @@ def read_complex(ds: h5py.Dataset, index=()) -> np.ndarray:
     try:
         raw = ds[index]
     except OSError as err:
-        raise DataError(f"{ds.file.filename}: cannot read '{ds.name}' ({_short(err)})") from None
+        raise DataError(f"{ds.file.filename}: cannot read '{ds.name}' ({one_line(err)})") from None
     names = raw.dtype.names
     if names is not None:
         if "real" not in names or "imag" not in names:
@@ -118,7 +114,7 @@ def read_real(ds: h5py.Dataset, index=()) -> np.ndarray:
     try:
         raw = ds[index]
     except OSError as err:
-        raise DataError(f"{ds.file.filename}: cannot read '{ds.name}' ({_short(err)})") from None
+        raise DataError(f"{ds.file.filename}: cannot read '{ds.name}' ({one_line(err)})") from None
     if raw.dtype.names is not None:
         raise DataError(f"{ds.file.filename}: '{ds.name}' is complex, expected a real array")
     return np.asarray(raw)

@@ -59,7 +59,7 @@ from fmrecon.data.h5io import open_h5
 from fmrecon.data.ismrmrd_header import FieldOfView, IsmrmrdHeader, MatrixSize, parse_header
 from fmrecon.data.resize import KspaceResize
 from fmrecon.data.types import NotKspaceFile, VolumeInfo
-from fmrecon.errors import DataError
+from fmrecon.errors import DataError, one_line
 
 #: ISMRMRD acquisition flags (``ismrmrd.ACQ_*`` names) of readouts that are not image data
 SKIPPED_FLAGS = (
@@ -198,7 +198,7 @@ def _read_xml(f: h5py.File, group: str, path: Path) -> IsmrmrdHeader:
     try:
         raw = f[group]["xml"][()]
     except OSError as err:
-        raise DataError(f"{path}: cannot read the ISMRMRD header ({_short(err)})") from None
+        raise DataError(f"{path}: cannot read the ISMRMRD header ({one_line(err)})") from None
     if getattr(raw, "shape", ()) and np.size(raw) >= 1:
         raw = np.ravel(raw)[0]
     header = parse_header(raw if isinstance(raw, bytes | str) else bytes(raw))
@@ -215,11 +215,7 @@ def _read_heads(ds: h5py.Dataset, path: Path) -> np.ndarray:
     try:
         return ds.fields("head")[:]
     except OSError as err:
-        raise DataError(f"{path}: truncated or corrupt acquisitions ({_short(err)})") from None
-
-
-def _short(err: Exception) -> str:
-    return " ".join(str(err).split())[:160]
+        raise DataError(f"{path}: truncated or corrupt acquisitions ({one_line(err)})") from None
 
 
 def _flag(flags: np.ndarray, bit: int) -> np.ndarray:
@@ -461,7 +457,7 @@ def read_kspace(f: RawFile, info: VolumeInfo, frame: int, slc: int) -> np.ndarra
         raw = f.data.fields("data")[rows]
     except OSError as err:
         raise DataError(
-            f"{f.path}: cannot read the readouts of frame {frame} slice {slc} ({_short(err)})"
+            f"{f.path}: cannot read the readouts of frame {frame} slice {slc} ({one_line(err)})"
         ) from None
     size = 2 * ro.n_coils * ro.n_samples
     if any(r.size != size for r in raw):

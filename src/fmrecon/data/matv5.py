@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fmrecon.data.h5io import open_h5
-from fmrecon.errors import DataError
+from fmrecon.errors import DataError, one_line
 
 
 def is_matlab_v5(path: str | os.PathLike) -> bool:
@@ -37,7 +37,7 @@ def whos(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], str]]:
     try:
         return {name: (tuple(shape), cls) for name, shape, cls in whosmat(str(path))}
     except Exception as err:  # scipy raises ValueError/TypeError/... on broken files
-        raise DataError(f"{path}: unreadable MATLAB v5/v7 file ({_short(err)})") from None
+        raise DataError(f"{path}: unreadable MATLAB v5/v7 file ({one_line(err)})") from None
 
 
 class MatV5File:
@@ -65,7 +65,7 @@ class MatV5File:
             try:
                 data = loadmat(self.filename, variable_names=[key])
             except Exception as err:
-                raise DataError(f"{self.filename}: cannot read '{key}' ({_short(err)})") from None
+                raise DataError(f"{self.filename}: cannot read '{key}' ({one_line(err)})") from None
             self._loaded[key] = np.asarray(data[key])
         return self._loaded[key]
 
@@ -85,7 +85,3 @@ def open_mat(path: str | os.PathLike):
     if is_matlab_v5(path):
         return MatV5File(Path(path))
     return open_h5(path)
-
-
-def _short(err: Exception) -> str:
-    return " ".join(str(err).split())[:160]

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from fmrecon.encoders.registry import EncoderSpec
-from fmrecon.errors import ConfigError
+from fmrecon.errors import ConfigError, one_line
 
 HF_WEIGHT_FILES = (
     "model.safetensors",
@@ -170,8 +170,7 @@ def fetch(spec: EncoderSpec, repo: str, revision: str, cache: Path) -> None:
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:300]}"
+    return f"{type(err).__name__}: {one_line(err, 300)}"
 
 
 def resolve_hub_weights(spec: EncoderSpec, repo: str, name: str, revision: str = "main") -> Path:

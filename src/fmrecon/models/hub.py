@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from fmrecon.encoders.hub import hf_hub_cache, offline_setting, repo_folder, snapshots
-from fmrecon.errors import ConfigError
+from fmrecon.errors import ConfigError, one_line
 
 HUB_PREFIX = "hf:"
 CONFIG_FILE = "config.json"
@@ -72,8 +72,9 @@ def resolve_hub_model(text: str) -> Path:
                 )
             )
         except Exception as err:  # no network, no such repo, gated: one line
-            text_err = " ".join(str(err).split())[:300]
-            problem = f"not there, and the download failed ({type(err).__name__}: {text_err})"
+            problem = (
+                f"not there, and the download failed ({type(err).__name__}: {one_line(err, 300)})"
+            )
         else:
             if _complete(got):
                 return got
@@ -105,8 +106,7 @@ def push_to_hub(directory: str | Path, repo_id: str, private: bool = False) -> s
             commit_message="fmrecon export",
         )
     except Exception as err:  # no token, no network, no rights: one line
-        text = " ".join(str(err).split())[:300]
         raise ConfigError(
-            f"--push {repo_id}: upload failed ({type(err).__name__}: {text})"
+            f"--push {repo_id}: upload failed ({type(err).__name__}: {one_line(err, 300)})"
         ) from None
     return str(getattr(info, "commit_url", info))

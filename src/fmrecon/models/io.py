@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fmrecon.errors import ConfigError
+from fmrecon.errors import ConfigError, one_line
 from fmrecon.models.base import BuildRecord, ReconModel, build_record
 from fmrecon.models.hub import (
     CONFIG_FILE,
@@ -421,8 +421,9 @@ def load_pretrained(
     try:
         state = load_file(str(weights))
     except Exception as err:  # truncated, not safetensors
-        text = " ".join(str(err).split())[:200]
-        raise ConfigError(f"model {where}: {WEIGHTS_FILE} cannot be read ({text})") from None
+        raise ConfigError(
+            f"model {where}: {WEIGHTS_FILE} cannot be read ({one_line(err, 200)})"
+        ) from None
     ref = config.get(ENCODER_REFERENCE)
     model = _build_referenced(where, record, ref) if ref else _build(where, record)
     _load_state(model, state, f"model {where}", bool(ref))
