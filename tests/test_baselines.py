@@ -102,25 +102,60 @@ def test_auto_layout_is_channels_last_for_larger_cpu_images():
     assert conv.use_channels_last is False
 
 
-def test_channels_last_same_output_and_gradients():
+@pytest.mark.parametrize("batch", [1, 3])
+def test_channels_last_same_output_and_gradients(batch):
     """Channels-last convolutions (the CPU default) give the default layout's
-    outputs and gradients up to float rounding, and leave the weights' layout
-    (so state dicts) alone."""
+    outputs and gradients up to float rounding, leave the weights' layout (so
+    state dicts) alone, and stay channels-last through every normalisation (no
+    layout copy between convolutions)."""
     torch.manual_seed(3)
     a = Unet(2, 2, chans=4, num_pool_layers=2, channels_last=False)
     b = Unet(2, 2, chans=4, num_pool_layers=2, channels_last=True)
     b.load_state_dict(a.state_dict())
-    x = torch.randn(3, 2, 20, 18)
+    x = torch.randn(batch, 2, 20, 18)
+    layouts = []
+
+    def record(_m, _i, y):
+        layouts.append(y.is_contiguous(memory_format=torch.channels_last))
+
+    for m in b.modules():
+        if isinstance(m, nn.InstanceNorm2d):
+            m.register_forward_hook(record)
     outs = []
     for net in (a, b):
         out = net(x)
         out.square().mean().backward()
         outs.append(out.detach())
+    assert len(layouts) == 12 and all(layouts)  # 5 conv blocks x 2, 2 up blocks x 1
     assert outs[1].is_contiguous(memory_format=torch.channels_last)
     assert rel_err(outs[1], outs[0]) < 1e-5
     for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
         assert q.is_contiguous() and q.grad.shape == p.grad.shape
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_channels_last_instance_norm_exact_gradient_and_accuracy(batch):
+    """The channels-last instance normalisation: its closed-form backward passes
+    gradcheck (float64), and in float32 it is as accurate as torch's own
+    ``F.instance_norm`` (within 4x of its error against float64) on data whose mean
+    is far above its spread, where single-pass statistics fail: torch's channels-last
+    ``batch_norm`` is 40x and ``group_norm`` 1e5x less accurate here."""
+    from fmrecon.models.unet import _InstanceNorm2d
+
+    norm = _InstanceNorm2d(3)  # the module the U-Nets use
+    g = torch.Generator().manual_seed(7)
+    cl = torch.channels_last
+    x64 = torch.randn(batch, 3, 6, 5, dtype=torch.float64, generator=g)
+    x64 = (x64 * 2 + 1).contiguous(memory_format=cl).requires_grad_()
+    assert torch.autograd.gradcheck(norm, (x64,))
+    for mean in (5.0, 100.0):
+        x = (torch.randn(batch, 18, 64, 48, generator=g) * 2 + mean).contiguous(memory_format=cl)
+        ref = torch.nn.functional.instance_norm(x.double())
+        ours = norm(x)
+        assert ours.is_contiguous(memory_format=cl) and ours.dtype == torch.float32
+        err_native = (torch.nn.functional.instance_norm(x.contiguous()).double() - ref).abs().max()
+        assert (ours.double() - ref).abs().max() <= 4 * err_native
 
 
 @pytest.mark.parametrize("h,w", SIZES)

@@ -27,6 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from fmrecon.errors import ConfigError
 from fmrecon.models.base import ReconModel
 from fmrecon.models.unet import NormUnet
+from fmrecon.physics import coils
 from fmrecon.physics.coils import acs_bounds, rss, sens_expand, sens_reduce
 from fmrecon.physics.fft import ifft2c
 
@@ -104,10 +105,13 @@ class SensitivityModel(nn.Module):
         mask: torch.Tensor,
         num_low_frequencies: int | None = None,
     ) -> torch.Tensor:
-        if self.mask_center:  # on the real view, as below (inductor: no complex code)
+        if self.mask_center:
             keep = low_frequency_mask(mask, num_low_frequencies)
-            kept = torch.view_as_real(masked_kspace) * keep[..., None]
-            masked_kspace = torch.view_as_complex(kept)
+            if coils.native_complex():
+                masked_kspace = masked_kspace * keep
+            else:  # on the real view, as below (inductor: no complex code)
+                kept = torch.view_as_real(masked_kspace) * keep[..., None]
+                masked_kspace = torch.view_as_complex(kept)
         b, c, h, w = masked_kspace.shape
         images = ifft2c(masked_kspace).reshape(b * c, 1, h, w)
         sens = self.norm_unet(images).reshape(b, c, h, w)
@@ -143,12 +147,15 @@ class VarNetBlock(nn.Module):
         mask: torch.Tensor,
         sens: torch.Tensor,
     ) -> torch.Tensor:
-        # on real views (..., 2): inductor generates no code for complex tensors
+        image = sens_reduce(kspace, sens).unsqueeze(1)  # (B, 1, H, W)
+        model_term = sens_expand(self.model(image)[:, 0], sens)
+        if coils.native_complex():  # eager: complex kernels
+            soft_dc = torch.where(mask.bool(), kspace - ref_kspace, 0) * self.dc_weight
+            return kspace - soft_dc - model_term
+        # compiled: on real views (..., 2), inductor generates no code for complex tensors
         k, k0 = torch.view_as_real(kspace), torch.view_as_real(ref_kspace)
         soft_dc = torch.where(mask.bool()[..., None], k - k0, 0.0) * self.dc_weight
-        image = sens_reduce(kspace, sens).unsqueeze(1)  # (B, 1, H, W)
-        model_term = torch.view_as_real(sens_expand(self.model(image)[:, 0], sens))
-        return torch.view_as_complex(k - soft_dc - model_term)
+        return torch.view_as_complex(k - soft_dc - torch.view_as_real(model_term))
 
 
 class VarNet(ReconModel):

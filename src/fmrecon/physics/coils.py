@@ -13,13 +13,25 @@ import torch
 from fmrecon.physics.fft import fft2c, ifft2c
 
 
+def native_complex() -> bool:
+    """Whether complex arithmetic runs as torch's complex kernels (eager) or as real
+    arithmetic on real views (..., 2) (under ``torch.compile``). The two give the
+    same values to float rounding; each is the fast one where it runs: eager, a
+    complex multiply is one vectorised kernel (10-30x faster on the CPU than the
+    seven strided real-view passes, 392k elements on one core: 0.11 ms vs 3.3 ms),
+    while inductor has no code generation for complex tensors (each complex op ran
+    eagerly, unfused, and the backward of ``conj`` failed to compile, torch 2.13:
+    "view ComplexFloat as Float"), so compiled graphs use the real views, as
+    fastMRI's ``complex_mul`` does."""
+    return not torch.compiler.is_compiling()
+
+
 def complex_mul(a: torch.Tensor, b: torch.Tensor, conj_b: bool = False) -> torch.Tensor:
-    """``a * b`` (``a * conj(b)`` with ``conj_b``) of complex tensors (broadcasting),
-    as real arithmetic on their real views (..., 2), as fastMRI's ``complex_mul``
-    and ``complex_conj`` do: torch.compile's inductor has no code generation for
-    complex tensors (each complex op ran eagerly, unfused) and its backward of
-    ``conj`` failed to compile (torch 2.13: "view ComplexFloat as Float"). Real
-    views in and out: the caller's tensors stay complex64."""
+    """``a * b`` (``a * conj(b)`` with ``conj_b``) of complex tensors (broadcasting);
+    complex kernels or real views as :func:`native_complex` says. The caller's
+    tensors stay complex64."""
+    if native_complex():
+        return a * (b.conj() if conj_b else b)
     return torch.view_as_complex(_mul_real(torch.view_as_real(a), torch.view_as_real(b), conj_b))
 
 
@@ -38,6 +50,8 @@ def sens_expand(image: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
 
 def sens_reduce(kspace: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
     """R = E^H: multi-coil k-space (..., C, H, W) -> image (..., H, W)."""
+    if native_complex():
+        return (ifft2c(kspace) * sens.conj()).sum(dim=-3)
     coils = _mul_real(torch.view_as_real(ifft2c(kspace)), torch.view_as_real(sens), True)
     return torch.view_as_complex(coils.sum(dim=-4))  # the coil axis of (..., C, H, W, 2)
 
