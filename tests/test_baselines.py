@@ -211,6 +211,32 @@ def test_varnet_matches_fastmri_from_file(tmp_path, h, w):
     assert rel_err(out, expected) < 1e-4
 
 
+def test_varnet_sign_modulated_frame_equals_centred_ffts(monkeypatch):
+    """On even sizes the cascades run in the sign-modulated frame (no FFT shifts);
+    the output is the centred path's (shift_signs off) to float rounding, and both
+    are fastMRI's (test_varnet_matches_fastmri_from_file covers an odd size too)."""
+    import fmrecon.models.varnet as varnet
+
+    torch.manual_seed(5)
+    net = VarNet(3, 6, 3, 4, 2).eval()
+    lines = [equispaced_lines(24, 4, 6, 1)]
+    k, mask, _, _ = make_input(1, 4, 32, 24, lines, seed=2)
+    calls = []
+
+    def spy(*a, **kw):
+        calls.append(a)
+        return signs(*a, **kw)
+
+    signs = varnet.shift_signs
+    monkeypatch.setattr(varnet, "shift_signs", spy)
+    with torch.no_grad():
+        framed = net(k, mask)
+        assert calls == [(32, 24)]
+        monkeypatch.setattr(varnet, "shift_signs", lambda *a, **kw: None)
+        centred = net(k, mask)
+    assert rel_err(framed, centred) < 1e-5
+
+
 def test_lightning_checkpoint_loads(tmp_path):
     torch.manual_seed(4)
     ref = fm.VarNet(num_cascades=2, sens_chans=4, sens_pools=2, chans=4, pools=2).eval()

@@ -96,6 +96,30 @@ def test_real_view_arithmetic_equals_complex_kernels(monkeypatch):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)  # complex128: rounding
 
 
+@pytest.mark.parametrize("h,w", [(8, 8), (6, 4), (218, 180), (10, 12)])
+def test_shift_signs_make_the_centred_fft_shift_free(h, w):
+    """fft2c(x) = s_k fft2(s_n x), ifft2c(k) = s_n ifft2(s_k k) for even sizes (the
+    sign of s_k flips with H/2 + W/2: 6x4 and 218x180 odd, 8x8 and 10x12 even), and
+    the SENSE operators in that frame equal the centred ones."""
+    from fmrecon.physics.fft import fft2, ifft2, shift_signs
+
+    s_n, s_k = shift_signs(h, w)
+    x, sens = _crandn(2, h, w, seed=11), _crandn(2, 3, h, w, seed=12)
+    torch.testing.assert_close(s_k * fft2(s_n * x), fft2c(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(s_n * ifft2(s_k * x), ifft2c(x), rtol=1e-12, atol=1e-12)
+    k = sens_expand(x, sens)
+    torch.testing.assert_close(sens_expand(x, s_n * sens, centred=False), s_k * k)
+    reduced = sens_reduce(s_k * k, s_n * sens, centred=False)
+    torch.testing.assert_close(reduced, sens_reduce(k, sens))
+
+
+@pytest.mark.parametrize("h,w", [(7, 8), (8, 5), (9, 9)])
+def test_shift_signs_none_for_odd_sizes(h, w):
+    from fmrecon.physics.fft import shift_signs
+
+    assert shift_signs(h, w) is None
+
+
 def test_reduce_inverts_expand_for_normalised_maps():
     c, h, w = 5, 8, 8
     sens = _crandn(c, h, w, seed=6)

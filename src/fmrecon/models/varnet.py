@@ -29,7 +29,7 @@ from fmrecon.models.base import ReconModel
 from fmrecon.models.unet import NormUnet
 from fmrecon.physics import coils
 from fmrecon.physics.coils import acs_bounds, rss, sens_expand, sens_reduce
-from fmrecon.physics.fft import ifft2c
+from fmrecon.physics.fft import ifft2, ifft2c, shift_signs
 
 
 def low_frequency_mask(mask: torch.Tensor, num_low_frequencies: int | None = None) -> torch.Tensor:
@@ -133,6 +133,11 @@ class VarNetBlock(nn.Module):
     coils, Fourier transformed and SUBTRACTED from ``k``. It is stored as
     ``self.model`` (keys ``cascades.N.model.*``); ``dc_weight`` is a learnable
     scalar, initialised to 1.
+
+    ``centred=False``: k, k0 and the maps are in the sign-modulated frame of
+    :func:`fmrecon.physics.fft.shift_signs` (``s_k * k``, ``s_n * S``; the mask is
+    unchanged) and the FFTs run without shifts: the same update in that frame
+    (how :class:`VarNet` runs its cascades on even sizes).
     """
 
     def __init__(self, regularizer: nn.Module):
@@ -146,9 +151,10 @@ class VarNetBlock(nn.Module):
         ref_kspace: torch.Tensor,
         mask: torch.Tensor,
         sens: torch.Tensor,
+        centred: bool = True,
     ) -> torch.Tensor:
-        image = sens_reduce(kspace, sens).unsqueeze(1)  # (B, 1, H, W)
-        model_term = sens_expand(self.model(image)[:, 0], sens)
+        image = sens_reduce(kspace, sens, centred).unsqueeze(1)  # (B, 1, H, W)
+        model_term = sens_expand(self.model(image)[:, 0], sens, centred)
         if coils.native_complex():  # eager: complex kernels
             soft_dc = torch.where(mask.bool(), kspace - ref_kspace, 0) * self.dc_weight
             return kspace - soft_dc - model_term
@@ -212,14 +218,29 @@ class VarNet(ReconModel):
     ) -> torch.Tensor:
         mask = mask.bool()
         sens = self.sens_net(masked_kspace, mask, num_low_frequencies)
+        # even sizes: the cascades run in the sign-modulated frame (physics.fft.shift_signs):
+        # plain FFTs instead of four shifts (copies) of the multi-coil data per cascade
+        signs = shift_signs(*masked_kspace.shape[-2:], device=masked_kspace.device)
+        centred = signs is None
+        if not centred:
+            masked_kspace, sens = _modulate(masked_kspace, signs[1]), _modulate(sens, signs[0])
         kspace = masked_kspace
         use_ckpt = self.checkpoint_cascades and torch.is_grad_enabled()
         for cascade in self.cascades:
+            args = (kspace, masked_kspace, mask, sens, centred)
             if use_ckpt:
-                kspace = checkpoint(cascade, kspace, masked_kspace, mask, sens, use_reentrant=False)
+                kspace = checkpoint(cascade, *args, use_reentrant=False)
             else:
-                kspace = cascade(kspace, masked_kspace, mask, sens)
-        return rss(ifft2c(kspace), dim=1)
+                kspace = cascade(*args)
+        # |s_n| = 1, so the RSS of ifft2c(k) is the RSS of ifft2(s_k * k)
+        return rss(ifft2c(kspace) if centred else ifft2(kspace), dim=1)
+
+
+def _modulate(x: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """complex (..., H, W) times real +-1 signs (H, W)."""
+    if coils.native_complex():
+        return x * signs
+    return torch.view_as_complex(torch.view_as_real(x) * signs[..., None])
 
 
 # ----------------------------------------------------------------------------- checkpoints

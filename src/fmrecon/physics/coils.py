@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fmrecon.physics.fft import fft2c, ifft2c
+from fmrecon.physics.fft import fft2, fft2c, ifft2, ifft2c
 
 
 def native_complex() -> bool:
@@ -43,16 +43,23 @@ def _mul_real(a: torch.Tensor, b: torch.Tensor, conj_b: bool) -> torch.Tensor:
     return torch.stack((ar * br - ai * bi, ar * bi + ai * br), dim=-1)
 
 
-def sens_expand(image: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
-    """E: coil-combined image (..., H, W) -> multi-coil k-space (..., C, H, W)."""
-    return fft2c(complex_mul(image.unsqueeze(-3), sens))
+def sens_expand(image: torch.Tensor, sens: torch.Tensor, centred: bool = True) -> torch.Tensor:
+    """E: coil-combined image (..., H, W) -> multi-coil k-space (..., C, H, W).
+
+    ``centred=False``: maps and k-space in the sign-modulated frame of
+    :func:`fmrecon.physics.fft.shift_signs` (maps ``s_n * S``, k-space ``s_k * k``),
+    with plain FFTs: the same operator without the shifts."""
+    coils = complex_mul(image.unsqueeze(-3), sens)
+    return fft2c(coils) if centred else fft2(coils)
 
 
-def sens_reduce(kspace: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
-    """R = E^H: multi-coil k-space (..., C, H, W) -> image (..., H, W)."""
+def sens_reduce(kspace: torch.Tensor, sens: torch.Tensor, centred: bool = True) -> torch.Tensor:
+    """R = E^H: multi-coil k-space (..., C, H, W) -> image (..., H, W);
+    ``centred`` as in :func:`sens_expand`."""
+    images = ifft2c(kspace) if centred else ifft2(kspace)
     if native_complex():
-        return (ifft2c(kspace) * sens.conj()).sum(dim=-3)
-    coils = _mul_real(torch.view_as_real(ifft2c(kspace)), torch.view_as_real(sens), True)
+        return (images * sens.conj()).sum(dim=-3)
+    coils = _mul_real(torch.view_as_real(images), torch.view_as_real(sens), True)
     return torch.view_as_complex(coils.sum(dim=-4))  # the coil axis of (..., C, H, W, 2)
 
 

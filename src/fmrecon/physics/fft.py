@@ -37,6 +37,39 @@ def _shift(x: torch.Tensor, inverse: bool) -> torch.Tensor:
     return torch.view_as_complex(torch.roll(torch.view_as_real(x), shifts, dims=(-3, -2)))
 
 
+def fft2(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal 2-D FFT over the last two axes WITHOUT the centring shifts (for
+    sign-modulated data, :func:`shift_signs`). ``x``: complex tensor (..., H, W)."""
+    _check_dtype(x, "fft2")
+    return torch.fft.fft2(x, dim=_DIMS, norm="ortho")
+
+
+def ifft2(k: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`fft2` (no shifts)."""
+    _check_dtype(k, "ifft2")
+    return torch.fft.ifft2(k, dim=_DIMS, norm="ortho")
+
+
+def shift_signs(h: int, w: int, device=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The centred FFT without its shifts, for even H and W: ``(s_n, s_k)``, real
+    (H, W) tensors of +-1 with
+
+        fft2c(x) = s_k * fft2(s_n * x),   ifft2c(k) = s_n * ifft2(s_k * k)
+
+    (orthonormal ``fft2`` / ``ifft2``), ``s_n[a, b] = (-1)^(a + b)`` and
+    ``s_k = (-1)^(H/2 + W/2) s_n``: the DFT's shift theorem (a shift by half the
+    length in one domain is a multiplication by ``(-1)^index`` in the other). A
+    chain of centred FFTs can so run on sign-modulated data (k-space ``s_k * k``,
+    maps ``s_n * S``) with plain FFTs and no shifts (a shift is a copy of the whole
+    array: two concatenations per axis pair). None for an odd H or W (the shifts
+    are not half the length there, and no such identity holds)."""
+    if h % 2 or w % 2:
+        return None
+    parity = torch.arange(h, device=device)[:, None] + torch.arange(w, device=device)
+    s_n = 1.0 - 2.0 * (parity % 2).float()
+    return s_n, (s_n if (h // 2 + w // 2) % 2 == 0 else -s_n)
+
+
 def fft2c(x):
     """Image -> k-space. ``x``: complex (..., H, W) tensor or array."""
     if isinstance(x, torch.Tensor):
