@@ -220,7 +220,7 @@ def test_varnet_sign_modulated_frame_equals_centred_ffts(monkeypatch):
     torch.manual_seed(5)
     net = VarNet(3, 6, 3, 4, 2).eval()
     lines = [equispaced_lines(24, 4, 6, 1)]
-    k, mask, _, _ = make_input(1, 4, 32, 24, lines, seed=2)
+    k, mask, _, _ = make_input(1, 4, 34, 24, lines, seed=2)  # 17 + 12 odd: s_k = -s_n
     calls = []
 
     def spy(*a, **kw):
@@ -231,7 +231,7 @@ def test_varnet_sign_modulated_frame_equals_centred_ffts(monkeypatch):
     monkeypatch.setattr(varnet, "shift_signs", spy)
     with torch.no_grad():
         framed = net(k, mask)
-        assert calls == [(32, 24)]
+        assert calls == [(34, 24)]
         monkeypatch.setattr(varnet, "shift_signs", lambda *a, **kw: None)
         centred = net(k, mask)
     assert rel_err(framed, centred) < 1e-5
