@@ -366,3 +366,22 @@ def test_cli_rejects_bad_options(capsys):
     assert main(["--sizes", "8x8"]) == 2
     assert main(["--goals", "9"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_compile_goal_measures_one_model_eager_and_compiled_in_one_process():
+    """Goal 8's measurement through dynamo's eager backend (the plumbing: inductor
+    takes minutes on 2 cores): the model compiled in place through fmrecon's option,
+    eager and compiled calls of the same model in paired rounds, no recompiles in
+    the rounds, the compile time apart, the outputs identical (no code generation)."""
+    backend = compile_options({"backend": "eager"})
+    res = compile_goal.measure("fm-varnet-clip", TINY["fm-varnet-clip"], [32, 32], 2, repeats=2,
+                               warmup=0, device="cpu", threads=None, compile=backend,
+                               e2e=False)  # fmt: skip
+    fm = res["fm"]
+    assert set(fm["times"]) == {"infer_eager", "infer_compiled", "train_eager", "train_compiled"}
+    assert all(len(v) == 2 and min(v) > 0 for v in fm["times"].values())
+    assert fm["compile_s"] > 0 and fm["recompile_s"] == 0 and fm["max_rel_diff"] == 0
+    assert "e2e" not in res and res["compile"] == backend
+    cfg = config.BenchConfig(sizes=((32, 32),), goals=(8,))
+    g = compute_goals([], {"compile": json.loads(json.dumps(res))}, cfg, {})
+    assert g[0]["figure"] > 0 and g[1]["id"] == "8e" and g[1]["figure"] is None
