@@ -100,8 +100,8 @@ def compile_cache_dir() -> Path:
 def compile_model(model: nn.Module, options: dict) -> list[str]:
     """Compile ``model`` in place with ``torch.compile(**options)`` (inductor), region by
     region: ``model.compile_regions()`` where a model has it (a VarNet: the sensitivity
-    network and each cascade, whose compiled code all twelve cascades share), else the
-    whole model. ``nn.Module.compile`` keeps the module, so state-dict keys, checkpoints
+    network and each cascade, whose compiled code all twelve cascades share; an
+    FM-VarNet: each cascade's denoiser, encoder included), else the whole model. ``nn.Module.compile`` keeps the module, so state-dict keys, checkpoints
     and DDP wrapping are unchanged (no ``_orig_mod.`` prefix). Turns on inductor's
     FX-graph and AOTAutograd caches in :func:`compile_cache_dir`, so another process
     compiling the same graphs loads them. Returns the compiled regions' names."""
