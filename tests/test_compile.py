@@ -155,3 +155,19 @@ def test_fm_varnet_compiles_one_denoiser_graph_per_mode():
     # sensitivity net and denoiser, each in training and in inference
     assert counters["stats"]["unique_graphs"] == 4
     assert not counters["graph_break"]
+
+
+def test_compile_cache_dir_replaces_torchs_default_keeps_the_users(tmp_path, monkeypatch):
+    """Torch writes its /tmp default into TORCHINDUCTOR_CACHE_DIR the first time
+    anything asks (building an encoder does): that value counts as unset, a
+    user's own is kept."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from fmrecon.utils import compile_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    assert compile_cache_dir() == tmp_path / "fmrecon" / "inductor"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "fmrecon" / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert compile_cache_dir() == tmp_path / "mine"
