@@ -127,3 +127,47 @@ def test_evaluate_and_reconstruct_pass_compile_to_their_engines(cmrx_tree, tmp_p
     assert "torch.compile (default): " in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["reconstruct", str(files[0]), "--compile", "fastest"])
+
+
+def test_fm_varnet_compiles_one_denoiser_graph_per_mode():
+    """FM-VarNet's regions are the sensitivity net and each cascade's denoiser
+    (encoder and decoder): one graph each for training and for inference, shared by
+    every cascade, and no recompiles on later calls. (Its cascades as regions took
+    two graphs per mode: cascade 0's k-space input has no gradient and is not an
+    inference tensor, the other cascades' inputs are.) Dynamo's eager backend: the
+    graphs without inductor's code generation."""
+    from torch._dynamo.utils import counters
+
+    from test_fm_models import tiny_model
+
+    model = tiny_model("fm-varnet-clip", num_cascades=3)
+    k, mask = _inputs(b=1, c=2, h=24, w=20)
+    model(k, mask)  # eager first: the preprocessing's cached mean / std exist before tracing
+    torch._dynamo.reset()
+    counters.clear()
+    engine = Engine(model, compile=compile_options({"backend": "eager"}))
+    names = [n for n, _ in model.compile_regions()]
+    assert names == ["sens_net", "cascades.0.model", "cascades.1.model", "cascades.2.model"]
+    for _ in range(2):
+        engine(k, mask).square().mean().backward()
+        with torch.inference_mode():
+            engine(k, mask)
+    # sensitivity net and denoiser, each in training and in inference
+    assert counters["stats"]["unique_graphs"] == 4
+    assert not counters["graph_break"]
+
+
+def test_compile_cache_dir_replaces_torchs_default_keeps_the_users(tmp_path, monkeypatch):
+    """Torch writes its /tmp default into TORCHINDUCTOR_CACHE_DIR the first time
+    anything asks (building an encoder does): that value counts as unset, a
+    user's own is kept."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from fmrecon.utils import compile_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    assert compile_cache_dir() == tmp_path / "fmrecon" / "inductor"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "fmrecon" / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert compile_cache_dir() == tmp_path / "mine"

@@ -90,8 +90,12 @@ def compile_cache_dir() -> Path:
     """Where inductor keeps its compiled graphs: ``TORCHINDUCTOR_CACHE_DIR`` when
     set, else ``$XDG_CACHE_HOME/fmrecon/inductor`` (``~/.cache/...``), set here
     for this process and its children (torch's own default is under /tmp, which
-    clusters and reboots wipe)."""
-    if not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+    clusters and reboots wipe). Torch writes its default into the variable the
+    first time anything asks for inductor's cache directory (building an
+    encoder does), so a value equal to that default counts as unset."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, "", default_cache_dir()):
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(base) / "fmrecon" / "inductor")
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
@@ -100,9 +104,10 @@ def compile_cache_dir() -> Path:
 def compile_model(model: nn.Module, options: dict) -> list[str]:
     """Compile ``model`` in place with ``torch.compile(**options)`` (inductor), region by
     region: ``model.compile_regions()`` where a model has it (a VarNet: the sensitivity
-    network and each cascade, whose compiled code all twelve cascades share), else the
-    whole model. ``nn.Module.compile`` keeps the module, so state-dict keys, checkpoints
-    and DDP wrapping are unchanged (no ``_orig_mod.`` prefix). Turns on inductor's
+    network and each cascade, whose compiled code all twelve cascades share; an
+    FM-VarNet: each cascade's denoiser, encoder included), else the whole model.
+    ``nn.Module.compile`` keeps the module, so state-dict keys, checkpoints and DDP
+    wrapping are unchanged (no ``_orig_mod.`` prefix). Turns on inductor's
     FX-graph and AOTAutograd caches in :func:`compile_cache_dir`, so another process
     compiling the same graphs loads them. Returns the compiled regions' names."""
     compile_cache_dir()

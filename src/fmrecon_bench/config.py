@@ -16,7 +16,7 @@ QUICK_SIZES = ((64, 48),)
 # ~14 s on 2 cores even at 64x48, its 12 ViT-B passes do not shrink with the image)
 QUICK_CASCADES = 3
 PRECISIONS = ("fp32", "bf16")
-GOALS = (1, 2, 3, 4, 5, 6, 7)
+GOALS = (1, 2, 3, 4, 5, 6, 7, 8)
 CHECKPOINTED = ("e2e-varnet", "fm-varnet")  # families with per-cascade checkpointing
 MIN_SIDE = 32  # the simulator's smallest image side
 

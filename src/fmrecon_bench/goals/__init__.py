@@ -7,7 +7,9 @@ in a fresh process) next to how it is judged.
 4 ``checkpointing``: activation checkpointing's memory saving (from the table);
 5 ``feature_cache``: the FM-UNETR encoder-feature cache;
 6 ``loading``: the data loader's share of a training step;
-7 ``memory_estimate``: the peak-memory estimate and its accuracy.
+7 ``memory_estimate``: the peak-memory estimate and its accuracy;
+8 ``compile``: FM-VarNet (and E2E-VarNet) compiled through fmrecon's option
+  against eager.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fmrecon_bench.config import BenchConfig
 from fmrecon_bench.goals import (
     bf16,
     checkpointing,
+    compile,
     encoder,
     feature_cache,
     loading,
@@ -26,7 +29,16 @@ from fmrecon_bench.goals.base import Goal
 
 GOALS: tuple[Goal, ...] = tuple(
     m.GOAL
-    for m in (reference, encoder, bf16, checkpointing, feature_cache, loading, memory_estimate)
+    for m in (
+        reference,
+        encoder,
+        bf16,
+        checkpointing,
+        feature_cache,
+        loading,
+        memory_estimate,
+        compile,
+    )  # fmt: skip
 )
 
 
