@@ -50,10 +50,26 @@ def percentile_scale(mag: torch.Tensor, percentile: float | None = DEFAULT_PERCE
     else:
         if not 0 < percentile < 100:
             raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-        scale = torch.quantile(flat.float(), percentile / 100.0, dim=1).to(flat.dtype)
+        scale = upper_quantile(flat.float(), percentile / 100.0).to(flat.dtype)
         scale = torch.where(scale > 0, scale, amax)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return (mag / scale.view(-1, 1, 1)).clamp(0.0, 1.0), scale
+
+
+def upper_quantile(flat: torch.Tensor, q: float) -> torch.Tensor:
+    """``torch.quantile(flat, q, dim=1)`` (linear interpolation, NaN in a row ->
+    NaN), bit for bit, for (B, N) float ``flat``, from the ``N - floor(q (N - 1))``
+    largest values of each row instead of a full sort: the 99.5th percentile of a
+    218 x 180 image needs the top 197 of 39,240. The rank, its floor and ceiling
+    and the weight are computed as ATen's ``quantile`` does (``q`` in the input's
+    dtype times the last index, aten/src/ATen/native/Sorting.cpp)."""
+    n = flat.shape[1]
+    rank = torch.tensor(q, dtype=flat.dtype) * (n - 1)  # on the CPU: no device sync
+    below, above = int(rank), int(torch.ceil(rank))
+    top = flat.topk(n - below, dim=1).values  # descending: top[:, j] is sorted[:, n - 1 - j]
+    out = torch.lerp(top[:, n - 1 - below], top[:, n - 1 - above], float(rank - below))
+    # a row holding NaN: quantile's is NaN; topk, like sort, ranks NaN above all values
+    return out.masked_fill(top[:, 0].isnan(), float("nan"))
 
 
 def normalization_stats(
