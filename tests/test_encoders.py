@@ -837,13 +837,21 @@ def test_upper_quantile_is_torch_quantile_bit_for_bit():
                 torch.rand(n, generator=g) * (torch.rand(n, generator=g) > 0.9),  # background
             ]
         )
-        for q in (0.995, 0.5, 0.9, 0.999, 1e-7, 0.0, 1.0):
+        drawn = torch.rand(4, generator=g, dtype=torch.float64).tolist()  # ranks' rounding
+        for q in (0.995, 0.5, 0.9, 0.999, 1e-7, 0.0, 1.0, *drawn):
             assert torch.equal(upper_quantile(rows, q), torch.quantile(rows, q, dim=1)), (n, q)
     rows = torch.rand(3, 300, generator=g)
     rows[1, 7] = float("nan")
     torch.testing.assert_close(
         upper_quantile(rows, 0.995), torch.quantile(rows, 0.995, dim=1), equal_nan=True
     )
+
+
+def test_percentile_scale_compiles_without_graph_breaks():
+    """The top-k rank is computed on Python numbers: a tensor-to-number call
+    (``int(tensor)``) would split every FM model's compiled graph here."""
+    explained = torch._dynamo.explain(percentile_scale)(torch.rand(2, 21, 17), 99.5)
+    assert explained.graph_break_count == 0, explained.break_reasons
 
 
 def _percentile_scale_by_sorting(mag, percentile):
