@@ -32,7 +32,7 @@ from fmrecon.encoders import (  # noqa: E402
     make_config,
     prepare_images,
 )
-from fmrecon.encoders.preprocess import percentile_scale  # noqa: E402
+from fmrecon.encoders.preprocess import percentile_scale, upper_quantile  # noqa: E402
 from fmrecon.errors import ConfigError  # noqa: E402
 from fmrecon.utils import count_parameters  # noqa: E402
 
@@ -821,6 +821,72 @@ def test_percentile_scaling():
     assert x.max() == 1.0 and (x == 1.0).sum() == 1 and x.min() > 0
     _, smax = percentile_scale(mag, None)
     assert smax.item() == 200.0
+
+
+def test_upper_quantile_is_torch_quantile_bit_for_bit():
+    """The top-k percentile equals torch.quantile's (linear) exactly: sizes from 1
+    pixel up (odd, even, 218 x 180), distinct values, ties, all-zero and mostly
+    zero rows, B = 4, percentiles at and between the ranks, a NaN row."""
+    g = torch.Generator().manual_seed(0)
+    for n in [*range(1, 70), 199, 200, 201, 1000, 4097, 218 * 180]:
+        rows = torch.stack(
+            [
+                torch.rand(n, generator=g),
+                torch.randint(0, 3, (n,), generator=g).float(),  # ties
+                torch.zeros(n),
+                torch.rand(n, generator=g) * (torch.rand(n, generator=g) > 0.9),  # background
+            ]
+        )
+        drawn = torch.rand(4, generator=g, dtype=torch.float64).tolist()  # ranks' rounding
+        for q in (0.995, 0.5, 0.9, 0.999, 1e-7, 0.0, 1.0, *drawn):
+            assert torch.equal(upper_quantile(rows, q), torch.quantile(rows, q, dim=1)), (n, q)
+    rows = torch.rand(3, 300, generator=g)
+    rows[1, 7] = float("nan")
+    torch.testing.assert_close(
+        upper_quantile(rows, 0.995), torch.quantile(rows, 0.995, dim=1), equal_nan=True
+    )
+
+
+def test_percentile_scale_compiles_without_graph_breaks():
+    """The top-k rank is computed on Python numbers: a tensor-to-number call
+    (``int(tensor)``) would split every FM model's compiled graph here."""
+    explained = torch._dynamo.explain(percentile_scale)(torch.rand(2, 21, 17), 99.5)
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
+def _percentile_scale_by_sorting(mag, percentile):
+    """percentile_scale as first written, on torch.quantile (a full sort)."""
+    flat = mag.detach().flatten(1)
+    amax = flat.amax(dim=1)
+    scale = amax
+    if percentile is not None and percentile < 100:
+        scale = torch.quantile(flat.float(), percentile / 100.0, dim=1).to(flat.dtype)
+        scale = torch.where(scale > 0, scale, amax)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return (mag / scale.view(-1, 1, 1)).clamp(0.0, 1.0), scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_percentile_scale_equals_the_sorting_version_and_its_gradient(dtype):
+    """Same scaled images, scales and gradients as the torch.quantile version,
+    per image of a batch holding a zero image, a tiny one and a sparse one; the
+    scale is detached (a constant for autograd)."""
+    g = torch.Generator().manual_seed(1)
+    for h, w in ((1, 1), (3, 2), (17, 16), (218, 180)):
+        mag = torch.rand(4, h, w, generator=g, dtype=dtype) * 5
+        mag[1] = 0  # percentile and max 0: scale 1
+        mag[2] *= torch.rand(h, w, generator=g, dtype=dtype) > 0.995  # percentile 0: the max
+        mag[3] = mag[3].round()  # ties
+        for percentile in (99.5, 50.0, 100.0, None):
+            a = mag.clone().requires_grad_()
+            b = mag.clone().requires_grad_()
+            xa, sa = _percentile_scale_by_sorting(a, percentile)
+            xb, sb = percentile_scale(b, percentile)
+            assert torch.equal(xa, xb) and torch.equal(sa, sb) and sb.grad_fn is None
+            weights = torch.rand(xa.shape, generator=g, dtype=dtype)
+            (xa * weights).sum().backward()
+            (xb * weights).sum().backward()
+            assert torch.equal(a.grad, b.grad), (h, w, percentile)
 
 
 def test_prepare_images_gradient_reaches_the_image():

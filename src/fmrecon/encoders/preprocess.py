@@ -13,6 +13,7 @@ subtracted: magnitude is non-negative and the background stays at 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -50,10 +51,32 @@ def percentile_scale(mag: torch.Tensor, percentile: float | None = DEFAULT_PERCE
     else:
         if not 0 < percentile < 100:
             raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-        scale = torch.quantile(flat.float(), percentile / 100.0, dim=1).to(flat.dtype)
+        scale = upper_quantile(flat.float(), percentile / 100.0).to(flat.dtype)
         scale = torch.where(scale > 0, scale, amax)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return (mag / scale.view(-1, 1, 1)).clamp(0.0, 1.0), scale
+
+
+def upper_quantile(flat: torch.Tensor, q: float) -> torch.Tensor:
+    """``torch.quantile(flat, q, dim=1)`` (linear interpolation, NaN in a row ->
+    NaN), bit for bit, for (B, N) float32 ``flat``, from the ``N - floor(q (N - 1))``
+    largest values of each row instead of a full sort: the 99.5th percentile of a
+    218 x 180 image needs the top 197 of 39,240. The rank is ATen's (``q`` in
+    float32 times the last index, rounded to float32; aten/src/ATen/native/Sorting.cpp),
+    computed on Python floats so that torch.compile sees no tensor-to-number call."""
+    n = flat.shape[1]
+    rank = _to_float32(_to_float32(q) * (n - 1))  # the product is exact in double (N <= 2^24)
+    below, above = int(rank), math.ceil(rank)
+    top = flat.topk(n - below, dim=1).values  # descending: top[:, j] is sorted[:, n - 1 - j]
+    out = torch.lerp(top[:, n - 1 - below], top[:, n - 1 - above], rank - below)
+    # a row holding NaN: quantile's is NaN; topk, like sort, ranks NaN above all values
+    return out.masked_fill(top[:, 0].isnan(), float("nan"))
+
+
+def _to_float32(v: float) -> float:
+    """``v`` (>= 0, below 2^128) rounded to the nearest float32, ties to even."""
+    m, e = math.frexp(v)  # v = m 2^e, 0.5 <= m < 1: 24 significant bits are m 2^24
+    return math.ldexp(round(m * 2**24), e - 24)  # Python's round: half to even
 
 
 def normalization_stats(

@@ -9,7 +9,8 @@ complex image (B, 1, H, W)
   -> fused tokens reshaped to a (D, gh, gw) map, 1x1 projection
   -> UNETR-style decoder: per stage bilinear x2 upsampling, depthwise-separable
      conv (3x3 depthwise + 1x1 pointwise) + InstanceNorm + ReLU, concat with a
-     skip from encoder layer 5 / 4 / 3 (reshaped, bilinear-resized, 1x1 conv),
+     skip from encoder layer 5 / 4 / 3 (reshaped, bilinear-resized, 1x1 conv;
+     run as conv then resize, the same function at a fraction of the cost),
      3x3 conv + InstanceNorm + ReLU
   -> final stage at the original size H x W with the input-level skip (the
      complex image through a shallow conv), 1x1 head -> 2 channels (re, im)
@@ -165,9 +166,13 @@ class FMDenoiser(nn.Module):
         for i, (up, merge) in enumerate(zip(self.ups, self.merges, strict=True)):
             if i < len(self.skip_layers):
                 y = up(F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False))
-                z = tokens_to_map(feats[self.skip_layers[i] - 1], grid)
+                z = self.skips[i](tokens_to_map(feats[self.skip_layers[i] - 1], grid))
+                # = skips[i](interpolate(token map)) up to rounding: a 1x1 conv and a
+                # bilinear resize commute, bias included (each output pixel is a convex
+                # combination of input pixels, its weights sum to 1). The projection runs
+                # on the gh x gw map and only its c channels are resized, not the D = 768.
                 z = F.interpolate(z, size=y.shape[-2:], mode="bilinear", align_corners=False)
-                y = merge(torch.cat((y, self.skips[i](z)), dim=1))
+                y = merge(torch.cat((y, z), dim=1))
             else:  # final stage at the original size, with the input-level skip
                 y = up(F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False))
                 y = merge(torch.cat((y, self.input_skip(x_in)), dim=1))
