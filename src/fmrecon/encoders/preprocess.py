@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fmrecon.encoders.registry import IMAGENET_MEAN, IMAGENET_STD
+from fmrecon.physics.coils import native_complex
 
 DEFAULT_PERCENTILE = 99.5
 
@@ -32,6 +33,11 @@ def magnitude(image: torch.Tensor) -> torch.Tensor:
         image = image[:, 0]
     if image.ndim != 3:
         raise ValueError(f"expected an image (B, H, W) or (B, 1, H, W), got {tuple(image.shape)}")
+    if image.is_complex() and not native_complex():
+        # under torch.compile: |z| on the real view (the backward of a complex abs is
+        # complex arithmetic, which inductor does not generate code for); gradient
+        # z/|z| and 0 at 0 as abs's
+        return torch.linalg.vector_norm(torch.view_as_real(image), dim=-1)
     mag = image.abs()  # complex: |z| (gradient z/|z|, 0 at 0); real: |x|
     return mag if mag.is_floating_point() else mag.float()
 
@@ -120,25 +126,9 @@ def prepare_images(
         x = F.interpolate(
             x, size=(size, size), mode="bilinear", align_corners=False, antialias=False
         )
-    mean_t, std_t = _stats_tensors(normalization_stats(encoder, stats), x.dtype, x.device)
-    return (x.expand(-1, 3, -1, -1) - mean_t) / std_t, scale
-
-
-_STATS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _stats_tensors(stats, dtype: torch.dtype, device: torch.device):
-    """(mean, std) as (1, 3, 1, 1) tensors of ``dtype`` on ``device``, made once
-    per (stats, dtype, device): a tensor built from Python numbers on a GPU is a
-    host-to-device copy that waits for the GPU, once per cascade otherwise. Made
-    outside inference mode (an inference tensor cannot be saved for a later
-    training step's backward, and the division saves ``std``)."""
-    key = (stats, dtype, str(device))
-    if key not in _STATS:
-        with torch.inference_mode(False), torch.no_grad():
-            mean, std = stats
-            _STATS[key] = (
-                torch.tensor(mean, dtype=dtype, device=device).view(1, 3, 1, 1),
-                torch.tensor(std, dtype=dtype, device=device).view(1, 3, 1, 1),
-            )
-    return _STATS[key]
+    # per channel with Python numbers: no tensor is made from them (on a GPU that is a
+    # host-to-device copy that waits for the GPU), nothing is cached across calls (a
+    # cache filled inside a compiled graph broke its guard and, filled under
+    # inference_mode, could not be saved by a later training step's backward)
+    mean, std = normalization_stats(encoder, stats)
+    return torch.cat([(x - m) / s for m, s in zip(mean, std, strict=True)], dim=1), scale

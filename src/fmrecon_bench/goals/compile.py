@@ -58,12 +58,6 @@ def measure_one(model: str, options: dict | None, batch, dev, repeats: int, warm
     then the compiled and the eager output of the trained model."""
     net = build_model(model, options, dev)
     runner = Runner(net, dev, label=model, compile=compile)
-    # one eager call first: FM-VarNet's preprocessing caches the encoder's mean / std
-    # tensors on its first call (fmrecon.encoders.preprocess._stats_tensors); inside a
-    # compiled graph that first call costs one extra compile of the denoiser graph (the
-    # cache-miss branch, never taken again) and, in inference mode, caches inference
-    # tensors that a later training step cannot save for backward
-    eager(lambda: runner.infer(batch))()
     before, t0 = compile_seconds(), time.perf_counter()
     if runner.trainable:  # the training graphs (forward and backward), as the table does
         runner.train(batch)
