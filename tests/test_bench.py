@@ -372,7 +372,9 @@ def test_compile_goal_measures_one_model_eager_and_compiled_in_one_process():
     """Goal 8's measurement through dynamo's eager backend (the plumbing: inductor
     takes minutes on 2 cores): the model compiled in place through fmrecon's option,
     eager and compiled calls of the same model in paired rounds, no recompiles in
-    the rounds, the compile time apart, the outputs identical (no code generation)."""
+    the rounds, the compile time apart, the outputs equal up to rounding (no code
+    generation; a compiled graph takes the real-view complex arithmetic, eager the
+    complex kernels: physics.coils.native_complex)."""
     backend = compile_options({"backend": "eager"})
     res = compile_goal.measure("fm-varnet-clip", TINY["fm-varnet-clip"], [32, 32], 2, repeats=2,
                                warmup=0, device="cpu", threads=None, compile=backend,
@@ -380,7 +382,9 @@ def test_compile_goal_measures_one_model_eager_and_compiled_in_one_process():
     fm = res["fm"]
     assert set(fm["times"]) == {"infer_eager", "infer_compiled", "train_eager", "train_compiled"}
     assert all(len(v) == 2 and min(v) > 0 for v in fm["times"].values())
-    assert fm["compile_s"] > 0 and fm["recompile_s"] == 0 and fm["max_rel_diff"] == 0
+    assert fm["compile_s"] > 0 and fm["recompile_s"] == 0
+    # the two complex paths' roundings, a few fp32 eps through the tiny model (measured 0.5)
+    assert 0 <= fm["max_rel_diff"] <= 16 * torch.finfo(torch.float32).eps
     assert "e2e" not in res and res["compile"] == backend
     cfg = config.BenchConfig(sizes=((32, 32),), goals=(8,))
     g = compute_goals([], {"compile": json.loads(json.dumps(res))}, cfg, {})
