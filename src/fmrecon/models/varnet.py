@@ -107,11 +107,7 @@ class SensitivityModel(nn.Module):
     ) -> torch.Tensor:
         if self.mask_center:
             keep = low_frequency_mask(mask, num_low_frequencies)
-            if coils.native_complex():
-                masked_kspace = masked_kspace * keep
-            else:  # on the real view, as below (inductor: no complex code)
-                kept = torch.view_as_real(masked_kspace) * keep[..., None]
-                masked_kspace = torch.view_as_complex(kept)
+            masked_kspace = _times_real(masked_kspace, keep)
         b, c, h, w = masked_kspace.shape
         images = ifft2c(masked_kspace).reshape(b * c, 1, h, w)
         sens = self.norm_unet(images).reshape(b, c, h, w)
@@ -223,7 +219,7 @@ class VarNet(ReconModel):
         signs = shift_signs(*masked_kspace.shape[-2:], device=masked_kspace.device)
         centred = signs is None
         if not centred:
-            masked_kspace, sens = _modulate(masked_kspace, signs[1]), _modulate(sens, signs[0])
+            masked_kspace, sens = _times_real(masked_kspace, signs[1]), _times_real(sens, signs[0])
         kspace = masked_kspace
         use_ckpt = self.checkpoint_cascades and torch.is_grad_enabled()
         for cascade in self.cascades:
@@ -236,11 +232,13 @@ class VarNet(ReconModel):
         return rss(ifft2c(kspace) if centred else ifft2(kspace), dim=1)
 
 
-def _modulate(x: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
-    """complex (..., H, W) times real +-1 signs (H, W)."""
+def _times_real(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """complex (..., H, W) times a real or bool tensor broadcastable to it (the ACS
+    region, the +-1 shift signs): a complex kernel eager, the real view under
+    torch.compile (inductor has no complex code: physics.coils.native_complex)."""
     if coils.native_complex():
-        return x * signs
-    return torch.view_as_complex(torch.view_as_real(x) * signs[..., None])
+        return x * r
+    return torch.view_as_complex(torch.view_as_real(x) * r[..., None])
 
 
 # ----------------------------------------------------------------------------- checkpoints
