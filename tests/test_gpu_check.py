@@ -44,6 +44,9 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     # the compiled bench compiled, and reports the time apart
     rows = steps["bench_compiled"]["detail"]["rows"]
     assert rows and all(r["compile_s"] > 0 for r in rows)
+    # and measured goal 8 (eager / compiled, FM-VarNet judged, E2E-VarNet reported)
+    goals = steps["bench_compiled"]["detail"]["goals"]
+    assert set(goals) == {"8", "8e"} and all(g["figure"] > 0 for g in goals.values())
     assert all(v == ["torch.complex64"] for v in steps["fft_dtypes"]["detail"].values())
     assert "\n" not in steps["deterministic"]["detail"]["refusal"]
     assert len(steps["memory"]["detail"]) == 8  # 2 models x 2 precisions x train / infer
