@@ -286,21 +286,28 @@ def test_resume_without_checkpoint_is_an_error(tmp_path, cine, capsys):
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_train_in_step(tmp_path, cine):
+@pytest.mark.parametrize("compiled", [None, "{backend: eager}"])
+def test_ddp_two_cpu_processes_train_in_step(tmp_path, cine, compiled):
+    """DDP on two CPU processes (gloo), eager and with trainer.compile (dynamo's
+    graphs through its ``eager`` backend: the compiled regions inside the DDP
+    wrapper, without inductor's minutes of code generation)."""
     cfg = _config(tmp_path, cine)
+    extra = [f"trainer.compile={compiled}"] if compiled else []
     proc = subprocess.run(
         [sys.executable, "-m", "fmrecon.cli", "train", "--config", str(cfg), "name=ddp",
-         "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=1"],
+         "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=1", *extra],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     env = json.loads((tmp_path / "runs/ddp/environment.json").read_text())
+    assert (env["compile"] or {}).get("backend") == ("eager" if compiled else None)
     check = env["rank_check"]
     assert check["world_size"] == 2 and check["in_sync"]
     assert len(set(check["weight_checksums"])) == 1
     # each rank saw half the batches: 8 items / 2 ranks = 4 steps
     summary = json.loads((tmp_path / "runs/ddp/train_summary.json").read_text())
     assert summary["global_step"] == 4
+    assert (summary["compile_seconds"] or 0) > 0 if compiled else summary["compile_seconds"] is None
 
 
 def test_fm_model_trains_and_its_run_says_random_encoder(tmp_path, cine):
