@@ -136,26 +136,40 @@ def test_channels_last_same_output_and_gradients(batch):
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_channels_last_instance_norm_exact_gradient_and_accuracy(batch):
-    """The channels-last instance normalisation: its closed-form backward passes
-    gradcheck (float64), and in float32 it is as accurate as torch's own
-    ``F.instance_norm`` (within 4x of its error against float64) on data whose mean
-    is far above its spread, where single-pass statistics fail: torch's channels-last
-    ``batch_norm`` is 40x and ``group_norm`` 1e5x less accurate here."""
+    """The channels-last instance normalisation, alone and fused with the blocks'
+    LeakyReLU (in place, on the wide view of the channels): its closed-form
+    backward passes gradcheck (float64; one image and a batch take different
+    reductions), in float32 it is as accurate as torch's own ``F.instance_norm``
+    (within 4x of its error against float64) on data whose mean is far above its
+    spread, where single-pass statistics fail (torch's channels-last
+    ``batch_norm`` is 40x and ``group_norm`` 1e5x less accurate here), the
+    no-autograd path gives the autograd path's values exactly, and the module
+    alone leaves its input untouched."""
     from fmrecon.models.unet import _InstanceNorm2d
 
+    F = torch.nn.functional
     norm = _InstanceNorm2d(3)  # the module the U-Nets use
     g = torch.Generator().manual_seed(7)
     cl = torch.channels_last
-    x64 = torch.randn(batch, 3, 6, 5, dtype=torch.float64, generator=g)
+    x64 = torch.randn(batch, 3, 6, 10, dtype=torch.float64, generator=g)
     x64 = (x64 * 2 + 1).contiguous(memory_format=cl).requires_grad_()
     assert torch.autograd.gradcheck(norm, (x64,))
+    # fused, in place: on a copy (x64 * 1), as a block passes its conv's output
+    assert torch.autograd.gradcheck(lambda t: norm(t * 1, 0.2), (x64,))
     for mean in (5.0, 100.0):
         x = (torch.randn(batch, 18, 64, 48, generator=g) * 2 + mean).contiguous(memory_format=cl)
-        ref = torch.nn.functional.instance_norm(x.double())
+        before = x.clone()
+        ref = F.instance_norm(x.double())
         ours = norm(x)
+        assert torch.equal(x, before)
         assert ours.is_contiguous(memory_format=cl) and ours.dtype == torch.float32
-        err_native = (torch.nn.functional.instance_norm(x.contiguous()).double() - ref).abs().max()
+        err_native = (F.instance_norm(x.contiguous()).double() - ref).abs().max()
         assert (ours.double() - ref).abs().max() <= 4 * err_native
+        fused = norm(x.clone().requires_grad_() * 1, 0.2)  # recorded: autograd path
+        assert fused.is_contiguous(memory_format=cl)
+        assert (fused.double() - F.leaky_relu(ref, 0.2)).abs().max() <= 4 * err_native
+        with torch.no_grad():
+            assert torch.equal(norm(x.clone(), 0.2), fused.detach())
 
 
 @pytest.mark.parametrize("h,w", SIZES)
