@@ -199,3 +199,74 @@ def test_norm_unet_traced_by_dynamo_matches_eager(channels_last):
         torch.view_as_real(f(x)).square().mean().backward()
         grads.append([p.grad.clone() for p in net.parameters()])
     assert max(_rel(g, w) for g, w in zip(grads[1], grads[0], strict=True)) < RTOL
+
+
+def _aot_graphs(fn, *args):
+    """The forward and backward graphs AOTAutograd hands inductor for ``fn(*args)``
+    (inductor's decompositions applied, no code generated): list of FX graphs."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._inductor.decomposition import select_decomp_table
+
+    graphs = []
+
+    def keep(gm, _):
+        graphs.append(gm.graph)
+        return make_boxed_func(gm)
+
+    backend = aot_autograd(fw_compiler=keep, bw_compiler=keep, decompositions=select_decomp_table())
+    out = torch.compile(fn, backend=backend, fullgraph=True)(*args)
+    out.square().sum().backward()
+    return graphs
+
+
+def _targets(graph) -> set[str]:
+    return {str(n.target) for n in graph.nodes if n.op == "call_function"}
+
+
+def test_fm_denoiser_resizes_compile_without_a_scatter_backward():
+    """Compiled, every bilinear resize of FM-VarNet's denoiser (the encoder input and
+    the decoder's) is fmrecon's opaque op, forward and backward: inductor's own
+    decomposition made the backward a scatter-add (``_unsafe_index_put``), written
+    with atomic adds on more than one thread (2-4x slower than eager's kernel)."""
+    from test_fm_models import tiny_model
+
+    model = tiny_model("fm-varnet-clip", num_cascades=1)
+    den = model.cascades[0].model
+    x = torch.randn(1, 1, 24, 20, dtype=torch.complex64, requires_grad=True)
+    fw, bw = _aot_graphs(lambda t: torch.view_as_real(den(t)), x)
+    # four decoder stages (three x2 upsamplings, three skips, the final one) + the encoder input
+    resizes = [n for n in fw.nodes if str(n.target) == "fmrecon.resize_bilinear.default"]
+    assert len(resizes) == 1 + 2 * len(den.skip_layers) + 1
+    backs = [n for n in bw.nodes if str(n.target) == "fmrecon.resize_bilinear_backward.default"]
+    assert len(backs) == len(resizes)
+    assert not [t for t in _targets(fw) | _targets(bw) if "index_put" in t or "upsample" in t]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_resize_bilinear_is_atens_bit_for_bit(channels_last):
+    """``resize_bilinear`` under inductor = ``F.interpolate`` eager, values and
+    gradients bit-identical (the same ATen kernels), in both layouts (the op's
+    declared output layout is the kernel's, or inductor's stride check fails)."""
+    import torch.nn.functional as F
+
+    from fmrecon.utils import resize_bilinear
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 7, 5)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    g = torch.randn(1, 3, 11, 13)
+
+    def eager(t):
+        return F.interpolate(t.relu() + 1, size=(11, 13), mode="bilinear", align_corners=False)
+
+    compiled = torch.compile(lambda t: resize_bilinear(t.relu() + 1, (11, 13)), fullgraph=True)
+    outs = []
+    for fn in (eager, compiled):
+        t = x.detach().requires_grad_(True)
+        y = fn(t)
+        y.backward(g)
+        outs.append((y.detach(), t.grad))
+    assert outs[1][0].stride() == outs[0][0].stride()
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])

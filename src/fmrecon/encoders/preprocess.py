@@ -17,10 +17,10 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from fmrecon.encoders.registry import IMAGENET_MEAN, IMAGENET_STD
 from fmrecon.physics.coils import native_complex
+from fmrecon.utils import resize_bilinear
 
 DEFAULT_PERCENTILE = 99.5
 
@@ -123,9 +123,7 @@ def prepare_images(
     x, scale = percentile_scale(magnitude(image), percentile)
     x = x.unsqueeze(1)  # (B, 1, H, W)
     if tuple(x.shape[-2:]) != (size, size):
-        x = F.interpolate(
-            x, size=(size, size), mode="bilinear", align_corners=False, antialias=False
-        )
+        x = resize_bilinear(x, (size, size))  # antialias off; compiles as ATen's kernels
     # per channel with Python numbers: no tensor is made from them (on a GPU that is a
     # host-to-device copy that waits for the GPU), nothing is cached across calls (a
     # cache filled inside a compiled graph broke its guard and, filled under

@@ -42,11 +42,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fmrecon.encoders.preprocess import prepare_images
 from fmrecon.errors import ConfigError
+from fmrecon.utils import resize_bilinear
 
 
 def _norm_act(chans: int) -> list[nn.Module]:
@@ -165,16 +165,16 @@ class FMDenoiser(nn.Module):
         x_in = torch.view_as_real(x).movedim(-1, 1) / s.unsqueeze(1)
         for i, (up, merge) in enumerate(zip(self.ups, self.merges, strict=True)):
             if i < len(self.skip_layers):
-                y = up(F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False))
+                y = up(resize_bilinear(y, (2 * y.shape[-2], 2 * y.shape[-1])))
                 z = self.skips[i](tokens_to_map(feats[self.skip_layers[i] - 1], grid))
                 # = skips[i](interpolate(token map)) up to rounding: a 1x1 conv and a
                 # bilinear resize commute, bias included (each output pixel is a convex
                 # combination of input pixels, its weights sum to 1). The projection runs
                 # on the gh x gw map and only its c channels are resized, not the D = 768.
-                z = F.interpolate(z, size=y.shape[-2:], mode="bilinear", align_corners=False)
+                z = resize_bilinear(z, y.shape[-2:])
                 y = merge(torch.cat((y, z), dim=1))
             else:  # final stage at the original size, with the input-level skip
-                y = up(F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False))
+                y = up(resize_bilinear(y, (h, w)))
                 y = merge(torch.cat((y, self.input_skip(x_in)), dim=1))
         out = self.head(y) * s.unsqueeze(1)
         return torch.view_as_complex(out.movedim(1, -1).contiguous()).unsqueeze(1)
