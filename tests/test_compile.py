@@ -243,6 +243,23 @@ def test_fm_denoiser_resizes_compile_without_a_scatter_backward():
     assert not [t for t in _targets(fw) | _targets(bw) if "index_put" in t or "upsample" in t]
 
 
+def test_fm_unetr_resizes_compile_without_a_scatter_backward():
+    """FM-UNETR's two bilinear resizes (the stem's input to 16x the token grid, the
+    head's output to H x W) are fmrecon's opaque op when compiled, as FM-VarNet's."""
+    from test_fm_models import tiny_model
+
+    model = tiny_model("fm-unetr-clip")
+    k, mask = _inputs(b=1, c=2, h=24, w=20)
+    # a k-space that wants gradients, so that every resize has a backward to check
+    fw, bw = _aot_graphs(lambda t: model(t, mask), k.requires_grad_(True))
+    resizes = [n for n in fw.nodes if str(n.target) == "fmrecon.resize_bilinear.default"]
+    # the stem's and the head's, plus the encoder input's (prepare_images)
+    assert len(resizes) == 3
+    backs = [n for n in bw.nodes if str(n.target) == "fmrecon.resize_bilinear_backward.default"]
+    assert len(backs) == len(resizes)
+    assert not [t for t in _targets(fw) | _targets(bw) if "index_put" in t or "upsample" in t]
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_compiled_resize_bilinear_is_atens_bit_for_bit(channels_last):
     """``resize_bilinear`` under inductor = ``F.interpolate`` eager, values and

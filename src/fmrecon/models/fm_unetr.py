@@ -47,7 +47,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fmrecon.encoders.adapters import DEFAULT_TARGETS, adapt_encoder
@@ -57,6 +56,7 @@ from fmrecon.models.base import ReconModel
 from fmrecon.models.fm_denoiser import tokens_to_map
 from fmrecon.physics.coils import rss
 from fmrecon.physics.fft import ifft2c
+from fmrecon.utils import resize_bilinear
 
 
 class ResBlock(nn.Module):
@@ -222,7 +222,7 @@ class FMUNETR(ReconModel):
         y = tokens_to_map(tokens, grid)
         # the stem sees the scaled image at 16x the token grid (224 px for patch 16)
         size = (16 * grid[0], 16 * grid[1])
-        x = F.interpolate(zf.unsqueeze(1) / s, size=size, mode="bilinear", align_corners=False)
+        x = resize_bilinear(zf.unsqueeze(1) / s, size)
         stem = []
         for conv in self.stem:
             x = conv(x)
@@ -236,7 +236,7 @@ class FMUNETR(ReconModel):
         for level, dec in enumerate(self.decoder):
             skip = (skips[2], skips[1], skips[0], stem[0])[level]
             y = dec(y, skip)
-        out = F.interpolate(self.head(y), size=(h, w), mode="bilinear", align_corners=False)
+        out = resize_bilinear(self.head(y), (h, w))
         if self.residual:
             out = out + zf.unsqueeze(1) / s
         return (out * s)[:, 0]
