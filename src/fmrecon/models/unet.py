@@ -121,37 +121,31 @@ def _channel_mean(x: torch.Tensor, c: int, k: int) -> torch.Tensor:
     return (s / (x.shape[1] * k)).unsqueeze(1).expand(n, k, c).reshape(n, 1, k * c)
 
 
-def _norm_act_(x: torch.Tensor, eps: float, slope: float) -> torch.Tensor:
+def _norm_act(x: torch.Tensor, eps: float, slope: float, inplace: bool):
     """Instance normalisation then LeakyReLU(``slope``) of a channels-last
-    (N, C, H, W) tensor IN PLACE, on its wide view; returns the wide 1 / std
-    (N, 1, k*C). Two-pass statistics (mean, then the mean of squared deviations:
-    as accurate as ``F.instance_norm``, tested against float64). Low-precision
-    inputs (bf16 / fp16 autocast) are normalised in float32 and written back in
-    their own dtype, as ``F.instance_norm`` returns them."""
+    (N, C, H, W) tensor on its wide view; returns (output, the wide 1 / std
+    (N, 1, k*C)). ``inplace``: written into ``x`` (returned as the output);
+    else on new tensors (for compiled graphs, which AOTAutograd differentiates).
+    Two-pass statistics (mean, then the mean of squared deviations: as accurate
+    as ``F.instance_norm``, tested against float64). Low-precision inputs (bf16 /
+    fp16 autocast) are normalised in float32 and returned in their own dtype, as
+    ``F.instance_norm`` returns them."""
     xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
     c, k = x.shape[1], _fold(x.shape[1], x.shape[2] * x.shape[3])
     wide = _wide(xf, k)
-    wide.sub_(_channel_mean(wide, c, k))  # centred: no cancellation below
-    rstd = torch.rsqrt(_channel_mean(wide * wide, c, k) + eps)
-    F.leaky_relu_(wide.mul_(rstd), slope)
+    mean = _channel_mean(wide, c, k)
+    u = wide.sub_(mean) if inplace else wide - mean  # centred: no cancellation below
+    rstd = torch.rsqrt(_channel_mean(u * u, c, k) + eps)
+    if not inplace:
+        return _unwide(F.leaky_relu(u * rstd, slope), x.shape).to(x.dtype), rstd
+    F.leaky_relu_(u.mul_(rstd), slope)
     if xf is not x:
         x.copy_(xf)
-    return rstd
-
-
-def _norm_act(x: torch.Tensor, eps: float, slope: float) -> torch.Tensor:
-    """:func:`_norm_act_` out of place (the same operations on new tensors),
-    for compiled graphs."""
-    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    c, k = x.shape[1], _fold(x.shape[1], x.shape[2] * x.shape[3])
-    wide = _wide(xf, k)
-    u = wide - _channel_mean(wide, c, k)
-    rstd = torch.rsqrt(_channel_mean(u * u, c, k) + eps)
-    return _unwide(F.leaky_relu(u * rstd, slope), x.shape).to(x.dtype)
+    return x, rstd
 
 
 class _ChannelsLastNormAct(torch.autograd.Function):
-    """:func:`_norm_act_` (instance normalisation, biased variance as
+    """:func:`_norm_act` (instance normalisation, biased variance as
     ``F.instance_norm``, then LeakyReLU) in place on a channels-last (N, C, H, W)
     tensor, with a closed-form backward from the saved output ``y`` alone: the
     normalised input is ``u = y`` where ``y > 0``, ``y / slope`` elsewhere,
@@ -162,7 +156,7 @@ class _ChannelsLastNormAct(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, eps: float, slope: float) -> torch.Tensor:
-        rstd = _norm_act_(x, eps, slope)
+        _, rstd = _norm_act(x, eps, slope, inplace=True)
         ctx.mark_dirty(x)
         ctx.save_for_backward(x, rstd)
         ctx.slope, ctx.k = slope, rstd.shape[-1] // x.shape[1]
@@ -195,7 +189,7 @@ class _InstanceNorm2d(nn.InstanceNorm2d):
     default layout: a channels-last input was copied to it and the next
     convolution copied it back, two copies per normalisation (a fifth of an
     E2E-VarNet forward on the CPU). Channels-last inputs go through
-    :func:`_norm_act_` (the same statistics to float rounding; with autograd,
+    :func:`_norm_act` (the same statistics to float rounding; with autograd,
     :class:`_ChannelsLastNormAct`). torch's own channels-last kernels for this,
     ``F.batch_norm`` (N = 1) and ``F.group_norm`` (one group per channel), are
     faster but inaccurate: they accumulate in float32 along the 43,008 pixels of
@@ -211,13 +205,12 @@ class _InstanceNorm2d(nn.InstanceNorm2d):
                 # out of place, differentiated by AOTAutograd (inductor fuses the passes);
                 # in place would write into a copy if the traced layout were not the
                 # runtime one (the wide view is then a reshape copy)
-                return _norm_act(x, self.eps, act)
+                return _norm_act(x, self.eps, act, inplace=False)[0]
             if slope is None:  # the module alone: leave the caller's tensor alone
                 return _ChannelsLastNormAct.apply(x.clone(), self.eps, act)
             if torch.is_grad_enabled() and x.requires_grad:
                 return _ChannelsLastNormAct.apply(x, self.eps, slope)
-            _norm_act_(x, self.eps, slope)
-            return x
+            return _norm_act(x, self.eps, slope, inplace=True)[0]
         y = super().forward(x)
         return y if slope is None else F.leaky_relu(y, slope, inplace=True)
 
